@@ -1,0 +1,122 @@
+namespace Engine.Autograd;
+
+/// <summary>
+/// One recorded op: its inputs and its hand-written backward. The backward receives the
+/// gradient of the op's output and adds (+=) into the gradients of the inputs that require
+/// them (<see cref="Tape.GradOf"/>); it skips the work for inputs that do not.
+/// </summary>
+public sealed class Node(string op, Tensor[] inputs, Action<Tensor> backward)
+{
+    public string Op { get; } = op;
+    public IReadOnlyList<Tensor> Inputs { get; } = inputs;
+    internal Action<Tensor> BackwardFn { get; } = backward;
+    public override string ToString() => Op;
+}
+
+/// <summary>
+/// Reverse-mode autograd. Ops record a <see cref="Node"/> on their output when any input
+/// requires gradients (and recording is on); <see cref="Backward"/> orders the recorded nodes
+/// reachable from the loss into a tape (topological order) and runs each backward in reverse.
+/// Gradients accumulate: a tensor used twice receives the sum of both contributions.
+/// </summary>
+public static class Tape
+{
+    [ThreadStatic] private static int noGradDepth;
+
+    /// <summary>False inside <see cref="NoGrad"/>.</summary>
+    public static bool Recording => noGradDepth == 0;
+
+    /// <summary>Inference mode: ops record nothing until the returned handle is disposed.</summary>
+    public static IDisposable NoGrad()
+    {
+        noGradDepth++;
+        return new Exit();
+    }
+
+    private sealed class Exit : IDisposable
+    {
+        private bool done;
+        public void Dispose() { if (!done) { done = true; noGradDepth--; } }
+    }
+
+    /// <summary>True when an op with these inputs must record its backward.</summary>
+    public static bool Needs(Tensor a) => Recording && a.RequiresGrad;
+    public static bool Needs(Tensor a, Tensor? b) => Recording && (a.RequiresGrad || b is { RequiresGrad: true });
+    public static bool Needs(Tensor a, Tensor? b, Tensor? c) =>
+        Recording && (a.RequiresGrad || b is { RequiresGrad: true } || c is { RequiresGrad: true });
+    public static bool Needs(IEnumerable<Tensor?> inputs) => Recording && inputs.Any(t => t is { RequiresGrad: true });
+
+    /// <summary>Attaches a node to <paramref name="output"/> when any input requires gradients.
+    /// This is also the way to add a custom op from outside the engine.</summary>
+    public static Tensor Record(string op, Tensor output, Tensor[] inputs, Action<Tensor> backward)
+    {
+        if (!Needs(inputs)) return output;
+        output.Node = new Node(op, inputs, backward);
+        output.SetRequiresGradFromOp();
+        return output;
+    }
+
+    /// <summary>The gradient buffer of <paramref name="t"/>, made (zeros) on first use. It lives as
+    /// long as <paramref name="t"/>: a parameter's gradient is long-lived, an activation's is
+    /// released with its step scope.</summary>
+    public static Tensor GradOf(Tensor t)
+    {
+        if (t.Grad is { } g) return g;
+        var storage = t.Backend.Allocate(t.DType, t.Numel, zero: true);
+        g = new Tensor(storage, t.ShapeArray, 0, longLived: t.IsLongLived);
+        t.Grad = g;
+        return g;
+    }
+
+    public static void Backward(Tensor root, Tensor? seed)
+    {
+        if (!root.RequiresGrad)
+            throw new EngineException("Backward: the tensor does not require gradients (no parameter or input that requires them was used, or it was made under NoGrad)");
+        if (seed is null && root.Numel != 1)
+            throw new EngineException($"Backward: a seed gradient is needed for a non-scalar tensor of shape {Shape.Format(root.Shape)}");
+        if (seed is not null && !Shape.Equal(seed.Shape, root.Shape))
+            throw new EngineException($"Backward: seed shape {Shape.Format(seed.Shape)} differs from the tensor's {Shape.Format(root.Shape)}");
+
+        var g = GradOf(root);
+        if (seed is null) root.Backend.AddScalar(g, 1.0);
+        else root.Backend.Axpy(seed, g, 1.0);
+
+        using var _ = NoGrad();
+        var order = TopologicalOrder(root);
+        for (int i = order.Count - 1; i >= 0; i--)
+        {
+            var t = order[i];
+            if (t.Grad is not { } grad) continue;
+            t.Node!.BackwardFn(grad);
+            if (!t.RetainGrad)
+            {
+                t.Grad = null;
+                if (!grad.IsLongLived) grad.Release();
+            }
+        }
+    }
+
+    /// <summary>Non-leaf tensors reachable from <paramref name="root"/>, each after its inputs.</summary>
+    internal static List<Tensor> TopologicalOrder(Tensor root)
+    {
+        var order = new List<Tensor>();
+        var seen = new HashSet<Tensor>(ReferenceEqualityComparer.Instance);
+        var stack = new Stack<(Tensor T, int Next)>();
+        if (root.Node is null) return order;
+        stack.Push((root, 0));
+        seen.Add(root);
+        while (stack.Count > 0)
+        {
+            var (t, next) = stack.Pop();
+            var inputs = t.Node!.Inputs;
+            if (next < inputs.Count)
+            {
+                stack.Push((t, next + 1));
+                var child = inputs[next];
+                if (child.Node is not null && child.RequiresGrad && seen.Add(child)) stack.Push((child, 0));
+            }
+            else order.Add(t);
+        }
+        return order;
+    }
+}

@@ -1,0 +1,227 @@
+using System.Numerics;
+using System.Numerics.Tensors;
+
+namespace Engine.Backend;
+
+// Elementwise kernels: broadcasting binary ops, activations, dropout.
+public sealed partial class CpuBackend
+{
+    public void Binary(BinaryOp op, Tensor a, Tensor b, Tensor y)
+    {
+        if (IsF64(a)) Binary<double>(op, a, b, y); else Binary<float>(op, a, b, y);
+    }
+
+    public void BinaryBackward(BinaryOp op, Tensor a, Tensor b, Tensor dy, Tensor? da, Tensor? db)
+    {
+        if (IsF64(a)) BinaryBackward<double>(op, a, b, dy, da, db); else BinaryBackward<float>(op, a, b, dy, da, db);
+    }
+
+    /// <summary>Walks the output in rows of its last dim; for each row, the offsets of the
+    /// matching a and b elements and their strides along the last dim (0 where broadcast).</summary>
+    private readonly record struct BroadcastRows(long Rows, int Last, long[] Sa, long[] Sb, int[] OutShape)
+    {
+        public static BroadcastRows Of(Tensor a, Tensor b, Tensor y)
+        {
+            var shape = y.ShapeArray;
+            int last = shape.Length == 0 ? 1 : shape[^1];
+            return new(last == 0 ? 0 : y.Numel / last, last, Shape.BroadcastStrides(a.Shape, shape), Shape.BroadcastStrides(b.Shape, shape), shape);
+        }
+
+        public long LastStrideA => Sa.Length == 0 ? 0 : Sa[^1];
+        public long LastStrideB => Sb.Length == 0 ? 0 : Sb[^1];
+
+        public (long A, long B) RowOffsets(long row)
+        {
+            long oa = 0, ob = 0;
+            for (int d = OutShape.Length - 2; d >= 0 && row > 0; d--)
+            {
+                long i = row % OutShape[d];
+                row /= OutShape[d];
+                oa += i * Sa[d];
+                ob += i * Sb[d];
+            }
+            return (oa, ob);
+        }
+    }
+
+    private static void Binary<T>(BinaryOp op, Tensor ta, Tensor tb, Tensor ty) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        var br = BroadcastRows.Of(ta, tb, ty);
+        int n = br.Last;
+        long la = br.LastStrideA, lb = br.LastStrideB;
+        For(br.Rows, n, row =>
+        {
+            var a = S<T>(ta); var b = S<T>(tb);
+            var y = S<T>(ty).Slice((int)(row * n), n);
+            var (oa, ob) = br.RowOffsets(row);
+            if (la == 1 && lb == 1) Vec(op, a.Slice((int)oa, n), b.Slice((int)ob, n), y);
+            else if (la == 1 && lb == 0) VecScalar(op, a.Slice((int)oa, n), b[(int)ob], y);
+            else
+            {
+                for (int j = 0; j < n; j++) y[j] = Apply(op, a[(int)(oa + j * la)], b[(int)(ob + j * lb)]);
+            }
+        });
+    }
+
+    private static void Vec<T>(BinaryOp op, ReadOnlySpan<T> a, ReadOnlySpan<T> b, Span<T> y) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        switch (op)
+        {
+            case BinaryOp.Add: TensorPrimitives.Add(a, b, y); break;
+            case BinaryOp.Sub: TensorPrimitives.Subtract(a, b, y); break;
+            case BinaryOp.Mul: TensorPrimitives.Multiply(a, b, y); break;
+            default: TensorPrimitives.Divide(a, b, y); break;
+        }
+    }
+
+    private static void VecScalar<T>(BinaryOp op, ReadOnlySpan<T> a, T b, Span<T> y) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        switch (op)
+        {
+            case BinaryOp.Add: TensorPrimitives.Add(a, b, y); break;
+            case BinaryOp.Sub: TensorPrimitives.Subtract(a, b, y); break;
+            case BinaryOp.Mul: TensorPrimitives.Multiply(a, b, y); break;
+            default: TensorPrimitives.Divide(a, b, y); break;
+        }
+    }
+
+    private static T Apply<T>(BinaryOp op, T a, T b) where T : IFloatingPointIeee754<T> => op switch
+    {
+        BinaryOp.Add => a + b,
+        BinaryOp.Sub => a - b,
+        BinaryOp.Mul => a * b,
+        _ => a / b,
+    };
+
+    private static void BinaryBackward<T>(BinaryOp op, Tensor ta, Tensor tb, Tensor tdy, Tensor? tda, Tensor? tdb)
+        where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        var br = BroadcastRows.Of(ta, tb, tdy);
+        int n = br.Last;
+        long la = br.LastStrideA, lb = br.LastStrideB;
+        // Rows of a broadcast operand receive from several output rows: accumulate serially then.
+        bool serial = (tda is not null && ta.Numel != tdy.Numel) || (tdb is not null && tb.Numel != tdy.Numel);
+        void Row(int row)
+        {
+            var a = S<T>(ta); var b = S<T>(tb); var dy = S<T>(tdy).Slice(row * n, n);
+            var da = S<T>(tda, true); var db = S<T>(tdb, true);
+            var (oa, ob) = br.RowOffsets(row);
+            for (int j = 0; j < n; j++)
+            {
+                int ia = (int)(oa + j * la), ib = (int)(ob + j * lb);
+                T g = dy[j];
+                switch (op)
+                {
+                    case BinaryOp.Add:
+                        if (tda is not null) da[ia] += g;
+                        if (tdb is not null) db[ib] += g;
+                        break;
+                    case BinaryOp.Sub:
+                        if (tda is not null) da[ia] += g;
+                        if (tdb is not null) db[ib] -= g;
+                        break;
+                    case BinaryOp.Mul:
+                        if (tda is not null) da[ia] += g * b[ib];
+                        if (tdb is not null) db[ib] += g * a[ia];
+                        break;
+                    default:
+                        if (tda is not null) da[ia] += g / b[ib];
+                        if (tdb is not null) db[ib] -= g * a[ia] / (b[ib] * b[ib]);
+                        break;
+                }
+            }
+        }
+        if (serial) for (int r = 0; r < br.Rows; r++) Row(r);
+        else For(br.Rows, n, Row);
+    }
+
+    // ------------------------------------------------------------- activations
+
+    public void Unary(UnaryOp op, Tensor x, Tensor y)
+    {
+        if (IsF64(x)) Unary<double>(op, S<double>(x), S<double>(y)); else Unary<float>(op, S<float>(x), S<float>(y));
+    }
+
+    public void UnaryBackward(UnaryOp op, Tensor x, Tensor y, Tensor dy, Tensor dx)
+    {
+        if (IsF64(x)) UnaryBackward<double>(op, S<double>(x), S<double>(y), S<double>(dy), S<double>(dx));
+        else UnaryBackward<float>(op, S<float>(x), S<float>(y), S<float>(dy), S<float>(dx));
+    }
+
+    private const double SqrtTwoOverPi = 0.7978845608028654, GeluCoef = 0.044715, InvSqrt2 = 0.7071067811865476, InvSqrt2Pi = 0.3989422804014327;
+
+    private static void Unary<T>(UnaryOp op, Span<T> x, Span<T> y) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        switch (op)
+        {
+            case UnaryOp.Relu: TensorPrimitives.Max(x, T.Zero, y); return;
+            case UnaryOp.Tanh: TensorPrimitives.Tanh(x, y); return;
+        }
+        for (int i = 0; i < x.Length; i++)
+        {
+            double v = double.CreateTruncating(x[i]);
+            double r = op switch
+            {
+                UnaryOp.Silu => v / (1 + Math.Exp(-v)),
+                UnaryOp.GeluErf => 0.5 * v * (1 + SpecialFunctions.Erf(v * InvSqrt2)),
+                _ => 0.5 * v * (1 + Math.Tanh(SqrtTwoOverPi * (v + GeluCoef * v * v * v))),
+            };
+            y[i] = T.CreateTruncating(r);
+        }
+    }
+
+    private static void UnaryBackward<T>(UnaryOp op, Span<T> x, Span<T> y, Span<T> dy, Span<T> dx) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        for (int i = 0; i < x.Length; i++)
+        {
+            double v = double.CreateTruncating(x[i]);
+            double d = op switch
+            {
+                UnaryOp.Relu => v > 0 ? 1 : 0,
+                UnaryOp.Tanh => 1 - double.CreateTruncating(y[i] * y[i]),
+                UnaryOp.Silu => Silu1(v),
+                UnaryOp.GeluErf => 0.5 * (1 + SpecialFunctions.Erf(v * InvSqrt2)) + v * InvSqrt2Pi * Math.Exp(-0.5 * v * v),
+                _ => GeluTanh1(v),
+            };
+            dx[i] += dy[i] * T.CreateTruncating(d);
+        }
+    }
+
+    private static double Silu1(double v)
+    {
+        double s = 1 / (1 + Math.Exp(-v));
+        return s * (1 + v * (1 - s));
+    }
+
+    private static double GeluTanh1(double v)
+    {
+        double t = Math.Tanh(SqrtTwoOverPi * (v + GeluCoef * v * v * v));
+        return 0.5 * (1 + t) + 0.5 * v * (1 - t * t) * SqrtTwoOverPi * (1 + 3 * GeluCoef * v * v);
+    }
+
+    // ------------------------------------------------------------- dropout
+
+    public void Dropout(Tensor x, Tensor y, double p, ulong seed)
+    {
+        if (IsF64(x)) Dropout<double>(S<double>(x), S<double>(y), p, seed, accumulate: false);
+        else Dropout<float>(S<float>(x), S<float>(y), p, seed, accumulate: false);
+    }
+
+    public void DropoutBackward(Tensor dy, Tensor dx, double p, ulong seed)
+    {
+        if (IsF64(dy)) Dropout<double>(S<double>(dy), S<double>(dx), p, seed, accumulate: true);
+        else Dropout<float>(S<float>(dy), S<float>(dx), p, seed, accumulate: true);
+    }
+
+    /// <summary>The mask keeps element i when Rng.Uniform(seed, i) ≥ p; kept values are scaled by 1/(1−p).</summary>
+    private static void Dropout<T>(Span<T> x, Span<T> y, double p, ulong seed, bool accumulate) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        T scale = T.CreateTruncating(1.0 / (1.0 - p));
+        float pf = (float)p;
+        for (int i = 0; i < x.Length; i++)
+        {
+            T v = Rng.Uniform(seed, (ulong)i) >= pf ? x[i] * scale : T.Zero;
+            if (accumulate) y[i] += v; else y[i] = v;
+        }
+    }
+}

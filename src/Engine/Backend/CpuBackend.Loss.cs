@@ -1,0 +1,160 @@
+using System.Numerics;
+using System.Numerics.Tensors;
+
+namespace Engine.Backend;
+
+// Losses (mean-reduced scalars) and the optimizer updates.
+public sealed partial class CpuBackend
+{
+    public void CrossEntropy(Tensor logits, Tensor targets, int ignoreIndex, Tensor loss, Tensor lse)
+    {
+        if (IsF64(logits)) CrossEntropy<double>(logits, targets, ignoreIndex, loss, lse);
+        else CrossEntropy<float>(logits, targets, ignoreIndex, loss, lse);
+    }
+
+    private static void CrossEntropy<T>(Tensor tlogits, Tensor ttargets, int ignoreIndex, Tensor tloss, Tensor tlse) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        int c = tlogits.Dim(-1);
+        var x = S<T>(tlogits); var tg = S<int>(ttargets); var lse = S<T>(tlse);
+        T total = T.Zero;
+        int count = 0;
+        for (int r = 0; r < tg.Length; r++)
+        {
+            var row = x.Slice(r * c, c);
+            T max = TensorPrimitives.Max<T>(row);
+            T sum = T.Zero;
+            foreach (var v in row) sum += T.Exp(v - max);
+            lse[r] = max + T.Log(sum);
+            if (tg[r] == ignoreIndex) continue;
+            if ((uint)tg[r] >= (uint)c) throw new EngineException($"cross_entropy: target {tg[r]} in row {r} is outside 0..{c - 1}");
+            total += lse[r] - row[tg[r]];
+            count++;
+        }
+        // All rows ignored: the mean over no rows is NaN, as in PyTorch.
+        S<T>(tloss)[0] = count == 0 ? T.NaN : total / T.CreateTruncating(count);
+    }
+
+    public void CrossEntropyBackward(Tensor logits, Tensor targets, int ignoreIndex, Tensor lse, Tensor dloss, Tensor dlogits)
+    {
+        if (IsF64(logits)) CrossEntropyBackward<double>(logits, targets, ignoreIndex, lse, dloss, dlogits);
+        else CrossEntropyBackward<float>(logits, targets, ignoreIndex, lse, dloss, dlogits);
+    }
+
+    // d/dx_j = (softmax_j − [j = target]) · dloss / count, for rows that are not ignored.
+    private static void CrossEntropyBackward<T>(Tensor tlogits, Tensor ttargets, int ignoreIndex, Tensor tlse, Tensor tdloss, Tensor tdlogits)
+        where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        int c = tlogits.Dim(-1);
+        var x = S<T>(tlogits); var tg = S<int>(ttargets); var lse = S<T>(tlse); var dx = S<T>(tdlogits);
+        int count = 0;
+        foreach (var t in tg) if (t != ignoreIndex) count++;
+        if (count == 0) return;
+        T g = S<T>(tdloss)[0] / T.CreateTruncating(count);
+        for (int r = 0; r < tg.Length; r++)
+        {
+            if (tg[r] == ignoreIndex) continue;
+            for (int j = 0; j < c; j++) dx[r * c + j] += g * T.Exp(x[r * c + j] - lse[r]);
+            dx[r * c + tg[r]] -= g;
+        }
+    }
+
+    public void Mse(Tensor pred, Tensor target, Tensor loss)
+    {
+        if (IsF64(pred)) S<double>(loss)[0] = Mse<double>(pred, target); else S<float>(loss)[0] = Mse<float>(pred, target);
+    }
+
+    private static T Mse<T>(Tensor tp, Tensor tt) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        var p = S<T>(tp); var t = S<T>(tt);
+        T s = T.Zero;
+        for (int i = 0; i < p.Length; i++) { T d = p[i] - t[i]; s += d * d; }
+        return s / T.CreateTruncating(p.Length);
+    }
+
+    public void MseBackward(Tensor pred, Tensor target, Tensor dloss, Tensor dpred)
+    {
+        if (IsF64(pred)) MseBackward<double>(pred, target, dloss, dpred); else MseBackward<float>(pred, target, dloss, dpred);
+    }
+
+    private static void MseBackward<T>(Tensor tp, Tensor tt, Tensor tdl, Tensor tdp) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        var p = S<T>(tp); var t = S<T>(tt); var dp = S<T>(tdp);
+        T g = T.CreateTruncating(2) * S<T>(tdl)[0] / T.CreateTruncating(p.Length);
+        for (int i = 0; i < p.Length; i++) dp[i] += g * (p[i] - t[i]);
+    }
+
+    public void BceWithLogits(Tensor logits, Tensor targets, Tensor loss)
+    {
+        if (IsF64(logits)) S<double>(loss)[0] = Bce<double>(logits, targets); else S<float>(loss)[0] = Bce<float>(logits, targets);
+    }
+
+    private static T Bce<T>(Tensor tx, Tensor ty) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        var x = S<T>(tx); var y = S<T>(ty);
+        T s = T.Zero;
+        for (int i = 0; i < x.Length; i++)
+            s += T.Max(x[i], T.Zero) - x[i] * y[i] + T.LogP1(T.Exp(-T.Abs(x[i])));
+        return s / T.CreateTruncating(x.Length);
+    }
+
+    public void BceWithLogitsBackward(Tensor logits, Tensor targets, Tensor dloss, Tensor dlogits)
+    {
+        if (IsF64(logits)) BceBackward<double>(logits, targets, dloss, dlogits); else BceBackward<float>(logits, targets, dloss, dlogits);
+    }
+
+    // d/dx = (σ(x) − y) · dloss / n
+    private static void BceBackward<T>(Tensor tx, Tensor ty, Tensor tdl, Tensor tdx) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        var x = S<T>(tx); var y = S<T>(ty); var dx = S<T>(tdx);
+        T g = S<T>(tdl)[0] / T.CreateTruncating(x.Length);
+        for (int i = 0; i < x.Length; i++) dx[i] += g * (T.One / (T.One + T.Exp(-x[i])) - y[i]);
+    }
+
+    // ------------------------------------------------------------- optimizers
+
+    public void AdamW(Tensor p, Tensor g, Tensor m, Tensor v, double lr, double beta1, double beta2, double eps, double weightDecay, int step)
+    {
+        if (IsF64(p)) AdamW<double>(p, g, m, v, lr, beta1, beta2, eps, weightDecay, step);
+        else AdamW<float>(p, g, m, v, lr, beta1, beta2, eps, weightDecay, step);
+    }
+
+    private static void AdamW<T>(Tensor tp, Tensor tg, Tensor tm, Tensor tv, double lr, double beta1, double beta2, double eps, double wd, int step)
+        where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        var p = S<T>(tp); var g = S<T>(tg); var m = S<T>(tm); var v = S<T>(tv);
+        double bc1 = 1 - Math.Pow(beta1, step), bc2 = 1 - Math.Pow(beta2, step);
+        T b1 = T.CreateTruncating(beta1), b2 = T.CreateTruncating(beta2);
+        T decay = T.CreateTruncating(1 - lr * wd), stepSize = T.CreateTruncating(lr / bc1);
+        T sqrtBc2 = T.CreateTruncating(Math.Sqrt(bc2)), e = T.CreateTruncating(eps);
+        for (int i = 0; i < p.Length; i++)
+        {
+            p[i] *= decay;
+            m[i] = b1 * m[i] + (T.One - b1) * g[i];
+            v[i] = b2 * v[i] + (T.One - b2) * g[i] * g[i];
+            p[i] -= stepSize * m[i] / (T.Sqrt(v[i]) / sqrtBc2 + e);
+        }
+    }
+
+    public void Sgd(Tensor p, Tensor g, Tensor? buf, double lr, double momentum, double dampening, double weightDecay, bool nesterov, bool firstStep)
+    {
+        if (IsF64(p)) Sgd<double>(p, g, buf, lr, momentum, dampening, weightDecay, nesterov, firstStep);
+        else Sgd<float>(p, g, buf, lr, momentum, dampening, weightDecay, nesterov, firstStep);
+    }
+
+    private static void Sgd<T>(Tensor tp, Tensor tg, Tensor? tbuf, double lr, double momentum, double dampening, double wd, bool nesterov, bool first)
+        where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        var p = S<T>(tp); var g = S<T>(tg); var buf = S<T>(tbuf, true);
+        T mu = T.CreateTruncating(momentum), damp = T.CreateTruncating(1 - dampening), w = T.CreateTruncating(wd), rate = T.CreateTruncating(lr);
+        for (int i = 0; i < p.Length; i++)
+        {
+            T d = g[i] + w * p[i];
+            if (tbuf is not null)
+            {
+                buf[i] = first ? d : mu * buf[i] + damp * d;
+                d = nesterov ? d + mu * buf[i] : buf[i];
+            }
+            p[i] -= rate * d;
+        }
+    }
+}

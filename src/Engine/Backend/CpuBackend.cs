@@ -1,0 +1,132 @@
+using System.Numerics;
+using System.Numerics.Tensors;
+
+namespace Engine.Backend;
+
+/// <summary>
+/// The reference backend: every kernel written once, generically, for float and double
+/// (C# generic math; the JIT specialises each), so gradient checks run in float64 and training
+/// in float32 through the same code. Hot loops use TensorPrimitives (SIMD) and Parallel.For
+/// over independent rows; reductions across rows run in a fixed order, so results are
+/// deterministic bit for bit.
+/// </summary>
+public sealed partial class CpuBackend : IBackend
+{
+    public Device Device => Device.Cpu;
+    public string Name => "cpu";
+
+    /// <summary>Below this many element-operations a kernel runs on one thread.</summary>
+    private const long ParallelThreshold = 1 << 15;
+
+    private static void For(long count, long workPerItem, Action<int> body)
+    {
+        if (count <= 1 || count * workPerItem < ParallelThreshold)
+        {
+            for (int i = 0; i < count; i++) body(i);
+        }
+        else Parallel.For(0, (int)count, body);
+    }
+
+    private static bool IsF64(Tensor t) => t.DType switch
+    {
+        DType.F64 => true,
+        DType.F32 => false,
+        _ => throw new EngineException($"cpu kernels compute in F32 or F64, not {t.DType}"),
+    };
+
+    private static Span<T> S<T>(Tensor t) where T : unmanaged => t.Span<T>();
+    private static Span<T> S<T>(Tensor? t, bool _) where T : unmanaged => t is null ? Span<T>.Empty : t.Span<T>();
+
+    // ------------------------------------------------------------- memory
+
+    public Storage Allocate(DType dtype, long length, bool zero) => CpuStorage.Allocate(dtype, length, zero);
+
+    public void Release(Storage storage)
+    {
+        if (storage is CpuStorage cpu) cpu.Drop();
+    }
+
+    public void Copy(Tensor src, Tensor dst)
+    {
+        var s = (CpuStorage)src.Storage;
+        var d = (CpuStorage)dst.Storage;
+        Array.Copy(s.Data, src.Offset, d.Data, dst.Offset, src.Numel);
+    }
+
+    public void Cast(Tensor src, Tensor dst)
+    {
+        if (src.DType == dst.DType) { Copy(src, dst); return; }
+        var values = src.DType switch
+        {
+            DType.F32 or DType.F64 or DType.I32 => src.ToDoubleArray(),
+            DType.I64 => Array.ConvertAll(src.Span<long>().ToArray(), x => (double)x),
+            DType.BF16 => Array.ConvertAll(src.Span<ushort>().ToArray(), x => (double)HalfBits.Bf16ToFloat(x)),
+            DType.F16 => Array.ConvertAll(src.Span<ushort>().ToArray(), x => (double)HalfBits.F16ToFloat(x)),
+            _ => throw new EngineException($"Cast: no conversion from {src.DType}"),
+        };
+        switch (dst.DType)
+        {
+            case DType.F64: values.CopyTo(dst.Span<double>()); break;
+            case DType.F32: { var d = dst.Span<float>(); for (int i = 0; i < d.Length; i++) d[i] = (float)values[i]; break; }
+            case DType.I32: { var d = dst.Span<int>(); for (int i = 0; i < d.Length; i++) d[i] = checked((int)values[i]); break; }
+            case DType.I64: { var d = dst.Span<long>(); for (int i = 0; i < d.Length; i++) d[i] = (long)values[i]; break; }
+            case DType.BF16: { var d = dst.Span<ushort>(); for (int i = 0; i < d.Length; i++) d[i] = HalfBits.FloatToBf16((float)values[i]); break; }
+            case DType.F16: { var d = dst.Span<ushort>(); for (int i = 0; i < d.Length; i++) d[i] = BitConverter.HalfToUInt16Bits((Half)values[i]); break; }
+            default: throw new EngineException($"Cast: no conversion to {dst.DType}");
+        }
+    }
+
+    public void Fill(Tensor t, double value)
+    {
+        switch (t.DType)
+        {
+            case DType.F64: S<double>(t).Fill(value); break;
+            case DType.F32: S<float>(t).Fill((float)value); break;
+            case DType.I32: S<int>(t).Fill(checked((int)value)); break;
+            default: throw new EngineException($"Fill: unsupported {t.DType}");
+        }
+    }
+
+    public void AddScalar(Tensor t, double value)
+    {
+        if (IsF64(t)) TensorPrimitives.Add(S<double>(t), value, S<double>(t));
+        else TensorPrimitives.Add(S<float>(t), (float)value, S<float>(t));
+    }
+
+    public void Axpy(Tensor x, Tensor y, double alpha)
+    {
+        if (IsF64(x)) TensorPrimitives.MultiplyAdd(S<double>(x), alpha, S<double>(y), S<double>(y));
+        else TensorPrimitives.MultiplyAdd(S<float>(x), (float)alpha, S<float>(y), S<float>(y));
+    }
+
+    public void Scale(Tensor x, Tensor y, double alpha)
+    {
+        if (IsF64(x)) TensorPrimitives.Multiply(S<double>(x), alpha, S<double>(y));
+        else TensorPrimitives.Multiply(S<float>(x), (float)alpha, S<float>(y));
+    }
+
+    public double SumSquares(Tensor x)
+    {
+        if (IsF64(x)) return TensorPrimitives.SumOfSquares<double>(S<double>(x));
+        double s = 0;
+        foreach (var v in S<float>(x)) s += (double)v * v;
+        return s;
+    }
+}
+
+/// <summary>Bit-level conversions for the 16-bit float storage types.</summary>
+public static class HalfBits
+{
+    public static float Bf16ToFloat(ushort bits) => BitConverter.UInt32BitsToSingle((uint)bits << 16);
+
+    /// <summary>Round to nearest even, as PyTorch does; NaN stays NaN.</summary>
+    public static ushort FloatToBf16(float f)
+    {
+        uint u = BitConverter.SingleToUInt32Bits(f);
+        if (float.IsNaN(f)) return (ushort)((u >> 16) | 0x40);
+        uint rounding = 0x7FFF + ((u >> 16) & 1);
+        return (ushort)((u + rounding) >> 16);
+    }
+
+    public static float F16ToFloat(ushort bits) => (float)BitConverter.UInt16BitsToHalf(bits);
+}
