@@ -1,0 +1,38 @@
+using System.CommandLine;
+
+namespace Engine.Cli;
+
+/// <summary>
+/// Running commands with the engine's error contract: a user's mistake (bad option, bad file,
+/// bad shape) prints one line "engine: ..." to stderr and exits 2, without a stack trace.
+/// </summary>
+public static class Cli
+{
+    public const int UserError = 2;
+
+    public static int Run(RootCommand root, string[] args)
+    {
+        var parsed = root.Parse(args);
+        if (parsed.Errors.Count > 0)
+        {
+            foreach (var e in parsed.Errors) Console.Error.WriteLine($"engine: {e.Message}");
+            return UserError;
+        }
+        return parsed.Invoke(new InvocationConfiguration { EnableDefaultExceptionHandler = false });
+    }
+
+    /// <summary>Wraps a command body: EngineException (and I/O errors) → one line on stderr, exit 2.</summary>
+    public static Func<ParseResult, int> Action(Func<ParseResult, int> body) => parse =>
+    {
+        try { return body(parse); }
+        catch (EngineException e) { return Fail(e.Message); }
+        catch (IOException e) { return Fail(e.Message); }
+        catch (UnauthorizedAccessException e) { return Fail(e.Message); }
+    };
+
+    public static int Fail(string message)
+    {
+        Console.Error.WriteLine($"engine: {message}");
+        return UserError;
+    }
+}

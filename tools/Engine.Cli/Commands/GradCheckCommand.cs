@@ -1,0 +1,36 @@
+using System.CommandLine;
+using Engine.Backend;
+
+namespace Engine.Cli.Commands;
+
+/// <summary>`engine gradcheck [--device cpu|cuda] [--op NAME] [--seed N]`.</summary>
+public static class GradCheckCommand
+{
+    public static Command Create()
+    {
+        var device = new Option<string>("--device") { Description = "cpu or cuda", DefaultValueFactory = _ => "cpu" };
+        var op = new Option<string?>("--op") { Description = "check one op (see `engine ops`)" };
+        var seed = new Option<int>("--seed") { Description = "seed for shapes and values", DefaultValueFactory = _ => 1 };
+        var cmd = new Command("gradcheck", "Finite-difference (float64) check of every op's hand-written backward") { device, op, seed };
+        cmd.SetAction(Cli.Action(parse =>
+        {
+            var dev = Device.Parse(parse.GetValue(device)!);
+            if (dev.Kind != DeviceKind.Cpu) Backends.For(dev); // throws "CUDA not available: ..." until a CUDA backend is loaded
+            var name = parse.GetValue(op);
+            var entries = name is null ? OpCatalog.All : [OpCatalog.Find(name) ?? throw new EngineException($"unknown op '{name}' (see `engine ops`)")];
+            int s = parse.GetValue(seed), failed = 0;
+            Console.WriteLine($"{"op",-16} {"max rel error",14}  result  case");
+            foreach (var e in entries)
+            {
+                var r = GradCheck.Check(e, s);
+                if (!r.Passed) failed++;
+                var verdict = r.Passed ? "pass" : "FAIL";
+                var note = r.Error ?? (r.ShapeOk ? r.Case : r.Case + " (wrong output shape)");
+                Console.WriteLine($"{r.Op,-16} {r.MaxRelError,14:E2}  {verdict,-6}  {note}");
+            }
+            Console.WriteLine($"{entries.Count - failed} passed, {failed} failed (device {dev}, seed {s})");
+            return failed == 0 ? 0 : 1;
+        }));
+        return cmd;
+    }
+}

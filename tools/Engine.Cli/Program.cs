@@ -1,0 +1,9 @@
+using System.CommandLine;
+using Engine.Cli;
+using Engine.Cli.Commands;
+
+var root = new RootCommand("engine: a from-scratch transformer fine-tuning engine (tensors, autograd, CPU and CUDA backends)");
+root.Add(GradCheckCommand.Create());
+root.Add(OpsCommand.Create());
+root.Add(DemoCommand.Create());
+return Cli.Run(root, args);
