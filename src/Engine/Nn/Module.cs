@@ -1,0 +1,68 @@
+namespace Engine.Nn;
+
+/// <summary>
+/// A building block that owns parameters and child modules, each registered by name (no
+/// reflection), so <see cref="NamedParameters"/> yields dotted paths such as
+/// "encoder.layer.0.attention.self.query.weight" — the names Hugging Face checkpoints use.
+/// </summary>
+public abstract class Module
+{
+    private readonly List<(string Name, Tensor Param)> parameters = new();
+    private readonly List<(string Name, Module Child)> children = new();
+
+    /// <summary>Training mode turns dropout on; evaluation mode (false) turns it off.</summary>
+    public bool Training { get; private set; } = true;
+
+    protected Tensor Param(string name, Tensor init)
+    {
+        var p = init.IsLongLived && init.RequiresGrad ? init : Tensor.Parameter(init, name);
+        parameters.Add((name, p));
+        return p;
+    }
+
+    protected T Child<T>(string name, T module) where T : Module
+    {
+        children.Add((name, module));
+        return module;
+    }
+
+    public IEnumerable<(string Name, Tensor Param)> NamedParameters(string prefix = "")
+    {
+        foreach (var (n, p) in parameters) yield return (prefix + n, p);
+        foreach (var (n, c) in children)
+            foreach (var item in c.NamedParameters(prefix + n + "."))
+                yield return item;
+    }
+
+    public IEnumerable<Tensor> Parameters() => NamedParameters().Select(x => x.Param);
+
+    /// <summary>Parameters that will be trained (RequiresGrad).</summary>
+    public IEnumerable<Tensor> TrainableParameters() => Parameters().Where(p => p.RequiresGrad);
+
+    public long ParameterCount(bool trainableOnly = false) =>
+        Parameters().Where(p => !trainableOnly || p.RequiresGrad).Sum(p => p.Numel);
+
+    public void Train(bool on = true)
+    {
+        Training = on;
+        foreach (var (_, c) in children) c.Train(on);
+    }
+
+    public void Eval() => Train(false);
+
+    /// <summary>Freezes (or unfreezes) every parameter of this module and its children.</summary>
+    public void RequiresGrad(bool on)
+    {
+        foreach (var p in Parameters()) p.RequiresGrad = on;
+    }
+}
+
+/// <summary>Draws dropout seeds: one per dropout call, from a seeded sequence, so a run is
+/// reproducible and every backend draws the same masks.</summary>
+public sealed class DropoutSeeds(ulong seed)
+{
+    private ulong counter;
+    public ulong Next() => Rng.Mix(seed, counter++);
+    /// <summary>The position in the sequence (saved with checkpoints so a resumed run draws the same masks).</summary>
+    public ulong Counter { get => counter; set => counter = value; }
+}
