@@ -34,6 +34,7 @@ public sealed class CpuStorage : Storage
     {
         if (length > Array.MaxLength) throw new EngineException($"a CPU tensor of {length} elements is larger than one array can hold");
         int n = (int)length;
+        if (CpuPool.Rent(dtype, n, zero) is { } pooled) return new CpuStorage(dtype, pooled, length);
         Array data = dtype switch
         {
             DType.F32 => zero ? new float[n] : GC.AllocateUninitializedArray<float>(n),
@@ -49,6 +50,53 @@ public sealed class CpuStorage : Storage
     internal void Drop()
     {
         Released = true;
+        CpuPool.Return(DType, Data);
         Data = Array.Empty<byte>();
+    }
+}
+
+/// <summary>
+/// The CPU side of "a training step never frees": arrays of at least <see cref="MinLength"/>
+/// elements released by a step scope are kept, by type and length, and handed to the next
+/// allocation of the same size, so steady-state steps allocate nothing large (no large-object
+/// heap churn, no gen-2 collections). At most <see cref="CapBytes"/> are retained
+/// (ENGINE_CPU_POOL_MB, default 2048).
+/// </summary>
+internal static class CpuPool
+{
+    public const int MinLength = 16384;
+    public static readonly long CapBytes =
+        (long.TryParse(Environment.GetEnvironmentVariable("ENGINE_CPU_POOL_MB"), out var mb) ? mb : 2048) << 20;
+
+    private static readonly Dictionary<(DType, int), Stack<Array>> free = new();
+    private static long retained;
+
+    public static Array? Rent(DType dtype, int length, bool zero)
+    {
+        if (length < MinLength) return null;
+        Array? a = null;
+        lock (free)
+        {
+            if (free.TryGetValue((dtype, length), out var stack) && stack.Count > 0)
+            {
+                a = stack.Pop();
+                retained -= (long)length * dtype.SizeOf();
+            }
+        }
+        if (a is not null && zero) Array.Clear(a);
+        return a;
+    }
+
+    public static void Return(DType dtype, Array a)
+    {
+        if (a.Length < MinLength) return;
+        long bytes = (long)a.Length * dtype.SizeOf();
+        lock (free)
+        {
+            if (retained + bytes > CapBytes) return;
+            if (!free.TryGetValue((dtype, a.Length), out var stack)) free[(dtype, a.Length)] = stack = new Stack<Array>();
+            stack.Push(a);
+            retained += bytes;
+        }
     }
 }

@@ -157,6 +157,13 @@ public sealed partial class CpuBackend
             case UnaryOp.Relu: TensorPrimitives.Max(x, T.Zero, y); return;
             case UnaryOp.Tanh: TensorPrimitives.Tanh(x, y); return;
         }
+        if (typeof(T) == typeof(float) && op == UnaryOp.GeluErf)
+        {
+            var xf = System.Runtime.InteropServices.MemoryMarshal.Cast<T, float>(x);
+            var yf = System.Runtime.InteropServices.MemoryMarshal.Cast<T, float>(y);
+            for (int i = 0; i < xf.Length; i++) yf[i] = 0.5f * xf[i] * (1f + SpecialFunctions.ErfSingle(xf[i] * (float)InvSqrt2));
+            return;
+        }
         for (int i = 0; i < x.Length; i++)
         {
             double v = double.CreateTruncating(x[i]);
@@ -180,12 +187,15 @@ public sealed partial class CpuBackend
                 UnaryOp.Relu => v > 0 ? 1 : 0,
                 UnaryOp.Tanh => 1 - double.CreateTruncating(y[i] * y[i]),
                 UnaryOp.Silu => Silu1(v),
-                UnaryOp.GeluErf => 0.5 * (1 + SpecialFunctions.Erf(v * InvSqrt2)) + v * InvSqrt2Pi * Math.Exp(-0.5 * v * v),
+                UnaryOp.GeluErf => 0.5 * (1 + Erf<T>(v * InvSqrt2)) + v * InvSqrt2Pi * Math.Exp(-0.5 * v * v),
                 _ => GeluTanh1(v),
             };
             dx[i] += dy[i] * T.CreateTruncating(d);
         }
     }
+
+    /// <summary>float64 erf for double tensors, the single-precision one for float tensors.</summary>
+    private static double Erf<T>(double v) => typeof(T) == typeof(float) ? SpecialFunctions.ErfSingle((float)v) : SpecialFunctions.Erf(v);
 
     private static double Silu1(double v)
     {

@@ -1,0 +1,80 @@
+using System.CommandLine;
+using System.Diagnostics;
+using System.Text.Json;
+
+namespace Engine.Cli.Commands;
+
+/// <summary>
+/// `engine bench ops`: times op forward and forward+backward on the CPU at transformer sizes
+/// (BERT-base widths, 512 tokens). The same cases run in PyTorch through
+/// tools/bench/cpu_ops_vs_torch.py, which prints the side-by-side ratio table.
+/// </summary>
+public static class BenchCommand
+{
+    public sealed record Case(string Name, string Shape, Func<Random, (Tensor[] Inputs, Func<Tensor[], Tensor> Apply)> Make);
+
+    public static IReadOnlyList<Case> Cases { get; } =
+    [
+        new("linear", "x[512,768]·W[768,768]ᵀ+b", r => ([Tensor.Randn([512, 768], r), Tensor.Randn([768, 768], r, std: 0.02), Tensor.Randn([768], r)],
+            i => Ops.Linear(i[0], i[1], i[2]))),
+        new("linear_up", "x[512,768]·W[3072,768]ᵀ+b", r => ([Tensor.Randn([512, 768], r), Tensor.Randn([3072, 768], r, std: 0.02), Tensor.Randn([3072], r)],
+            i => Ops.Linear(i[0], i[1], i[2]))),
+        new("attention", "q,k,v[4,12,128,64]", r => ([Tensor.Randn([4, 12, 128, 64], r), Tensor.Randn([4, 12, 128, 64], r), Tensor.Randn([4, 12, 128, 64], r)],
+            i => Ops.Attention(i[0], i[1], i[2]))),
+        new("layer_norm", "x[512,768]", r => ([Tensor.Randn([512, 768], r), Tensor.Randn([768], r), Tensor.Randn([768], r)],
+            i => Ops.LayerNorm(i[0], i[1], i[2], 1e-12))),
+        new("gelu", "x[512,3072]", r => ([Tensor.Randn([512, 3072], r)], i => Ops.Gelu(i[0]))),
+        new("softmax", "x[6144,128]", r => ([Tensor.Randn([6144, 128], r)], i => Ops.Softmax(i[0]))),
+        new("cross_entropy", "logits[512,30522]", r => ([Tensor.Randn([512, 30522], r), Tensor.FromArray(Enumerable.Range(0, 512).Select(k => k * 37 % 30522).ToArray(), 512)],
+            i => Ops.CrossEntropy(i[0], i[1]))),
+    ];
+
+    public static Command Create()
+    {
+        var iters = new Option<int>("--iters") { Description = "timed iterations per case", DefaultValueFactory = _ => 10 };
+        var json = new Option<bool>("--json") { Description = "one JSON object per case instead of a table" };
+        var only = new Option<string?>("--case") { Description = "run one case" };
+        var ops = new Command("ops", "Time op forward and forward+backward (float32, CPU)") { iters, json, only };
+        ops.SetAction(Cli.Action(parse =>
+        {
+            int n = Math.Max(1, parse.GetValue(iters));
+            bool asJson = parse.GetValue(json);
+            var name = parse.GetValue(only);
+            var cases = name is null ? Cases : Cases.Where(c => c.Name == name).ToList();
+            if (cases.Count == 0) throw new EngineException($"bench: unknown case '{name}'");
+            if (!asJson) Console.WriteLine($"{"case",-14} {"shape",-28} {"fwd ms",9} {"fwd+bwd ms",11}  (median of {n}, {Environment.ProcessorCount} threads)");
+            foreach (var c in cases)
+            {
+                var (inputs, apply) = c.Make(new Random(1));
+                double fwd = Median(n, () => { using var s = Scope.Begin(); using var _ = Autograd.Tape.NoGrad(); apply(inputs); });
+                foreach (var t in inputs) if (t.DType.IsCompute()) t.RequiresGrad = true;
+                double both = Median(n, () =>
+                {
+                    using var s = Scope.Begin();
+                    var y = apply(inputs);
+                    y.Backward(y.Numel == 1 ? null : Tensor.Full(y.ShapeArray, 1.0));
+                    foreach (var t in inputs) t.Grad = null;
+                });
+                if (asJson) Console.WriteLine(JsonSerializer.Serialize(new { engine = "engine", @case = c.Name, shape = c.Shape, fwd_ms = fwd, fwd_bwd_ms = both }));
+                else Console.WriteLine($"{c.Name,-14} {c.Shape,-28} {fwd,9:F2} {both,11:F2}");
+            }
+            return 0;
+        }));
+        var cmd = new Command("bench", "Benchmarks") { ops };
+        return cmd;
+    }
+
+    private static double Median(int n, Action body)
+    {
+        body(); // warm-up (JIT, caches)
+        var times = new double[n];
+        for (int i = 0; i < n; i++)
+        {
+            var sw = Stopwatch.StartNew();
+            body();
+            times[i] = sw.Elapsed.TotalMilliseconds;
+        }
+        Array.Sort(times);
+        return times[n / 2];
+    }
+}
