@@ -375,6 +375,15 @@ public class OptimTests
     }
 
     [Test]
+    public void AParameterMadeInsideAStepScopeIsRefused()
+    {
+        using var scope = Scope.Begin();
+        var shortLived = Tensor.Zeros([2], DType.F64);
+        shortLived.RequiresGrad = true;
+        Assert.Throws<EngineException>(() => new AdamW([shortLived]));
+    }
+
+    [Test]
     public void ZeroGradFillsWithZerosOrDropsTheGradients()
     {
         var p = WithGradient([1, 2], [0.5, -0.5]);

@@ -69,6 +69,7 @@ public sealed class ParameterState
 public abstract class Optimizer
 {
     private readonly List<ParameterState> states = new();
+    private readonly List<Tensor> parameters = new();
     private readonly Dictionary<Tensor, ParameterState> byParameter = new(ReferenceEqualityComparer.Instance);
 
     protected Optimizer(IEnumerable<Tensor> parameters, double learningRate, Func<Tensor, bool>? noDecay)
@@ -78,10 +79,14 @@ public abstract class Optimizer
         foreach (var p in parameters)
         {
             if (!p.RequiresGrad || byParameter.ContainsKey(p)) continue;
+            if (!p.IsLeaf || !p.IsLongLived)
+                throw new EngineException($"optimizer: {Describe(p)} is not a long-lived leaf tensor; make parameters with Tensor.Parameter, outside any step scope");
             var state = new ParameterState(p, decays: noDecay is null || !noDecay(p));
             states.Add(state);
             byParameter.Add(p, state);
+            this.parameters.Add(p);
         }
+        Parameters = this.parameters.AsReadOnly();
     }
 
     /// <summary>A <c>noDecay</c> predicate for the usual fine-tuning split: no weight decay on
@@ -101,7 +106,7 @@ public abstract class Optimizer
     public int StepCount { get; private set; }
 
     /// <summary>The trainable parameters, in the order they were given.</summary>
-    public IReadOnlyList<Tensor> Parameters => states.Select(s => s.Parameter).ToList();
+    public IReadOnlyList<Tensor> Parameters { get; }
 
     /// <summary>The state of <paramref name="parameter"/>, or null when the optimizer does not
     /// train it (it was frozen when the optimizer was made, or was never given).</summary>
