@@ -259,6 +259,24 @@ public class OptimTests
         Assert.That(scheduler.CurrentStep, Is.EqualTo(3));
     }
 
+    /// <summary>The custom schedule of docs/optim.md.</summary>
+    private sealed record InverseSqrt(int WarmupSteps) : LrSchedule
+    {
+        public override double Multiplier(int step) =>
+            step < WarmupSteps ? (double)step / WarmupSteps : Math.Sqrt((double)WarmupSteps / step);
+    }
+
+    [Test]
+    public void ACustomScheduleDrivesTheScheduler()
+    {
+        var opt = new Sgd([Tensor.Parameter(Tensor.Zeros([1]))], learningRate: 1.0);
+        var scheduler = new LrScheduler(opt, new InverseSqrt(4));
+        Assert.That(opt.LearningRate, Is.EqualTo(0.0));
+        for (int i = 0; i < 16; i++) scheduler.Step();
+        Assert.That(opt.LearningRate, Is.EqualTo(0.5));
+        Assert.That(scheduler.LearningRateAt(2), Is.EqualTo(0.5));
+    }
+
     [Test]
     public void LinearScheduleReachesZeroAtTheTotalAndStaysThere()
     {
