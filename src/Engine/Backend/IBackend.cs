@@ -125,6 +125,6 @@ public interface IBackend
     // ------------------------------------------------------------- optimizers (in place)
     /// <summary>PyTorch AdamW: p −= lr·wd·p; m, v moments; p −= lr·m̂/(√v̂ + eps), step ≥ 1.</summary>
     void AdamW(Tensor p, Tensor g, Tensor m, Tensor v, double lr, double beta1, double beta2, double eps, double weightDecay, int step);
-    /// <summary>PyTorch SGD: g += wd·p; buf = momentum·buf + (1 − dampening)·g (buf = g on the first step); p −= lr·(g + momentum·buf if nesterov else buf).</summary>
+    /// <summary>PyTorch SGD with d = g + wd·p (g itself is not modified): buf = momentum·buf + (1 − dampening)·d (buf = d on the first step); p −= lr·(d + momentum·buf if nesterov else buf).</summary>
     void Sgd(Tensor p, Tensor g, Tensor? buf, double lr, double momentum, double dampening, double weightDecay, bool nesterov, bool firstStep);
 }
