@@ -188,6 +188,8 @@ public sealed class SafeTensorsFile : IWeightSource
     /// </summary>
     internal static (List<SafeTensorInfo> Tensors, Dictionary<string, string> Metadata) ParseHeader(string path, ReadOnlySpan<byte> header, long dataLength)
     {
+        if (!System.Text.Unicode.Utf8.IsValid(header))
+            throw new EngineException($"{path}: the header is not valid UTF-8; the file is corrupt or not safetensors");
         JsonDocument doc;
         try
         {
@@ -197,27 +199,31 @@ public sealed class SafeTensorsFile : IWeightSource
         {
             throw new EngineException($"{path}: the header is not valid JSON ({FirstLine(e.Message)})");
         }
-        catch (ArgumentException e) // invalid UTF-8 surfaces here on some inputs
-        {
-            throw new EngineException($"{path}: the header is not valid UTF-8 JSON ({FirstLine(e.Message)})");
-        }
         using (doc)
         {
-            var root = doc.RootElement;
-            if (root.ValueKind != JsonValueKind.Object)
-                throw new EngineException($"{path}: the header is a JSON {Kind(root)}, not an object of tensor entries");
-            var seen = new HashSet<string>(StringComparer.Ordinal);
-            var tensors = new List<SafeTensorInfo>();
-            var metadata = new Dictionary<string, string>(StringComparer.Ordinal);
-            foreach (var entry in root.EnumerateObject())
+            try { return ReadHeader(path, doc.RootElement, dataLength); }
+            catch (InvalidOperationException e) // a string escape that is not valid UTF-16, such as a lone \ud800
             {
-                if (!seen.Add(entry.Name)) throw new EngineException($"{path}: the header names '{entry.Name}' twice");
-                if (entry.Name == SafeTensorsFormat.MetadataKey) ReadMetadata(path, entry.Value, metadata);
-                else tensors.Add(ReadEntry(path, entry.Name, entry.Value, dataLength));
+                throw new EngineException($"{path}: the header holds an invalid string ({FirstLine(e.Message)})");
             }
-            CheckCoverage(path, tensors, dataLength);
-            return (tensors, metadata);
         }
+    }
+
+    private static (List<SafeTensorInfo> Tensors, Dictionary<string, string> Metadata) ReadHeader(string path, JsonElement root, long dataLength)
+    {
+        if (root.ValueKind != JsonValueKind.Object)
+            throw new EngineException($"{path}: the header is a JSON {Kind(root)}, not an object of tensor entries");
+        var seen = new HashSet<string>(StringComparer.Ordinal);
+        var tensors = new List<SafeTensorInfo>();
+        var metadata = new Dictionary<string, string>(StringComparer.Ordinal);
+        foreach (var entry in root.EnumerateObject())
+        {
+            if (!seen.Add(entry.Name)) throw new EngineException($"{path}: the header names '{entry.Name}' twice");
+            if (entry.Name == SafeTensorsFormat.MetadataKey) ReadMetadata(path, entry.Value, metadata);
+            else tensors.Add(ReadEntry(path, entry.Name, entry.Value, dataLength));
+        }
+        CheckCoverage(path, tensors, dataLength);
+        return (tensors, metadata);
     }
 
     private static void ReadMetadata(string path, JsonElement value, Dictionary<string, string> metadata)

@@ -50,6 +50,7 @@ public sealed class ShardedSafeTensors : IWeightSource
         try { doc = JsonDocument.Parse(bytes); }
         catch (JsonException e) { throw new EngineException($"{indexPath}: the index is not valid JSON ({e.Message.Split('\n')[0]})"); }
         using (doc)
+        try
         {
             var root = doc.RootElement;
             if (root.ValueKind != JsonValueKind.Object) throw new EngineException($"{indexPath}: the index is not a JSON object");
@@ -75,6 +76,10 @@ public sealed class ShardedSafeTensors : IWeightSource
                 if (!File.Exists(System.IO.Path.Combine(folder, shard)))
                     throw new EngineException($"{indexPath}: shard '{shard}' named in weight_map is missing from {folder}");
             return new ShardedSafeTensors(indexPath, folder, shardOf, names, metadata);
+        }
+        catch (InvalidOperationException e) // a string escape that is not valid UTF-16
+        {
+            throw new EngineException($"{indexPath}: the index holds an invalid string ({e.Message.Split('\n')[0]})");
         }
     }
 
