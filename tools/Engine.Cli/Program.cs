@@ -6,4 +6,5 @@ var root = new RootCommand("engine: a from-scratch transformer fine-tuning engin
 root.Add(GradCheckCommand.Create());
 root.Add(OpsCommand.Create());
 root.Add(DemoCommand.Create());
+root.Add(InspectCommand.Create());
 return Cli.Run(root, args);
