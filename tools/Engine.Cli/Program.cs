@@ -7,4 +7,5 @@ root.Add(GradCheckCommand.Create());
 root.Add(OpsCommand.Create());
 root.Add(DemoCommand.Create());
 root.Add(BenchCommand.Create());
+root.Add(InspectCommand.Create());
 return Cli.Run(root, args);
