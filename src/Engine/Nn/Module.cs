@@ -57,6 +57,13 @@ public abstract class Module
     }
 }
 
+/// <summary>A named group of child modules with no parameters of its own (encoder, attention,
+/// pooler …): it exists to give the children their Hugging Face path.</summary>
+public sealed class Group : Module
+{
+    public T Add<T>(string name, T module) where T : Module => Child(name, module);
+}
+
 /// <summary>Draws dropout seeds: one per dropout call, from a seeded sequence, so a run is
 /// reproducible and every backend draws the same masks.</summary>
 public sealed class DropoutSeeds(ulong seed)

@@ -1,0 +1,115 @@
+using Engine.IO;
+using Engine.Nn;
+
+namespace Engine.Models.Bert;
+
+/// <summary>Logits [B, C] and the encoder's outputs.</summary>
+public sealed record ClassifierOutput(Tensor Logits, BertOutput Encoder);
+
+/// <summary>
+/// Hugging Face's BertForSequenceClassification and RobertaForSequenceClassification:
+/// BERT: pooler (tanh(dense(h[CLS]))) → dropout → classifier Linear(d, C);
+/// RoBERTa: h[&lt;s&gt;] → dropout → classifier.dense → tanh → dropout → classifier.out_proj.
+/// Parameter names are those of the checkpoint (bert.… / roberta.…, classifier.…).
+/// Loss as Hugging Face picks it: one label → MSE (regression); integer labels →
+/// cross-entropy; problem_type "multi_label_classification" → BCE-with-logits.
+/// </summary>
+public sealed class BertForSequenceClassification : Module
+{
+    public BertConfig Config { get; }
+    public BertModel Encoder { get; }
+    public int NumLabels { get; }
+    private readonly Linear classifier;
+    private readonly Linear? robertaDense;
+    private readonly Dropout dropout;
+
+    public BertForSequenceClassification(BertConfig config, int seed = 0, int? numLabels = null, double initStd = 0.02, DType dtype = DType.F32)
+    {
+        Config = config;
+        NumLabels = numLabels ?? config.NumLabels ?? 2;
+        var rng = new Random(seed);
+        var seeds = new DropoutSeeds((ulong)seed);
+        Encoder = Child(config.IsRoberta ? "roberta" : "bert", new BertModel(config, rng, seeds, withPooler: !config.IsRoberta, initStd, dtype));
+        dropout = Child("dropout", new Dropout(config.ClassifierDropout ?? config.HiddenDropoutProb, seeds));
+        if (config.IsRoberta)
+        {
+            var head = Child("classifier", new Group());
+            robertaDense = head.Add("dense", new Linear(config.HiddenSize, config.HiddenSize, rng, std: initStd, dtype: dtype));
+            classifier = head.Add("out_proj", new Linear(config.HiddenSize, NumLabels, rng, std: initStd, dtype: dtype));
+        }
+        else classifier = Child("classifier", new Linear(config.HiddenSize, NumLabels, rng, std: initStd, dtype: dtype));
+    }
+
+    public ClassifierOutput Forward(Tensor ids, Tensor? attentionMask = null, Tensor? tokenTypeIds = null)
+    {
+        var enc = Encoder.Forward(ids, attentionMask, tokenTypeIds);
+        Tensor x;
+        if (robertaDense is null) x = dropout.Forward(enc.Pooled!);
+        else x = dropout.Forward(Ops.Tanh(robertaDense.Forward(dropout.Forward(BertModel.FirstToken(enc.LastHiddenState)))));
+        return new ClassifierOutput(classifier.Forward(x), enc);
+    }
+
+    /// <summary>The loss Hugging Face computes for these labels: labels [B] I32 (classes) or
+    /// F32/F64 [B] (regression, one label) or [B, C] (multi-label).</summary>
+    public Tensor Loss(Tensor logits, Tensor labels)
+    {
+        if (NumLabels == 1) return Ops.Mse(Ops.Reshape(logits, -1), labels.DType == logits.DType ? labels : Cast(labels, logits.DType));
+        if (Config.ProblemType == "multi_label_classification") return Ops.BceWithLogits(logits, labels);
+        return Ops.CrossEntropy(logits, labels);
+    }
+
+    private static Tensor Cast(Tensor t, DType dtype)
+    {
+        var r = Tensor.Empty(t.ShapeArray, dtype, t.Device);
+        t.Backend.Cast(t, r);
+        return r;
+    }
+
+    /// <summary>Loads a Hugging Face folder: the config, then every parameter from the weights,
+    /// with or without the bert./roberta. prefix and with legacy LayerNorm gamma/beta names. A
+    /// missing classification head is initialised randomly (as transformers does, with a note
+    /// through <paramref name="log"/>); anything else missing, unexpected or misshapen is one
+    /// error listing all of it.</summary>
+    public static BertForSequenceClassification FromFolder(HfModelFolder folder, int seed = 0, DType dtype = DType.F32, Action<string>? log = null)
+    {
+        var model = new BertForSequenceClassification(folder.BertConfig, seed, dtype: dtype);
+        using var source = folder.OpenWeights();
+        model.LoadWeights(source, log);
+        return model;
+    }
+
+    public void LoadWeights(IWeightSource source, Action<string>? log = null)
+    {
+        var prefix = Config.IsRoberta ? "roberta." : "bert.";
+        var named = NamedParameters().ToDictionary(p => p.Name, p => p.Param);
+        bool IsHead(string n) => n.StartsWith("classifier.", StringComparison.Ordinal);
+        IEnumerable<string> Candidates(string n)
+        {
+            foreach (var m in new[] { n, n.StartsWith(prefix, StringComparison.Ordinal) ? n[prefix.Length..] : n })
+            {
+                yield return m;
+                if (m.Contains("LayerNorm.weight")) yield return m.Replace("LayerNorm.weight", "LayerNorm.gamma");
+                if (m.Contains("LayerNorm.bias")) yield return m.Replace("LayerNorm.bias", "LayerNorm.beta");
+            }
+        }
+        // Buffers and heads this model does not build: position_ids, pre-training heads, a RoBERTa pooler.
+        static bool Ignore(string n) => n.EndsWith("position_ids", StringComparison.Ordinal) || n.StartsWith("cls.", StringComparison.Ordinal)
+            || n.StartsWith("lm_head.", StringComparison.Ordinal) || n.Contains("pooler.") || n.EndsWith("token_type_ids", StringComparison.Ordinal);
+        var match = WeightMatch.Match(named.Select(p => new ExpectedTensor(p.Key, p.Value.ShapeArray)), source, Candidates, Ignore);
+        var headMissing = match.Missing.Where(m => IsHead(m.Name)).ToList();
+        var backboneMatch = new WeightMatch
+        {
+            Source = match.Source, Matched = match.Matched, Unexpected = match.Unexpected, ShapeMismatches = match.ShapeMismatches,
+            Missing = match.Missing.Where(m => !IsHead(m.Name)).ToList(),
+        };
+        backboneMatch.ThrowIfIncomplete();
+        if (headMissing.Count > 0)
+            log?.Invoke($"{source.Path}: no classification head in the weights ({string.Join(", ", headMissing.Select(m => m.Name))}); initialised randomly");
+        foreach (var (name, file) in match.Matched)
+        {
+            var p = named[name];
+            var t = source.ReadAs(file, p.DType);
+            Backend.Backends.Copy(t, p);
+        }
+    }
+}

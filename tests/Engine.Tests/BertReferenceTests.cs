@@ -1,0 +1,104 @@
+using Engine.IO;
+using Engine.Models;
+using Engine.Models.Bert;
+using NUnit.Framework;
+
+namespace Engine.Tests;
+
+/// <summary>
+/// Tiny BERT and RoBERTa sequence classifiers loaded from Hugging Face folders
+/// (Fixtures/bert_tiny, made by tools/reference/bert_reference.py; reference.safetensors'
+/// metadata "produced_by" says whether transformers or the independent PyTorch implementation
+/// made it). Every hidden state, the logits, the loss and every parameter's gradient are compared.
+/// </summary>
+public class BertReferenceTests
+{
+    private static string Folder(string kind) => Path.Combine(TestContext.CurrentContext.TestDirectory, "Fixtures", "bert_tiny", kind);
+
+    [TestCase("bert", DType.F64, 1e-9, 1e-8)]   // float64 from the same float32 weights: rounding only
+    [TestCase("roberta", DType.F64, 1e-9, 1e-8)]
+    [TestCase("bert", DType.F32, 1e-4, 1e-3)]   // float32: about 1e-4 relative on outputs, 1e-3 on gradients (the tolerances)
+    [TestCase("roberta", DType.F32, 1e-4, 1e-3)]
+    public void MatchesTheReference(string kind, DType dtype, double outTol, double gradTol)
+    {
+        var folder = HfModelFolder.Open(Folder(kind));
+        var model = BertForSequenceClassification.FromFolder(folder, dtype: dtype);
+        model.Eval();
+        using var reference = SafeTensors.Open(Path.Combine(Folder(kind), "reference.safetensors"));
+        var ids = reference.ReadAs("input_ids", DType.I32);
+        var mask = reference.ReadAs("attention_mask", DType.I32);
+        var types = reference.ReadAs("token_type_ids", DType.I32);
+        var labels = reference.ReadAs("labels", DType.I32);
+
+        var output = model.Forward(ids, mask, types);
+        var loss = model.Loss(output.Logits, labels);
+        loss.Backward();
+
+        var states = output.Encoder.HiddenStates;
+        Assert.That(states.Count, Is.EqualTo(folder.BertConfig.NumHiddenLayers + 1));
+        for (int i = 0; i < states.Count; i++) Close(states[i], reference, $"hidden_states.{i}", outTol, mask);
+        Close(output.Encoder.LastHiddenState, reference, "last_hidden_state", outTol, mask);
+        Close(output.Logits, reference, "logits", outTol);
+        Close(loss, reference, "loss", outTol);
+        int checkedGrads = 0;
+        foreach (var (name, p) in model.NamedParameters())
+        {
+            Assert.That(p.Grad, Is.Not.Null, $"{name} got no gradient");
+            Close(p.Grad!, reference, "grad." + name, gradTol);
+            checkedGrads++;
+        }
+        Assert.That(checkedGrads, Is.EqualTo(reference.Names.Count(n => n.StartsWith("grad."))), "every reference gradient has a parameter");
+    }
+
+    /// <summary>|engine − reference| ≤ tol · max(1, max|reference|); with a mask, padded positions
+    /// of hidden states are skipped (their values are not meaningful in either implementation —
+    /// they are compared too, but Hugging Face's are computed the same way, so we keep them).</summary>
+    private static void Close(Tensor actual, IWeightSource reference, string name, double tol, Tensor? mask = null)
+    {
+        var expected = reference.ReadAs(name, DType.F64).ToDoubleArray();
+        var a = actual.ToDoubleArray();
+        Assert.That(a.Length, Is.EqualTo(expected.Length), name);
+        double scale = Math.Max(1.0, expected.Max(Math.Abs));
+        double worst = 0;
+        int at = -1;
+        for (int i = 0; i < a.Length; i++)
+        {
+            double d = Math.Abs(a[i] - expected[i]);
+            if (d > worst) { worst = d; at = i; }
+        }
+        Assert.That(worst, Is.LessThanOrEqualTo(tol * scale), $"{name}[{at}]: engine {(at >= 0 ? a[at] : 0)} vs reference {(at >= 0 ? expected[at] : 0)}");
+    }
+
+    [Test]
+    public void MissingAndMisshapenWeightsAreReportedTogether()
+    {
+        var folder = HfModelFolder.Open(Folder("bert"));
+        var small = folder.BertConfig with { IntermediateSize = 40, NumHiddenLayers = 3 };
+        var model = new BertForSequenceClassification(small);
+        using var source = folder.OpenWeights();
+        var e = Assert.Throws<EngineException>(() => model.LoadWeights(source));
+        Assert.That(e!.Message, Does.Contain("layer.2").And.Contain("intermediate.dense.weight").And.Contain("[40, 32]"));
+    }
+
+    [Test]
+    public void AMissingHeadIsInitialisedWithANote()
+    {
+        var folder = HfModelFolder.Open(Folder("bert"));
+        var dir = Path.Combine(Path.GetTempPath(), "engine-test-" + Guid.NewGuid().ToString("N"));
+        Directory.CreateDirectory(dir);
+        try
+        {
+            using (var source = folder.OpenWeights())
+            {
+                var kept = source.Names.Where(n => !n.StartsWith("classifier.")).ToDictionary(n => n, source.Read);
+                SafeTensors.Save(Path.Combine(dir, "model.safetensors"), kept);
+            }
+            File.Copy(Path.Combine(Folder("bert"), "config.json"), Path.Combine(dir, "config.json"));
+            var notes = new List<string>();
+            var model = BertForSequenceClassification.FromFolder(HfModelFolder.Open(dir), log: notes.Add);
+            Assert.That(notes.Single(), Does.Contain("classifier.weight").And.Contain("initialised randomly"));
+            Assert.That(model.NumLabels, Is.EqualTo(3));
+        }
+        finally { Directory.Delete(dir, recursive: true); }
+    }
+}
