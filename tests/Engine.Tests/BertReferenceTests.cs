@@ -34,10 +34,10 @@ public class BertReferenceTests
         var loss = model.Loss(output.Logits, labels);
         loss.Backward();
 
-        var states = output.Encoder.HiddenStates;
+        var states = output.HiddenStates;
         Assert.That(states.Count, Is.EqualTo(folder.BertConfig.NumHiddenLayers + 1));
         for (int i = 0; i < states.Count; i++) Close(states[i], reference, $"hidden_states.{i}", outTol, mask);
-        Close(output.Encoder.LastHiddenState, reference, "last_hidden_state", outTol, mask);
+        Close(output.LastHiddenState, reference, "last_hidden_state", outTol, mask);
         Close(output.Logits, reference, "logits", outTol);
         Close(loss, reference, "loss", outTol);
         int checkedGrads = 0;

@@ -3,22 +3,17 @@ using Engine.Nn;
 
 namespace Engine.Models.Bert;
 
-/// <summary>Logits [B, C] and the encoder's outputs.</summary>
-public sealed record ClassifierOutput(Tensor Logits, BertOutput Encoder);
-
 /// <summary>
 /// Hugging Face's BertForSequenceClassification and RobertaForSequenceClassification:
 /// BERT: pooler (tanh(dense(h[CLS]))) → dropout → classifier Linear(d, C);
 /// RoBERTa: h[&lt;s&gt;] → dropout → classifier.dense → tanh → dropout → classifier.out_proj.
 /// Parameter names are those of the checkpoint (bert.… / roberta.…, classifier.…).
-/// Loss as Hugging Face picks it: one label → MSE (regression); integer labels →
-/// cross-entropy; problem_type "multi_label_classification" → BCE-with-logits.
 /// </summary>
-public sealed class BertForSequenceClassification : Module
+public sealed class BertForSequenceClassification : SequenceClassifier
 {
     public BertConfig Config { get; }
     public BertModel Encoder { get; }
-    public int NumLabels { get; }
+    public override int NumLabels { get; }
     private readonly Linear classifier;
     private readonly Linear? robertaDense;
     private readonly Dropout dropout;
@@ -40,37 +35,24 @@ public sealed class BertForSequenceClassification : Module
         else classifier = Child("classifier", new Linear(config.HiddenSize, NumLabels, rng, std: initStd, dtype: dtype));
     }
 
-    public ClassifierOutput Forward(Tensor ids, Tensor? attentionMask = null, Tensor? tokenTypeIds = null)
+    public override ClassifierOutput Forward(Tensor ids, Tensor? attentionMask = null, Tensor? tokenTypeIds = null)
     {
         var enc = Encoder.Forward(ids, attentionMask, tokenTypeIds);
         Tensor x;
         if (robertaDense is null) x = dropout.Forward(enc.Pooled!);
         else x = dropout.Forward(Ops.Tanh(robertaDense.Forward(dropout.Forward(BertModel.FirstToken(enc.LastHiddenState)))));
-        return new ClassifierOutput(classifier.Forward(x), enc);
+        return new ClassifierOutput(classifier.Forward(x), enc.HiddenStates, enc.LastHiddenState);
     }
 
-    /// <summary>The loss Hugging Face computes for these labels: labels [B] I32 (classes) or
-    /// F32/F64 [B] (regression, one label) or [B, C] (multi-label).</summary>
-    public Tensor Loss(Tensor logits, Tensor labels)
-    {
-        if (NumLabels == 1) return Ops.Mse(Ops.Reshape(logits, -1), labels.DType == logits.DType ? labels : Cast(labels, logits.DType));
-        if (Config.ProblemType == "multi_label_classification") return Ops.BceWithLogits(logits, labels);
-        return Ops.CrossEntropy(logits, labels);
-    }
-
-    private static Tensor Cast(Tensor t, DType dtype)
-    {
-        var r = Tensor.Empty(t.ShapeArray, dtype, t.Device);
-        t.Backend.Cast(t, r);
-        return r;
-    }
+    /// <summary>The loss for these labels with this config's problem_type (see <see cref="SequenceClassifier.Loss"/>).</summary>
+    public Tensor Loss(Tensor logits, Tensor labels) => Loss(logits, labels, Config.ProblemType);
 
     /// <summary>Loads a Hugging Face folder: the config, then every parameter from the weights,
     /// with or without the bert./roberta. prefix and with legacy LayerNorm gamma/beta names. A
     /// missing classification head is initialised randomly (as transformers does, with a note
     /// through <paramref name="log"/>); anything else missing, unexpected or misshapen is one
     /// error listing all of it.</summary>
-    public static BertForSequenceClassification FromFolder(HfModelFolder folder, int seed = 0, DType dtype = DType.F32, Action<string>? log = null)
+    public static new BertForSequenceClassification FromFolder(HfModelFolder folder, int seed = 0, DType dtype = DType.F32, Action<string>? log = null)
     {
         var model = new BertForSequenceClassification(folder.BertConfig, seed, dtype: dtype);
         using var source = folder.OpenWeights();
