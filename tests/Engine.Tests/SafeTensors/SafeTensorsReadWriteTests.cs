@@ -28,8 +28,9 @@ public class SafeTensorsReadWriteTests
     private static readonly DType[] AllTypes =
         [DType.F64, DType.F32, DType.F16, DType.BF16, DType.I64, DType.I32, DType.I16, DType.I8, DType.U8, DType.Bool, DType.F8E4M3, DType.F8E5M2];
 
-    [Test]
-    public void EveryDTypeRoundTripsWithMetadata()
+    [TestCase(SafeTensorsReadMode.PositionalReads)]
+    [TestCase(SafeTensorsReadMode.MemoryMapped)]
+    public void EveryDTypeRoundTripsWithMetadata(SafeTensorsReadMode mode)
     {
         var meta = new Dictionary<string, string> { ["format"] = "pt", ["note"] = "ünïcode \"quoted\"\n" };
         var writer = new SafeTensorsWriter(meta);
@@ -49,7 +50,8 @@ public class SafeTensorsReadWriteTests
         var path = temp.File("all.safetensors");
         writer.Save(path);
 
-        using var f = SafeTensorsFile.Open(path);
+        using var f = SafeTensorsFile.Open(path, mode);
+        Assert.That(f.Mode, Is.EqualTo(mode));
         Assert.That(f.Metadata, Is.EquivalentTo(meta));
         Assert.That(f.Names, Has.Count.EqualTo(AllTypes.Length + 2));
         foreach (var (name, (dtype, shape, bytes)) in expected)
@@ -270,7 +272,7 @@ public class SafeTensorsReadWriteTests
             (1 + 127 / 128.0) * Math.ScaleB(1, 127), double.PositiveInfinity, double.NegativeInfinity, double.NaN,
             (1 + 0x2B / 128.0) * Math.ScaleB(1, -2),
         ];
-        using var f = SafeTensorsFile.Open(WriteOne(DType.BF16, U16s(bits), bits.Length));
+        using var f = SafeTensorsFile.Open(WriteOne(DType.BF16, U16s(bits), bits.Length), SafeTensorsReadMode.MemoryMapped);
         var got32 = f.ReadAs("x", DType.F32).ToFloatArray();
         var got64 = f.ReadAs("x", DType.F64).ToDoubleArray();
         for (int i = 0; i < bits.Length; i++)
