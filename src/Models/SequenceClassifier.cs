@@ -15,14 +15,23 @@ public abstract class SequenceClassifier : Module
 {
     public abstract int NumLabels { get; }
 
+    /// <summary>config.json's problem_type ("regression", "single_label_classification",
+    /// "multi_label_classification") or null.</summary>
+    public abstract string? ProblemType { get; }
+
+    /// <summary>For each parameter, the name its weights had in the file they were loaded from
+    /// (a checkpoint may omit the bert. prefix or use LayerNorm.gamma); empty before loading.</summary>
+    public IReadOnlyDictionary<string, string> SourceNames { get; protected set; } = new Dictionary<string, string>();
+
     /// <summary>ids [B, T] I32; attentionMask [B, T] I32 (1 token, 0 padding) or null; tokenTypeIds [B, T] I32 or null.</summary>
     public abstract ClassifierOutput Forward(Tensor ids, Tensor? attentionMask = null, Tensor? tokenTypeIds = null);
 
     /// <summary>Hugging Face's choice of loss: one label → MSE (regression, float labels [B]);
     /// problem_type "multi_label_classification" → BCE-with-logits (float labels [B, C]);
     /// otherwise cross-entropy (I32 labels [B]).</summary>
-    public Tensor Loss(Tensor logits, Tensor labels, string? problemType = null)
+    public Tensor Loss(Tensor logits, Tensor labels)
     {
+        var problemType = ProblemType;
         if (NumLabels == 1 || problemType == "regression")
         {
             var target = labels.DType == logits.DType ? labels : CastTo(labels, logits.DType);

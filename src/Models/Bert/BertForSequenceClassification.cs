@@ -44,8 +44,7 @@ public sealed class BertForSequenceClassification : SequenceClassifier
         return new ClassifierOutput(classifier.Forward(x), enc.HiddenStates, enc.LastHiddenState);
     }
 
-    /// <summary>The loss for these labels with this config's problem_type (see <see cref="SequenceClassifier.Loss"/>).</summary>
-    public Tensor Loss(Tensor logits, Tensor labels) => Loss(logits, labels, Config.ProblemType);
+    public override string? ProblemType => Config.ProblemType;
 
     /// <summary>Loads a Hugging Face folder: the config, then every parameter from the weights,
     /// with or without the bert./roberta. prefix and with legacy LayerNorm gamma/beta names. A
@@ -87,6 +86,7 @@ public sealed class BertForSequenceClassification : SequenceClassifier
         backboneMatch.ThrowIfIncomplete();
         if (headMissing.Count > 0)
             log?.Invoke($"{source.Path}: no classification head in the weights ({string.Join(", ", headMissing.Select(m => m.Name))}); initialised randomly");
+        SourceNames = match.Matched;
         foreach (var (name, file) in match.Matched)
         {
             var p = named[name];
