@@ -88,7 +88,7 @@ public static class ForwardCommand
         }
         else
         {
-            var tok = Tokenization.TextTokenizer.FromFolder(folder);
+            var tok = Engine.Models.Tokenization.TextTokenizer.FromFolder(folder);
             var enc = tok.Encode(text!, pair);
             int n = enc.Ids.Count;
             result = new Inputs(Tensor.FromArray(enc.Ids.ToArray(), 1, n), Tensor.FromArray(Enumerable.Repeat(1, n).ToArray(), 1, n),
