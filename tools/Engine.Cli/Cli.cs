@@ -13,11 +13,8 @@ public static class Cli
     public static int Run(RootCommand root, string[] args)
     {
         var parsed = root.Parse(args);
-        if (parsed.Errors.Count > 0)
-        {
-            foreach (var e in parsed.Errors) Console.Error.WriteLine($"engine: {e.Message}");
-            return UserError;
-        }
+        // One line: the first parse error (later ones usually follow from it); --help lists the options.
+        if (parsed.Errors.Count > 0) return Fail(parsed.Errors[0].Message + " (see --help)");
         return parsed.Invoke(new InvocationConfiguration { EnableDefaultExceptionHandler = false });
     }
 

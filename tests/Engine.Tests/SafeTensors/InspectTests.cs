@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using Engine.IO;
 using Engine.Models;
 using NUnit.Framework;
@@ -51,30 +50,7 @@ public class InspectTests
         Assert.That(text, Does.Contain("model.norm.weight").And.Contain("1 tensors, 16 parameters, 64 bytes"));
     }
 
-    /// <summary>The built `engine` program, when the solution build produced it.</summary>
-    private static string? EngineDll()
-    {
-        var dir = new DirectoryInfo(AppContext.BaseDirectory);
-        while (dir is not null && !File.Exists(Path.Combine(dir.FullName, "Engine.sln"))) dir = dir.Parent;
-        if (dir is null) return null;
-        return new[] { "Debug", "Release" }
-            .Select(c => Path.Combine(dir.FullName, "tools", "Engine.Cli", "bin", c, "net10.0", "engine.dll"))
-            .Where(File.Exists).OrderByDescending(File.GetLastWriteTimeUtc).FirstOrDefault();
-    }
-
-    private static (int Exit, string Out, string Err) RunEngine(params string[] args)
-    {
-        var dll = EngineDll();
-        if (dll is null) Assert.Ignore("the engine program is not built (run `dotnet build` on the solution)");
-        var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true };
-        psi.ArgumentList.Add(dll!);
-        foreach (var a in args) psi.ArgumentList.Add(a);
-        using var p = Process.Start(psi)!;
-        var stdout = p.StandardOutput.ReadToEndAsync();
-        var stderr = p.StandardError.ReadToEndAsync();
-        Assert.That(p.WaitForExit(60_000), "engine finished within a minute");
-        return (p.ExitCode, stdout.Result, stderr.Result);
-    }
+    private static (int Exit, string Out, string Err) RunEngine(params string[] args) => EngineProcess.Run(args);
 
     [Test]
     public void CliExitsZeroWithATableOnAGoodFile()

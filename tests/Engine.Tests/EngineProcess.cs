@@ -1,0 +1,44 @@
+using System.Diagnostics;
+using NUnit.Framework;
+
+namespace Engine.Tests;
+
+/// <summary>Runs the built `engine` program (the solution build puts it under tools/Engine.Cli/bin),
+/// for tests of exit codes and one-line errors.</summary>
+public static class EngineProcess
+{
+    public static string? Dll()
+    {
+        var dir = new DirectoryInfo(AppContext.BaseDirectory);
+        while (dir is not null && !File.Exists(Path.Combine(dir.FullName, "Engine.sln"))) dir = dir.Parent;
+        if (dir is null) return null;
+        return new[] { "Debug", "Release" }
+            .Select(c => Path.Combine(dir.FullName, "tools", "Engine.Cli", "bin", c, "net10.0", "engine.dll"))
+            .Where(File.Exists).OrderByDescending(File.GetLastWriteTimeUtc).FirstOrDefault();
+    }
+
+    public static (int Exit, string Out, string Err) Run(params string[] args)
+    {
+        var dll = Dll();
+        if (dll is null) Assert.Ignore("the engine program is not built (run `dotnet build` on the solution)");
+        var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true };
+        psi.ArgumentList.Add(dll!);
+        foreach (var a in args) psi.ArgumentList.Add(a);
+        using var p = Process.Start(psi)!;
+        var stdout = p.StandardOutput.ReadToEndAsync();
+        var stderr = p.StandardError.ReadToEndAsync();
+        Assert.That(p.WaitForExit(120_000), "engine finished within two minutes");
+        return (p.ExitCode, stdout.Result, stderr.Result);
+    }
+
+    /// <summary>Asserts exit code 2 and a single "engine: …" line on stderr without a stack trace.</summary>
+    public static string AssertUserError((int Exit, string Out, string Err) r)
+    {
+        Assert.That(r.Exit, Is.EqualTo(2), r.Err);
+        var lines = r.Err.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.That(lines, Has.Length.EqualTo(1), r.Err);
+        Assert.That(lines[0], Does.StartWith("engine: "));
+        Assert.That(r.Err, Does.Not.Contain("   at "), "no stack trace");
+        return lines[0];
+    }
+}

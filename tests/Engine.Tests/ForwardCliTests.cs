@@ -1,0 +1,46 @@
+using Engine.IO;
+using NUnit.Framework;
+
+namespace Engine.Tests;
+
+public class ForwardCliTests
+{
+    private static string Fixture(string kind) => Path.Combine(TestContext.CurrentContext.TestDirectory, "Fixtures", "bert_tiny", kind);
+
+    [Test]
+    public void ForwardWritesHiddenStatesLogitsLossAndGradients()
+    {
+        using var temp = new TempFolder();
+        var outPath = temp.File("out.safetensors");
+        // The reference file holds input_ids, attention_mask, token_type_ids and labels (I64).
+        var r = EngineProcess.Run("forward", "--model", Fixture("bert"), "--ids", Path.Combine(Fixture("bert"), "reference.safetensors"), "--grads", "--out", outPath);
+        Assert.That(r.Exit, Is.EqualTo(0), r.Err);
+        using var got = SafeTensors.Open(outPath);
+        using var want = SafeTensors.Open(Path.Combine(Fixture("bert"), "reference.safetensors"));
+        Assert.That(got.Names, Does.Contain("hidden_states.0").And.Contain("hidden_states.2").And.Contain("last_hidden_state")
+            .And.Contain("logits").And.Contain("loss").And.Contain("grad.bert.embeddings.word_embeddings.weight"));
+        Assert.That(got.Info("logits").DType, Is.EqualTo(DType.F32));
+        foreach (var name in new[] { "logits", "loss", "grad.classifier.weight", "grad.bert.encoder.layer.0.attention.self.query.weight" })
+        {
+            var a = got.ReadAs(name, DType.F64).ToDoubleArray();
+            var e = want.ReadAs(name, DType.F64).ToDoubleArray();
+            double scale = Math.Max(1, e.Max(Math.Abs));
+            for (int i = 0; i < e.Length; i++) Assert.That(a[i], Is.EqualTo(e[i]).Within(1e-3 * scale), $"{name}[{i}]"); // float32 run
+        }
+    }
+
+    [Test]
+    public void BadInputsAreOneLineErrors()
+    {
+        using var temp = new TempFolder();
+        var outPath = temp.File("out.safetensors");
+        var line = EngineProcess.AssertUserError(EngineProcess.Run("forward", "--model", Fixture("bert"), "--out", outPath));
+        Assert.That(line, Does.Contain("--ids"));
+        var bad = temp.WriteBytes("ids.safetensors", [1, 2, 3]);
+        line = EngineProcess.AssertUserError(EngineProcess.Run("forward", "--model", Fixture("bert"), "--ids", bad, "--out", outPath));
+        Assert.That(line, Does.Contain("ids.safetensors"));
+        line = EngineProcess.AssertUserError(EngineProcess.Run("forward", "--model", temp.Path, "--ids", bad, "--out", outPath));
+        Assert.That(line, Does.Contain("config.json"));
+        Assert.That(File.Exists(outPath), Is.False, "nothing half-written");
+    }
+}
