@@ -2,9 +2,11 @@ using System.CommandLine;
 using Engine.Cli;
 using Engine.Cli.Commands;
 
+Engine.Kernels.CudaBackend.Register();
 var root = new RootCommand("engine: a from-scratch transformer fine-tuning engine (tensors, autograd, CPU and CUDA backends)");
 root.Add(GradCheckCommand.Create());
 root.Add(OpsCommand.Create());
 root.Add(DemoCommand.Create());
 root.Add(BenchCommand.Create());
+root.Add(KernelsCommand.Create());
 return Cli.Run(root, args);
