@@ -1,6 +1,7 @@
 // optimizer.cu: in-place parameter updates (PyTorch semantics), one thread per element.
 //
-// Conventions: p, m, v, buf are updated in place; g is read only. The scalar factors that
+// Conventions (llm.c style elsewhere: forward overwrites, backward accumulates +=): an update is
+// neither, it rewrites p, m, v, buf in place; g is read only. The scalar factors that
 // depend on the step (bias corrections) are computed on the host in float64 and passed in, as
 // the CPU reference does. Deterministic.
 #include "common.cuh"
