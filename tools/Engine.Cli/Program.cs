@@ -2,6 +2,7 @@ using System.CommandLine;
 using Engine.Cli;
 using Engine.Cli.Commands;
 
+Engine.Kernels.CudaBackend.Register();
 var root = new RootCommand("engine: a from-scratch transformer fine-tuning engine (tensors, autograd, CPU and CUDA backends)");
 root.Add(GradCheckCommand.Create());
 root.Add(OpsCommand.Create());
@@ -9,4 +10,5 @@ root.Add(DemoCommand.Create());
 root.Add(BenchCommand.Create());
 root.Add(InspectCommand.Create());
 root.Add(ForwardCommand.Create());
+root.Add(KernelsCommand.Create());
 return Cli.Run(root, args);

@@ -15,10 +15,11 @@ public static class GradCheckCommand
         cmd.SetAction(Cli.Action(parse =>
         {
             var dev = Device.Parse(parse.GetValue(device)!);
-            if (dev.Kind != DeviceKind.Cpu) Backends.For(dev); // throws "CUDA not available: ..." until a CUDA backend is loaded
+            if (dev.Kind != DeviceKind.Cpu) Backends.For(dev); // throws "CUDA not available: ..." without a GPU
             var name = parse.GetValue(op);
             var entries = name is null ? OpCatalog.All : [OpCatalog.Find(name) ?? throw new EngineException($"unknown op '{name}' (see `engine ops`)")];
             int s = parse.GetValue(seed), failed = 0;
+            if (dev.Kind == DeviceKind.Cuda) return CudaParity(entries, dev, s);
             Console.WriteLine($"{"op",-16} {"max rel error",14}  result  case");
             foreach (var e in entries)
             {
@@ -32,5 +33,22 @@ public static class GradCheckCommand
             return failed == 0 ? 0 : 1;
         }));
         return cmd;
+    }
+
+    /// <summary>On CUDA: every op forward and backward in F32 on the GPU against the CPU in F64
+    /// (the CPU path is the one gradient-checked by finite differences).</summary>
+    private static int CudaParity(IReadOnlyList<OpEntry> entries, Device dev, int seed)
+    {
+        int failed = 0;
+        Console.WriteLine($"{Backends.For(dev).Name}: F32 on the GPU vs F64 on the CPU, tolerance {Engine.Kernels.CudaParity.F32Tolerance:E0} (scaled max error)");
+        Console.WriteLine($"{"op",-16} {"forward",10} {"gradients",10}  result  case");
+        foreach (var e in entries)
+        {
+            var r = Engine.Kernels.CudaParity.Check(e, seed, dev);
+            if (!r.Passed) failed++;
+            Console.WriteLine($"{r.Op,-16} {r.ForwardError,10:E2} {r.GradientError,10:E2}  {(r.Passed ? "pass" : "FAIL"),-6}  {r.Error ?? r.Case}");
+        }
+        Console.WriteLine($"{entries.Count - failed} passed, {failed} failed (device {dev}, seed {seed})");
+        return failed == 0 ? 0 : 1;
     }
 }

@@ -1,0 +1,86 @@
+using System.Text.RegularExpressions;
+using Engine.Backend;
+using Engine.Kernels;
+using NUnit.Framework;
+
+namespace Engine.Tests.Cuda;
+
+/// <summary>Parts of the CUDA backend checked on the host: the GEMM argument mapping and the
+/// dropout hash.</summary>
+public class HostSideTests
+{
+    [Test]
+    public void GemmMappingMatchesTheDocumentedCalls()
+    {
+        // docs/cuda.md: C = A·B → gemm(N, N, N, M, K, B, N, A, K, C, N).
+        Assert.That(GemmMapping.RowMajor(false, false, 5, 7, 3), Is.EqualTo(new GemmMapping(false, false, 7, 5, 3, 7, 3, 7)));
+        // C = A·Bᵀ with B [N×K] → gemm(T, N, N, M, K, B, K, A, K, C, N).
+        Assert.That(GemmMapping.RowMajor(false, true, 5, 7, 3), Is.EqualTo(new GemmMapping(true, false, 7, 5, 3, 3, 3, 7)));
+        // C = Aᵀ·B with A [K×M] → gemm(N, T, N, M, K, B, N, A, M, C, N).
+        Assert.That(GemmMapping.RowMajor(true, false, 5, 7, 3), Is.EqualTo(new GemmMapping(false, true, 7, 5, 3, 7, 5, 7)));
+    }
+
+    /// <summary>A column-major reference GEMM with cuBLAS's argument meaning:
+    /// C[m×n] = op(X)[m×k]·op(Y)[k×n] + beta·C, X with leading dim ldx, etc.</summary>
+    private static void ColumnMajorGemm(bool tx, bool ty, int m, int n, int k, double[] x, int ldx, double[] y, int ldy, double[] c, int ldc, double beta)
+    {
+        for (int j = 0; j < n; j++)
+            for (int i = 0; i < m; i++)
+            {
+                double s = 0;
+                for (int p = 0; p < k; p++)
+                    s += (tx ? x[p + i * ldx] : x[i + p * ldx]) * (ty ? y[j + p * ldy] : y[p + j * ldy]);
+                c[i + j * ldc] = s + beta * c[i + j * ldc];
+            }
+    }
+
+    [Test]
+    public void GemmMappingOnAColumnMajorGemmGivesTheRowMajorProduct()
+    {
+        var rng = new Random(7);
+        foreach (var (ta, tb) in new[] { (false, false), (false, true), (true, false), (true, true) })
+        {
+            int m = 4, n = 3, k = 5;
+            var a = Tensor.Randn(ta ? [k, m] : [m, k], rng, DType.F64);
+            var b = Tensor.Randn(tb ? [n, k] : [k, n], rng, DType.F64);
+            var expected = Tensor.Zeros([m, n], DType.F64);
+            Backends.Cpu.Gemm(a, 0, 0, ta, b, 0, 0, tb, expected, 0, 0, 1, m, n, k, 1.0, 0.0);
+
+            var map = GemmMapping.RowMajor(ta, tb, m, n, k);
+            var c = new double[m * n];
+            ColumnMajorGemm(map.TransFirst, map.TransSecond, map.M, map.N, map.K, b.ToDoubleArray(), map.LdFirst, a.ToDoubleArray(), map.LdSecond, c, map.LdC, 0);
+            Assert.That(c, Is.EqualTo(expected.ToDoubleArray()).Within(1e-12), $"transA {ta}, transB {tb}");
+        }
+    }
+
+    /// <summary>A line-by-line C# port of rng_mix / rng_uniform in Cuda/common.cuh.</summary>
+    private static float PortedUniform(ulong seed, ulong index)
+    {
+        ulong z = seed * 0x9E3779B97F4A7C15UL + index + 0x632BE59BD9B4E019UL;
+        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9UL;
+        z = (z ^ (z >> 27)) * 0x94D049BB133111EBUL;
+        z ^= z >> 31;
+        return (float)(z >> 40) * (1.0f / 16777216.0f);
+    }
+
+    [Test]
+    public void TheKernelDropoutHashIsRngBitForBit()
+    {
+        // The port must be the kernel's code: its constants and shifts appear in common.cuh.
+        var header = KernelSources.Header;
+        var body = header[header.IndexOf("rng_mix(u64 seed", StringComparison.Ordinal)..];
+        body = body[..body.IndexOf("rng_uniform", StringComparison.Ordinal)];
+        var constants = Regex.Matches(body, @"0x([0-9A-Fa-f]+)ull").Select(m => Convert.ToUInt64(m.Groups[1].Value, 16)).ToArray();
+        Assert.That(constants, Is.EqualTo(new[] { 0x9E3779B97F4A7C15UL, 0x632BE59BD9B4E019UL, 0xBF58476D1CE4E5B9UL, 0x94D049BB133111EBUL }));
+        Assert.That(Regex.Matches(body, @">> (\d+)").Select(m => m.Groups[1].Value), Is.EqualTo(new[] { "30", "27", "31" }));
+        Assert.That(header, Does.Contain("(rng_mix(seed, index) >> 40) * (1.0f / 16777216.0f)"));
+
+        var rng = new Random(3);
+        for (int s = 0; s < 50; s++)
+        {
+            ulong seed = (ulong)rng.NextInt64() ^ ((ulong)rng.Next() << 40);
+            for (ulong i = 0; i < 2000; i += 1 + (ulong)rng.Next(5))
+                Assert.That(BitConverter.SingleToInt32Bits(PortedUniform(seed, i)), Is.EqualTo(BitConverter.SingleToInt32Bits(Rng.Uniform(seed, i))));
+        }
+    }
+}
