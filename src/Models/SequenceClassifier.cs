@@ -1,3 +1,5 @@
+using System.Text.Json.Nodes;
+using Engine.IO;
 using Engine.Models.Bert;
 using Engine.Nn;
 
@@ -22,6 +24,45 @@ public abstract class SequenceClassifier : Module
     /// <summary>For each parameter, the name its weights had in the file they were loaded from
     /// (a checkpoint may omit the bert. prefix or use LayerNorm.gamma); empty before loading.</summary>
     public IReadOnlyDictionary<string, string> SourceNames { get; protected set; } = new Dictionary<string, string>();
+
+    /// <summary>The model's dropout seed sequence (its position is saved with checkpoints).</summary>
+    public DropoutSeeds Seeds { get; protected init; } = new(0);
+
+    /// <summary>The name a parameter is saved under: the one it was loaded from, else its own.</summary>
+    public string CheckpointName(string parameterName) => SourceNames.GetValueOrDefault(parameterName, parameterName);
+
+    /// <summary>
+    /// Copies weights from <paramref name="source"/> into the parameters, trying for each
+    /// parameter the names <paramref name="candidates"/> lists. Head parameters
+    /// (<paramref name="isHead"/>) that are missing or have another shape (a new task with another
+    /// label count) keep their random initialisation, with one note through <paramref name="log"/>,
+    /// as transformers does; anything else missing, unexpected (unless <paramref name="ignore"/>d)
+    /// or misshapen is one error listing all of it.
+    /// </summary>
+    protected void LoadMatched(IWeightSource source, Func<string, IEnumerable<string>> candidates, Func<string, bool> ignore,
+        Func<string, bool> isHead, Action<string>? log)
+    {
+        var named = NamedParameters().ToDictionary(p => p.Name, p => p.Param);
+        var match = WeightMatch.Match(named.Select(p => new ExpectedTensor(p.Key, p.Value.ShapeArray)), source, candidates,
+            n => ignore(n) || isHead(n));
+        var headIssues = match.Missing.Where(m => isHead(m.Name)).Select(m => m.Name + " (missing)")
+            .Concat(match.ShapeMismatches.Where(m => isHead(m.Name)).Select(m => $"{m.Name} ({Shape.Format(m.Found)} in the file, {Shape.Format(m.Expected)} here)"))
+            .ToList();
+        new WeightMatch
+        {
+            Source = match.Source, Matched = match.Matched, Unexpected = match.Unexpected,
+            Missing = match.Missing.Where(m => !isHead(m.Name)).ToList(),
+            ShapeMismatches = match.ShapeMismatches.Where(m => !isHead(m.Name)).ToList(),
+        }.ThrowIfIncomplete();
+        if (headIssues.Count > 0)
+            log?.Invoke($"{source.Path}: classification head initialised randomly: {string.Join(", ", headIssues)}");
+        SourceNames = match.Matched;
+        foreach (var (name, file) in match.Matched)
+        {
+            var p = named[name];
+            Backend.Backends.Copy(source.ReadAs(file, p.DType), p);
+        }
+    }
 
     /// <summary>ids [B, T] I32; attentionMask [B, T] I32 (1 token, 0 padding) or null; tokenTypeIds [B, T] I32 or null.</summary>
     public abstract ClassifierOutput Forward(Tensor ids, Tensor? attentionMask = null, Tensor? tokenTypeIds = null);
@@ -50,11 +91,49 @@ public abstract class SequenceClassifier : Module
         return r;
     }
 
+    /// <summary>Tokenizer and generation files a saved model carries over from its source folder.</summary>
+    public static readonly string[] CompanionFiles =
+    [
+        "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json", "vocab.txt",
+        "vocab.json", "merges.txt", "tokenizer.model", "generation_config.json",
+    ];
+
+    /// <summary>
+    /// Writes the model into <paramref name="folder"/> as a Hugging Face folder: the source's
+    /// config.json with this model's labels (id2label, label2id), model.safetensors with every
+    /// parameter under its checkpoint name, and the source's tokenizer files. Written into
+    /// <paramref name="folder"/> directly (callers wanting atomicity write into an
+    /// <see cref="AtomicFolder"/>).
+    /// </summary>
+    public void SaveInto(string folder, HfModelFolder source, IReadOnlyList<string>? labelNames = null)
+    {
+        var config = JsonNode.Parse(source.Config.GetRawText())!.AsObject();
+        if (labelNames is not null)
+        {
+            if (labelNames.Count != NumLabels) throw new EngineException($"save: {labelNames.Count} label names for a head of {NumLabels} labels");
+            var id2label = new JsonObject();
+            var label2id = new JsonObject();
+            for (int i = 0; i < labelNames.Count; i++) { id2label[i.ToString()] = labelNames[i]; label2id[labelNames[i]] = i; }
+            config["id2label"] = id2label;
+            config["label2id"] = label2id;
+            config.Remove("num_labels"); // transformers derives it from id2label
+        }
+        File.WriteAllText(Path.Combine(folder, HfModelFolder.ConfigFileName), config.ToJsonString(new System.Text.Json.JsonSerializerOptions { WriteIndented = true }));
+        SafeTensors.Save(Path.Combine(folder, SafeTensors.SingleFileName),
+            NamedParameters().Select(p => new KeyValuePair<string, Tensor>(CheckpointName(p.Name), p.Param)),
+            new Dictionary<string, string> { ["format"] = "pt" });
+        foreach (var name in CompanionFiles)
+        {
+            var src = Path.Combine(source.Path, name);
+            if (File.Exists(src)) File.Copy(src, Path.Combine(folder, name), overwrite: true);
+        }
+    }
+
     /// <summary>Builds the family's classifier from a folder and loads its weights.</summary>
-    public static SequenceClassifier FromFolder(HfModelFolder folder, int seed = 0, DType dtype = DType.F32, Action<string>? log = null) =>
+    public static SequenceClassifier FromFolder(HfModelFolder folder, int seed = 0, DType dtype = DType.F32, Action<string>? log = null, int? numLabels = null) =>
         folder.Family switch
         {
-            ModelFamily.Bert => BertForSequenceClassification.FromFolder(folder, seed, dtype, log),
+            ModelFamily.Bert => BertForSequenceClassification.FromFolder(folder, seed, dtype, log, numLabels),
             _ => throw new EngineException($"{folder.Path}: model_type '{folder.ModelType}' has no sequence-classification model in the engine yet"),
         };
 }

@@ -101,5 +101,13 @@ public sealed class LrScheduler
         Apply();
     }
 
+    /// <summary>Jumps to step <paramref name="step"/> (resuming a run) and sets its rate.</summary>
+    public void Restore(int step)
+    {
+        if (step < 0) throw new EngineException($"scheduler: step {step} is negative");
+        CurrentStep = step;
+        Apply();
+    }
+
     private void Apply() => Optimizer.LearningRate = LearningRateAt(CurrentStep);
 }

@@ -151,6 +151,45 @@ public abstract class Optimizer
         }
     }
 
+    /// <summary>
+    /// The optimizer's state for a checkpoint: every buffer as "<c>NAME.state.I</c>" (NAME from
+    /// <paramref name="nameOf"/>, usually the parameter's checkpoint name) and each parameter's
+    /// step count as "<c>NAME</c>" → steps, plus the optimizer's own step count.
+    /// </summary>
+    public (List<KeyValuePair<string, Tensor>> Buffers, Dictionary<string, int> Steps, int StepCount) ExportState(Func<Tensor, string> nameOf)
+    {
+        var buffers = new List<KeyValuePair<string, Tensor>>();
+        var steps = new Dictionary<string, int>();
+        foreach (var state in states)
+        {
+            var name = nameOf(state.Parameter);
+            steps[name] = state.Steps;
+            for (int i = 0; i < state.Buffers.Count; i++) buffers.Add(new($"{name}.state.{i}", state.Buffers[i]));
+        }
+        return (buffers, steps, StepCount);
+    }
+
+    /// <summary>Restores what <see cref="ExportState"/> wrote, so the next <see cref="Step"/> is
+    /// the one the saved run would have taken. A buffer of the wrong shape, or a parameter the
+    /// checkpoint does not know, is an error naming it.</summary>
+    public void ImportState(IReadOnlyDictionary<string, Tensor> buffers, IReadOnlyDictionary<string, int> steps, int stepCount, Func<Tensor, string> nameOf)
+    {
+        foreach (var state in states)
+        {
+            var name = nameOf(state.Parameter);
+            if (!steps.TryGetValue(name, out var n)) throw new EngineException($"optimizer state: the checkpoint has nothing for {name}");
+            state.Steps = n;
+            for (int i = 0; buffers.TryGetValue($"{name}.state.{i}", out var saved); i++)
+            {
+                var b = state.Buffer(i);
+                if (!Shape.Equal(saved.Shape, b.Shape) || saved.DType != b.DType)
+                    throw new EngineException($"optimizer state: {name}.state.{i} is {saved.DType} {Shape.Format(saved.Shape)}, expected {b.DType} {Shape.Format(b.Shape)}");
+                Backend.Backends.Copy(saved, b);
+            }
+        }
+        StepCount = stepCount;
+    }
+
     private static void CheckLearningRate(double lr)
     {
         if (!(lr >= 0) || double.IsInfinity(lr)) throw new EngineException($"optimizer: learning rate {lr} must be finite and ≥ 0");

@@ -23,7 +23,7 @@ public sealed class BertForSequenceClassification : SequenceClassifier
         Config = config;
         NumLabels = numLabels ?? config.NumLabels ?? 2;
         var rng = new Random(seed);
-        var seeds = new DropoutSeeds((ulong)seed);
+        var seeds = Seeds = new DropoutSeeds((ulong)seed);
         Encoder = Child(config.IsRoberta ? "roberta" : "bert", new BertModel(config, rng, seeds, withPooler: !config.IsRoberta, initStd, dtype));
         dropout = Child("dropout", new Dropout(config.ClassifierDropout ?? config.HiddenDropoutProb, seeds));
         if (config.IsRoberta)
@@ -47,13 +47,12 @@ public sealed class BertForSequenceClassification : SequenceClassifier
     public override string? ProblemType => Config.ProblemType;
 
     /// <summary>Loads a Hugging Face folder: the config, then every parameter from the weights,
-    /// with or without the bert./roberta. prefix and with legacy LayerNorm gamma/beta names. A
-    /// missing classification head is initialised randomly (as transformers does, with a note
-    /// through <paramref name="log"/>); anything else missing, unexpected or misshapen is one
-    /// error listing all of it.</summary>
-    public static new BertForSequenceClassification FromFolder(HfModelFolder folder, int seed = 0, DType dtype = DType.F32, Action<string>? log = null)
+    /// with or without the bert./roberta. prefix and with legacy LayerNorm gamma/beta names.
+    /// <paramref name="numLabels"/> overrides the config's label count (a new task); a head that is
+    /// missing or has another shape is then initialised randomly (see <see cref="SequenceClassifier.LoadMatched"/>).</summary>
+    public static new BertForSequenceClassification FromFolder(HfModelFolder folder, int seed = 0, DType dtype = DType.F32, Action<string>? log = null, int? numLabels = null)
     {
-        var model = new BertForSequenceClassification(folder.BertConfig, seed, dtype: dtype);
+        var model = new BertForSequenceClassification(folder.BertConfig, seed, numLabels, dtype: dtype);
         using var source = folder.OpenWeights();
         model.LoadWeights(source, log);
         return model;
@@ -62,8 +61,6 @@ public sealed class BertForSequenceClassification : SequenceClassifier
     public void LoadWeights(IWeightSource source, Action<string>? log = null)
     {
         var prefix = Config.IsRoberta ? "roberta." : "bert.";
-        var named = NamedParameters().ToDictionary(p => p.Name, p => p.Param);
-        bool IsHead(string n) => n.StartsWith("classifier.", StringComparison.Ordinal);
         IEnumerable<string> Candidates(string n)
         {
             foreach (var m in new[] { n, n.StartsWith(prefix, StringComparison.Ordinal) ? n[prefix.Length..] : n })
@@ -76,22 +73,6 @@ public sealed class BertForSequenceClassification : SequenceClassifier
         // Buffers and heads this model does not build: position_ids, pre-training heads, a RoBERTa pooler.
         static bool Ignore(string n) => n.EndsWith("position_ids", StringComparison.Ordinal) || n.StartsWith("cls.", StringComparison.Ordinal)
             || n.StartsWith("lm_head.", StringComparison.Ordinal) || n.Contains("pooler.") || n.EndsWith("token_type_ids", StringComparison.Ordinal);
-        var match = WeightMatch.Match(named.Select(p => new ExpectedTensor(p.Key, p.Value.ShapeArray)), source, Candidates, Ignore);
-        var headMissing = match.Missing.Where(m => IsHead(m.Name)).ToList();
-        var backboneMatch = new WeightMatch
-        {
-            Source = match.Source, Matched = match.Matched, Unexpected = match.Unexpected, ShapeMismatches = match.ShapeMismatches,
-            Missing = match.Missing.Where(m => !IsHead(m.Name)).ToList(),
-        };
-        backboneMatch.ThrowIfIncomplete();
-        if (headMissing.Count > 0)
-            log?.Invoke($"{source.Path}: no classification head in the weights ({string.Join(", ", headMissing.Select(m => m.Name))}); initialised randomly");
-        SourceNames = match.Matched;
-        foreach (var (name, file) in match.Matched)
-        {
-            var p = named[name];
-            var t = source.ReadAs(file, p.DType);
-            Backend.Backends.Copy(t, p);
-        }
+        LoadMatched(source, Candidates, Ignore, n => n.StartsWith("classifier.", StringComparison.Ordinal), log);
     }
 }
