@@ -8,4 +8,5 @@ root.Add(OpsCommand.Create());
 root.Add(DemoCommand.Create());
 root.Add(BenchCommand.Create());
 root.Add(InspectCommand.Create());
+root.Add(TokenizeCommand.Create());
 return Cli.Run(root, args);
