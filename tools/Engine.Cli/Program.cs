@@ -11,4 +11,5 @@ root.Add(BenchCommand.Create());
 root.Add(InspectCommand.Create());
 root.Add(ForwardCommand.Create());
 root.Add(KernelsCommand.Create());
+root.Add(TokenizeCommand.Create());
 return Cli.Run(root, args);

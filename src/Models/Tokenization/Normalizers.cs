@@ -38,10 +38,11 @@ public static class Normalizers
         return result;
     }
 
-    /// <summary>NFD, then drop non-spacing marks (Unicode category Mn).</summary>
+    /// <summary>NFD (<see cref="CanonicalDecomposition"/>, not the platform's, which invariant globalization
+    /// disables), then drop non-spacing marks (Unicode category Mn).</summary>
     public static string StripAccents(string text)
     {
-        var decomposed = text.Normalize(NormalizationForm.FormD);
+        var decomposed = CanonicalDecomposition.Decompose(text);
         var sb = new StringBuilder(decomposed.Length);
         foreach (var rune in decomposed.EnumerateRunes())
             if (Rune.GetUnicodeCategory(rune) != UnicodeCategory.NonSpacingMark) sb.Append(rune.ToString());

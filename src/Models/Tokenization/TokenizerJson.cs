@@ -126,10 +126,13 @@ public static class TokenizerJson
                     bool strip = Bool(n, "strip_accents") ?? lowercase;
                     return s => Normalizers.Bert(s, clean, chinese, strip, lowercase);
                 case "Lowercase": return s => s.ToLowerInvariant();
-                case "NFC": return s => s.Normalize(NormalizationForm.FormC);
-                case "NFD": return s => s.Normalize(NormalizationForm.FormD);
-                case "NFKC": return s => s.Normalize(NormalizationForm.FormKC);
-                case "NFKD": return s => s.Normalize(NormalizationForm.FormKD);
+                case "NFD": return CanonicalDecomposition.Decompose;
+                case "NFC" or "NFKC" or "NFKD":
+                    // These need the platform's normalization, which invariant globalization (the engine's setting) turns off.
+                    var form = type switch { "NFC" => NormalizationForm.FormC, "NFKC" => NormalizationForm.FormKC, _ => NormalizationForm.FormKD };
+                    if ("\u00E9".Normalize(NormalizationForm.FormD).Length != 2)
+                        throw Error($"normalizer type '{type}' needs Unicode normalization, which this process lacks (invariant globalization); only NFD is built in");
+                    return s => s.Normalize(form);
                 case "StripAccents": return s => Normalizers.StripAccents(s);
                 case "Strip":
                     bool left = Bool(n, "strip_left") ?? true, right = Bool(n, "strip_right") ?? true;
