@@ -212,14 +212,16 @@ public static class DatasetReader
         }
     }
 
-    /// <summary>With no task and no explicit header setting, the first row is a header when it
-    /// holds the text column's name (or, with none given, one of the default names). A text column
-    /// given as a number means a headerless file.</summary>
+    /// <summary>With no task and no explicit header setting: a text column given by name means a
+    /// header; given by index, the first row is a header only when it holds one of the default
+    /// column names (sentence, text, label, …); with no text column given, when it holds a default
+    /// text column name.</summary>
     private static bool LooksLikeHeader(string[] firstRow, string? textColumn)
     {
-        if (textColumn is not null)
-            return !IsIndex(textColumn) && firstRow.Any(f => f.Trim().Equals(textColumn, StringComparison.OrdinalIgnoreCase));
-        return firstRow.Any(f => DefaultTextColumns.Contains(f.Trim(), StringComparer.OrdinalIgnoreCase));
+        static bool Holds(string[] row, IEnumerable<string> names) =>
+            row.Any(f => names.Contains(f.Trim(), StringComparer.OrdinalIgnoreCase));
+        if (textColumn is null) return Holds(firstRow, DefaultTextColumns);
+        return !IsIndex(textColumn) || Holds(firstRow, DefaultTextColumns.Concat(DefaultLabelColumns));
     }
 
     private static string? DefaultPairColumn(string textColumn, string[] names)

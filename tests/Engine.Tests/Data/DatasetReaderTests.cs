@@ -115,6 +115,12 @@ public class DatasetReaderTests
         var data = DatasetReader.Read(path, new DataOptions { TextColumn = "body", LabelColumn = "Verdict" });
         Assert.That(data.Examples.Select(e => (e.Text, data.Labels!.Name(e.Label))),
             Is.EqualTo(new[] { ("great", "yes"), ("awful", "no") }));
+        // Indices work in a file with a header too.
+        var byIndex = DatasetReader.Read(Write("f2.tsv", "id\tbody\tlabel\n1\tgreat\tyes\n"), new DataOptions { TextColumn = "1", LabelColumn = "2" });
+        Assert.That(byIndex.Examples.Single().Text, Is.EqualTo("great"));
+        // A misspelt name is reported against the header.
+        Assert.That(Fails(path, new DataOptions { TextColumn = "bdy", LabelColumn = "verdict" }).Message,
+            Is.EqualTo($"{path}:1: no text column 'bdy' among 'id', 'body', 'verdict'"));
     }
 
     [Test]
