@@ -7,6 +7,9 @@ var root = new RootCommand("engine: a from-scratch transformer fine-tuning engin
 root.Add(GradCheckCommand.Create());
 root.Add(OpsCommand.Create());
 root.Add(DemoCommand.Create());
+root.Add(TrainCommands.Train());
+root.Add(TrainCommands.Eval());
+root.Add(TrainCommands.Predict());
 root.Add(BenchCommand.Create());
 root.Add(InspectCommand.Create());
 root.Add(ForwardCommand.Create());

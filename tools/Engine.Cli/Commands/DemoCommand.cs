@@ -1,24 +1,50 @@
 using System.CommandLine;
-using Engine.Models.Tiny;
+using Engine.Models.Demo;
+using Engine.Models.Training;
 
 namespace Engine.Cli.Commands;
 
-/// <summary>`engine demo`: trains a tiny transformer on a synthetic task (see TinyDemo).</summary>
+/// <summary>
+/// `engine demo [--out DIR]`: the embedded default job, no downloads. Builds a small random
+/// BERT as a Hugging Face folder and a synthetic task that only word order solves
+/// (<see cref="NegationTask"/>), then trains it through the same path as `engine train` and
+/// writes the same outputs.
+/// </summary>
 public static class DemoCommand
 {
     public static Command Create()
     {
-        var steps = new Option<int>("--steps") { Description = "training steps", DefaultValueFactory = _ => 300 };
+        var output = new Option<string>("--out") { Description = "output folder", DefaultValueFactory = _ => "engine-demo" };
+        var steps = new Option<int>("--steps") { Description = "optimizer steps", DefaultValueFactory = _ => 400 };
         var seed = new Option<int>("--seed") { Description = "seed for data, initialisation and order", DefaultValueFactory = _ => 1 };
-        var lr = new Option<double>("--lr") { Description = "peak learning rate (AdamW)", DefaultValueFactory = _ => 3e-3 };
-        var cmd = new Command("demo", "Train a tiny transformer classifier on a synthetic task, on the CPU") { steps, seed, lr };
+        var lr = new Option<double>("--lr") { Description = "peak learning rate", DefaultValueFactory = _ => 2e-3 };
+        var cmd = new Command("demo", "Train a small BERT on a synthetic word-order task, on the CPU (under a minute)") { output, steps, seed, lr };
         cmd.SetAction(Cli.Action(parse =>
         {
-            int n = parse.GetValue(steps);
-            if (n < 1) throw new EngineException($"demo: --steps must be at least 1, got {n}");
-            TinyDemo.Run(new DemoOptions(Steps: n, Seed: parse.GetValue(seed), LearningRate: parse.GetValue(lr)), Console.WriteLine);
-            return 0;
+            var dir = parse.GetValue(output)!;
+            int s = parse.GetValue(seed);
+            var result = Run(dir, parse.GetValue(steps), s, learningRate: parse.GetValue(lr));
+            return result.FinalEval.TryGetValue("accuracy", out var acc) && acc > 0.5 ? 0 : 1;
         }));
         return cmd;
+    }
+
+    public static TrainResult Run(string dir, int steps, int seed, int trainCount = 6000, int evalCount = 600, double learningRate = 2e-3)
+    {
+        if (steps < 1) throw new EngineException($"demo: --steps must be at least 1, got {steps}");
+        Console.WriteLine("demo: a small BERT learns a sentiment task where only word order decides the label:");
+        Console.WriteLine("      'the food was good but the service was not great .' → negative (the last clause counts, 'not' flips it)");
+        var folder = DemoModel.CreateFolder(Path.Combine(dir, "model-init"), seed);
+        var train = DemoModel.Data(trainCount, seed, "synthetic negation task (train)");
+        var eval = DemoModel.Data(evalCount, seed + 1, "synthetic negation task (held out)");
+        var options = new TrainOptions
+        {
+            MaxSteps = steps, BatchSize = 32, LearningRate = learningRate, WarmupRatio = 0.1, MaxLength = 48, Seed = seed,
+            EvalEvery = Math.Max(1, steps / 4), OutDir = dir, LogEvery = Math.Max(1, steps / 20),
+        };
+        var result = TrainCommands.Run(folder, train, eval, options);
+        int majority = eval.Examples.GroupBy(e => e.Label).Max(g => g.Count());
+        Console.WriteLine($"held-out accuracy {result.FinalEval.GetValueOrDefault("accuracy"):P1}; the majority class alone scores {(double)majority / eval.Count:P1}");
+        return result;
     }
 }

@@ -1,0 +1,81 @@
+using Engine.Models.Data;
+using Engine.Models.Tokenization;
+using Engine.Models.Training;
+
+namespace Engine.Models;
+
+/// <summary>
+/// The whole job in a few calls, for programs that embed the trainer:
+/// <code>
+/// var classifier = TextClassifier.Load("models/my-bert");
+/// var train = DatasetReader.Read("glue/SST-2/train.tsv", new DataOptions { Task = "sst2" });
+/// var dev = DatasetReader.Read("glue/SST-2/dev.tsv", new DataOptions { Task = "sst2", Labels = train.Labels });
+/// var result = classifier.Train(train, dev, new TrainOptions { Epochs = 3, Task = "sst2", OutDir = "runs/sst2" });
+/// Console.WriteLine($"accuracy {result.FinalEval["accuracy"]:P1}");
+/// var label = classifier.Predict(["a gripping, beautifully made film"])[0].Label;
+/// classifier.Save("models/my-bert-sst2");
+/// </code>
+/// The model is built when its label count is known: at Load for a folder that already has a
+/// trained head, at Train otherwise.
+/// </summary>
+public sealed class TextClassifier
+{
+    private TextClassifier(HfModelFolder folder, TextTokenizer tokenizer, SequenceClassifier? model, LabelMap? labels, bool regression)
+    {
+        Folder = folder;
+        Tokenizer = tokenizer;
+        Model = model;
+        Labels = labels;
+        IsRegression = regression;
+    }
+
+    public HfModelFolder Folder { get; }
+    public TextTokenizer Tokenizer { get; }
+    /// <summary>The network; null until <see cref="Train"/> for a folder without a trained head.</summary>
+    public SequenceClassifier? Model { get; private set; }
+    public LabelMap? Labels { get; private set; }
+    public bool IsRegression { get; private set; }
+    /// <summary>Options used by Evaluate/Predict (batch size, max length, task); Train replaces them.</summary>
+    public TrainOptions Options { get; private set; } = new();
+
+    /// <summary>Opens a Hugging Face folder and its tokenizer; loads the model when its config
+    /// names labels (a fine-tuned folder).</summary>
+    public static TextClassifier Load(string folder, Action<string>? log = null)
+    {
+        var f = HfModelFolder.Open(folder);
+        var tokenizer = TextTokenizer.FromFolder(f);
+        var labels = LabelMap.FromConfig(f.BertConfig.Id2Label);
+        bool trained = labels is not null && !labels.IsPlaceholder;
+        var model = trained ? SequenceClassifier.FromFolder(f, log: log) : null;
+        bool regression = f.BertConfig.NumLabels == 1 || f.BertConfig.ProblemType == "regression";
+        return new TextClassifier(f, tokenizer, model, trained ? labels : null, regression);
+    }
+
+    /// <summary>Fine-tunes on <paramref name="train"/> (building a head with its label count when
+    /// needed) and evaluates on <paramref name="eval"/>.</summary>
+    public TrainResult Train(Dataset train, Dataset? eval, TrainOptions options, Action<TrainEvent>? progress = null, Action<string>? log = null, string? resumeFrom = null)
+    {
+        if (Model is null || Model.NumLabels != train.OutputCount)
+            Model = SequenceClassifier.FromFolder(Folder, options.Seed, log: log, numLabels: train.OutputCount);
+        Labels = train.Labels;
+        IsRegression = train.IsRegression;
+        Options = options;
+        return Trainer().Train(train.Examples, eval?.Examples, progress, resumeFrom);
+    }
+
+    public Dictionary<string, double> Evaluate(Dataset data) => Trainer().Evaluate(data.Examples);
+
+    public List<Prediction> Predict(IEnumerable<string> texts, IEnumerable<string?>? pairs = null)
+    {
+        var pairList = pairs?.ToList();
+        var examples = texts.Select((t, i) => new Example(t, pairList?[i], -1)).ToList();
+        return Trainer().Predict(examples);
+    }
+
+    /// <summary>Writes the model as a Hugging Face folder (config with labels, weights, tokenizer files), atomically.</summary>
+    public void Save(string dir) => AtomicFolder.Write(dir, tmp => Ready().SaveInto(tmp, Folder, Labels?.Names));
+
+    private SequenceClassifier Ready() => Model ?? throw new EngineException($"{Folder.Path}: the model has no trained head yet; call Train first");
+
+    private Trainer Trainer() => new(Ready(), Folder, Tokenizer, Options, Labels?.Names, IsRegression);
+}

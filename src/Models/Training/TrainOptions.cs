@@ -1,0 +1,51 @@
+namespace Engine.Models.Training;
+
+/// <summary>
+/// How a fine-tuning run goes. Defaults are the usual BERT fine-tuning recipe (AdamW, lr 2e-5,
+/// batch 32, 10% linear warmup then linear decay, weight decay 0.01 except biases and norm
+/// weights, gradient clipping at 1.0).
+/// </summary>
+public sealed record TrainOptions
+{
+    public int Epochs { get; init; } = 3;
+    /// <summary>Optimizer steps to run; overrides <see cref="Epochs"/> when set.</summary>
+    public int? MaxSteps { get; init; }
+    public double LearningRate { get; init; } = 2e-5;
+    public int BatchSize { get; init; } = 32;
+    /// <summary>Tokens per example after truncation (longest-first for pairs).</summary>
+    public int MaxLength { get; init; } = 128;
+    public int Seed { get; init; } = 42;
+    public double WarmupRatio { get; init; } = 0.1;
+    public double WeightDecay { get; init; } = 0.01;
+    /// <summary>Micro-batches whose gradients add up to one optimizer step.</summary>
+    public int GradientAccumulation { get; init; } = 1;
+    /// <summary>Clip the global gradient norm to this (0: no clipping).</summary>
+    public double MaxGradNorm { get; init; } = 1.0;
+    /// <summary>Evaluate every this many optimizer steps (and at each epoch end); null: epoch ends only.</summary>
+    public int? EvalEvery { get; init; }
+    /// <summary>Stop after this many evaluations without a better primary metric; null: never.</summary>
+    public int? EarlyStoppingPatience { get; init; }
+    /// <summary>constant, linear (warmup then linear decay) or cosine (warmup then cosine decay).</summary>
+    public string Schedule { get; init; } = "linear";
+    /// <summary>Group examples of similar length into batches (less padding); batch order stays random.</summary>
+    public bool BucketByLength { get; init; }
+    /// <summary>Write a training line to metrics.jsonl every this many steps.</summary>
+    public int LogEvery { get; init; } = 10;
+    /// <summary>The task name (sst2, cola, mrpc, stsb, …): picks the metrics and the primary metric.</summary>
+    public string? Task { get; init; }
+    /// <summary>Where checkpoints, metrics.jsonl, plots and eval.json go; null: nothing is written.</summary>
+    public string? OutDir { get; init; }
+
+    public void Validate()
+    {
+        if (Epochs < 1 && MaxSteps is null) throw new EngineException($"train: epochs must be at least 1, got {Epochs}");
+        if (MaxSteps is < 1) throw new EngineException($"train: steps must be at least 1, got {MaxSteps}");
+        if (BatchSize < 1) throw new EngineException($"train: batch size must be at least 1, got {BatchSize}");
+        if (MaxLength < 2) throw new EngineException($"train: max length must be at least 2, got {MaxLength}");
+        if (GradientAccumulation < 1) throw new EngineException($"train: gradient accumulation must be at least 1, got {GradientAccumulation}");
+        if (!(LearningRate > 0)) throw new EngineException($"train: learning rate must be positive, got {LearningRate}");
+        if (WarmupRatio is < 0 or > 1) throw new EngineException($"train: warmup ratio must be in [0, 1], got {WarmupRatio}");
+        if (Schedule is not ("constant" or "linear" or "cosine")) throw new EngineException($"train: unknown schedule '{Schedule}' (constant, linear, cosine)");
+        if (EvalEvery is < 1) throw new EngineException($"train: eval-every must be at least 1, got {EvalEvery}");
+    }
+}

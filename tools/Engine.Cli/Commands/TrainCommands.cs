@@ -1,0 +1,205 @@
+using System.CommandLine;
+using System.Text.Json;
+using Engine.Models;
+using Engine.Models.Data;
+using Engine.Models.Tokenization;
+using Engine.Models.Training;
+
+namespace Engine.Cli.Commands;
+
+/// <summary>`engine train`, `engine eval`, `engine predict`: fine-tuning a Hugging Face folder on
+/// a text-classification file, and using the result.</summary>
+public static class TrainCommands
+{
+    private sealed class DataArgs
+    {
+        public readonly Option<string?> Task = new("--task") { Description = "sst2, cola, mrpc, rte, wnli, qnli, mnli, stsb, mr, cr, subj, mpqa, sst5 (format, columns, metrics)" };
+        public readonly Option<string?> Text = new("--text-column") { Description = "column of the text (name, or 0-based index without a header)" };
+        public readonly Option<string?> Pair = new("--text-pair-column") { Description = "column of the second text of a pair" };
+        public readonly Option<string?> Label = new("--label-column") { Description = "column of the label" };
+        public readonly Option<bool> Skip = new("--skip-bad-lines") { Description = "count bad lines as warnings instead of stopping" };
+        public readonly Option<int> MaxLen = new("--max-len") { Description = "tokens per example after truncation", DefaultValueFactory = _ => 128 };
+        public readonly Option<int> Batch = new("--batch") { Description = "examples per batch", DefaultValueFactory = _ => 32 };
+
+        public void AddTo(Command c)
+        {
+            c.Add(Task); c.Add(Text); c.Add(Pair); c.Add(Label); c.Add(Skip); c.Add(MaxLen); c.Add(Batch);
+        }
+
+        public Dataset Read(ParseResult p, string path, LabelMap? labels, bool regression, bool unlabelled = false) =>
+            DatasetReader.Read(path, new DataOptions
+            {
+                Task = p.GetValue(Task), TextColumn = p.GetValue(Text), TextPairColumn = p.GetValue(Pair), LabelColumn = p.GetValue(Label),
+                SkipBadLines = p.GetValue(Skip), Labels = labels, Regression = regression, Unlabelled = unlabelled,
+                Warn = w => Console.Error.WriteLine($"warning: {w}"),
+            });
+    }
+
+    private static void CpuOnly(string? device)
+    {
+        var d = Device.Parse(device ?? "cpu");
+        if (d.Kind != DeviceKind.Cpu) throw new EngineException($"--device {d}: training on CUDA is not wired into the models yet; use --device cpu");
+    }
+
+    public static Command Train()
+    {
+        var data = new DataArgs();
+        var model = new Option<string>("--model") { Description = "Hugging Face model folder (config.json, model.safetensors, tokenizer files)", Required = true };
+        var train = new Option<string>("--train") { Description = "training data (TSV, CSV, JSON Lines, or a GLUE/SentEval file with --task)", Required = true };
+        var eval = new Option<string?>("--eval") { Description = "evaluation data (same format)" };
+        var epochs = new Option<int>("--epochs") { Description = "epochs", DefaultValueFactory = _ => 3 };
+        var steps = new Option<int?>("--steps") { Description = "optimizer steps (instead of epochs)" };
+        var lr = new Option<double>("--lr") { Description = "peak learning rate (AdamW)", DefaultValueFactory = _ => 2e-5 };
+        var seed = new Option<int>("--seed") { Description = "seed (data order, initialisation, dropout)", DefaultValueFactory = _ => 42 };
+        var device = new Option<string?>("--device") { Description = "cpu or cuda" };
+        var output = new Option<string>("--out") { Description = "output folder: checkpoints, metrics.jsonl, plots, eval.json", Required = true };
+        var accum = new Option<int>("--grad-accum") { Description = "micro-batches per optimizer step", DefaultValueFactory = _ => 1 };
+        var warmup = new Option<double>("--warmup") { Description = "warmup share of the steps", DefaultValueFactory = _ => 0.1 };
+        var decay = new Option<double>("--weight-decay") { Description = "AdamW weight decay (not on biases and norm weights)", DefaultValueFactory = _ => 0.01 };
+        var schedule = new Option<string>("--schedule") { Description = "constant, linear or cosine", DefaultValueFactory = _ => "linear" };
+        var clip = new Option<double>("--clip") { Description = "gradient-norm clipping (0: off)", DefaultValueFactory = _ => 1.0 };
+        var evalEvery = new Option<int?>("--eval-every") { Description = "evaluate every N steps (and at epoch ends)" };
+        var patience = new Option<int?>("--early-stopping") { Description = "stop after N evaluations without improvement" };
+        var bucket = new Option<bool>("--bucket") { Description = "batch examples of similar length together" };
+        var resume = new Option<string?>("--resume") { Description = "continue from a checkpoint folder (OUT/checkpoint-last)" };
+        var cmd = new Command("train", "Fine-tune a Hugging Face folder for text classification")
+            { model, train, eval, epochs, steps, lr, seed, device, output, accum, warmup, decay, schedule, clip, evalEvery, patience, bucket, resume };
+        data.AddTo(cmd);
+        cmd.SetAction(Cli.Action(p =>
+        {
+            CpuOnly(p.GetValue(device));
+            var resumeDir = p.GetValue(resume);
+            var folder = HfModelFolder.Open(resumeDir ?? p.GetValue(model)!);
+            var task = p.GetValue(data.Task);
+            bool regression = task is "stsb" or "sts-b";
+            var known = resumeDir is null ? null : LabelMap.FromConfig(folder.BertConfig.Id2Label);
+            var trainSet = data.Read(p, p.GetValue(train)!, known, regression);
+            var evalPath = p.GetValue(eval);
+            var evalSet = evalPath is null ? null : data.Read(p, evalPath, trainSet.Labels, trainSet.IsRegression);
+            var options = new TrainOptions
+            {
+                Epochs = p.GetValue(epochs), MaxSteps = p.GetValue(steps), LearningRate = p.GetValue(lr), BatchSize = p.GetValue(data.Batch),
+                MaxLength = p.GetValue(data.MaxLen), Seed = p.GetValue(seed), GradientAccumulation = p.GetValue(accum),
+                WarmupRatio = p.GetValue(warmup), WeightDecay = p.GetValue(decay), Schedule = p.GetValue(schedule)!, MaxGradNorm = p.GetValue(clip),
+                EvalEvery = p.GetValue(evalEvery), EarlyStoppingPatience = p.GetValue(patience), BucketByLength = p.GetValue(bucket),
+                Task = task, OutDir = p.GetValue(output),
+            };
+            options.Validate();
+            Run(folder, trainSet, evalSet, options, resumeDir);
+            return 0;
+        }));
+        return cmd;
+    }
+
+    /// <summary>Loads, trains, writes plots and prints the summary (also used by `engine demo`).</summary>
+    public static TrainResult Run(HfModelFolder folder, Dataset trainSet, Dataset? evalSet, TrainOptions options, string? resumeDir = null)
+    {
+        Console.WriteLine($"data: {trainSet.Count:N0} training examples from {trainSet.Source}" +
+                          (evalSet is null ? "" : $", {evalSet.Count:N0} evaluation examples") +
+                          (trainSet.IsRegression ? " (regression)" : $", {trainSet.Labels!.Count} labels: {string.Join(", ", trainSet.Labels.Names)}"));
+        var net = SequenceClassifier.FromFolder(folder, options.Seed, log: Console.Error.WriteLine, numLabels: trainSet.OutputCount);
+        var tokenizer = TextTokenizer.FromFolder(folder);
+        Console.WriteLine($"model: {folder.ModelType} from {folder.Path}: {net.ParameterCount(trainableOnly: true):N0} of {net.ParameterCount():N0} parameters trained");
+        var trainer = new Trainer(net, folder, tokenizer, options, trainSet.Labels?.Names, trainSet.IsRegression);
+        var progress = new ProgressPrinter();
+        var result = trainer.Train(trainSet.Examples, evalSet?.Examples, progress.Report, resumeDir);
+        progress.Done();
+        if (options.OutDir is not null)
+        {
+            var metrics = Path.Combine(options.OutDir, Trainer.MetricsFile);
+            if (File.Exists(metrics)) Plots.FromMetricsLog(metrics, options.OutDir);
+        }
+        var evalText = string.Join(", ", result.FinalEval.Select(kv => $"{kv.Key} {kv.Value:F4}"));
+        Console.WriteLine($"done: {result.Steps} steps in {result.Time.TotalSeconds:F1} s, {result.TokensPerSecond:N0} tokens/s" +
+                          (result.FinalEval.Count > 0 ? $"; final eval: {evalText}; best {result.PrimaryMetric} {result.BestMetric:F4} at step {result.BestStep}" : "") +
+                          (result.StoppedEarly ? " (stopped early)" : ""));
+        if (options.OutDir is not null) Console.WriteLine($"wrote {options.OutDir}: {Trainer.BestCheckpoint}/, {Trainer.LastCheckpoint}/, {Trainer.MetricsFile}, {Trainer.EvalFile}, loss.png");
+        return result;
+    }
+
+    public static Command Eval()
+    {
+        var data = new DataArgs();
+        var model = new Option<string>("--model") { Description = "a fine-tuned Hugging Face folder (e.g. OUT/checkpoint-best)", Required = true };
+        var file = new Option<string>("--data") { Description = "labelled data", Required = true };
+        var cmd = new Command("eval", "Evaluate a fine-tuned folder on labelled data") { model, file };
+        data.AddTo(cmd);
+        cmd.SetAction(Cli.Action(p =>
+        {
+            var (folder, net, tokenizer, labels, regression) = LoadTrained(p.GetValue(model)!, p.GetValue(data.Task));
+            var set = data.Read(p, p.GetValue(file)!, labels, regression);
+            var trainer = new Trainer(net, folder, tokenizer, Options(p, data), labels?.Names, regression);
+            var metrics = trainer.Evaluate(set.Examples);
+            foreach (var (k, v) in metrics) Console.WriteLine($"{k,-10} {v:F4}");
+            Console.WriteLine(JsonSerializer.Serialize(metrics));
+            return 0;
+        }));
+        return cmd;
+    }
+
+    public static Command Predict()
+    {
+        var data = new DataArgs();
+        var model = new Option<string>("--model") { Description = "a fine-tuned Hugging Face folder", Required = true };
+        var file = new Option<string>("--data") { Description = "data to label (a label column is not needed)", Required = true };
+        var output = new Option<string>("--out") { Description = "JSON Lines output: one {label, probabilities} per example", Required = true };
+        var cmd = new Command("predict", "Label data with a fine-tuned folder") { model, file, output };
+        data.AddTo(cmd);
+        cmd.SetAction(Cli.Action(p =>
+        {
+            var (folder, net, tokenizer, labels, regression) = LoadTrained(p.GetValue(model)!, p.GetValue(data.Task));
+            var set = data.Read(p, p.GetValue(file)!, labels, regression, unlabelled: true);
+            var trainer = new Trainer(net, folder, tokenizer, Options(p, data), labels?.Names, regression);
+            var preds = trainer.Predict(set.Examples);
+            var outPath = p.GetValue(output)!;
+            var lines = preds.Select(pr => regression
+                ? JsonSerializer.Serialize(new { value = pr.Value })
+                : JsonSerializer.Serialize(new
+                {
+                    label = labels?.Name(pr.Label) ?? pr.Label.ToString(),
+                    probabilities = pr.Probabilities.Select((q, i) => (labels?.Name(i) ?? i.ToString(), q)).ToDictionary(x => x.Item1, x => Math.Round(x.q, 6)),
+                }));
+            var tmp = outPath + ".tmp";
+            File.WriteAllLines(tmp, lines);
+            File.Move(tmp, outPath, overwrite: true);
+            Console.WriteLine($"wrote {preds.Count:N0} predictions to {outPath}");
+            return 0;
+        }));
+        return cmd;
+    }
+
+    private static TrainOptions Options(ParseResult p, DataArgs data) =>
+        new() { BatchSize = p.GetValue(data.Batch), MaxLength = p.GetValue(data.MaxLen), Task = p.GetValue(data.Task) };
+
+    private static (HfModelFolder, SequenceClassifier, TextTokenizer, LabelMap?, bool) LoadTrained(string path, string? task)
+    {
+        var folder = HfModelFolder.Open(path);
+        var labels = LabelMap.FromConfig(folder.BertConfig.Id2Label);
+        bool regression = task is "stsb" or "sts-b" || folder.BertConfig.NumLabels == 1 || folder.BertConfig.ProblemType == "regression";
+        var net = SequenceClassifier.FromFolder(folder, log: Console.Error.WriteLine);
+        if (net.SourceNames.Keys.Any(n => n.StartsWith("classifier")) is false)
+            throw new EngineException($"{path}: the folder has no trained classification head; train it first with engine train");
+        return (folder, net, TextTokenizer.FromFolder(folder), regression ? null : labels, regression);
+    }
+
+    /// <summary>Plain progress lines (one per logged step and per evaluation) with throughput and ETA.</summary>
+    private sealed class ProgressPrinter
+    {
+        private readonly System.Diagnostics.Stopwatch clock = System.Diagnostics.Stopwatch.StartNew();
+
+        public void Report(TrainEvent e)
+        {
+            if (e.Note is not null) { Console.WriteLine(e.Note); return; }
+            if (e.Eval is not null)
+            {
+                Console.WriteLine($"  eval at step {e.Step}: " + string.Join(", ", e.Eval.Select(kv => $"{kv.Key} {kv.Value:F4}")));
+                return;
+            }
+            double elapsed = clock.Elapsed.TotalSeconds;
+            double eta = e.Step > 0 ? elapsed / e.Step * (e.TotalSteps - e.Step) : 0;
+            Console.WriteLine($"step {e.Step,6}/{e.TotalSteps}  epoch {e.Epoch:F2}  loss {e.Loss:F4}  lr {e.LearningRate:E2}  {e.TokensPerSecond:N0} tok/s  ETA {TimeSpan.FromSeconds(eta):hh\\:mm\\:ss}");
+        }
+
+        public void Done() { }
+    }
+}
