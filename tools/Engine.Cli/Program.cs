@@ -7,6 +7,7 @@ var root = new RootCommand("engine: a from-scratch transformer fine-tuning engin
 root.Add(GradCheckCommand.Create());
 root.Add(OpsCommand.Create());
 root.Add(DemoCommand.Create());
+root.Add(InitCommand.Create());
 root.Add(TrainCommands.Train());
 root.Add(TrainCommands.Eval());
 root.Add(TrainCommands.Predict());

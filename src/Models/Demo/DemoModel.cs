@@ -1,5 +1,3 @@
-using System.Text.Json;
-using Engine.IO;
 using Engine.Models.Bert;
 using Engine.Models.Data;
 
@@ -17,36 +15,9 @@ public static class DemoModel
 
     private const double Dropout = 0.1;
 
-    /// <summary>Writes the random-initialised model folder into <paramref name="dir"/> (atomically) and opens it.</summary>
-    public static HfModelFolder CreateFolder(string dir, int seed, int hidden = 64, int layers = 2)
-    {
-        var vocab = NegationTask.Vocabulary();
-        var config = new Dictionary<string, object>
-        {
-            ["model_type"] = "bert", ["architectures"] = new[] { "BertForSequenceClassification" },
-            ["vocab_size"] = vocab.Count, ["hidden_size"] = hidden, ["num_hidden_layers"] = layers, ["num_attention_heads"] = 4,
-            ["intermediate_size"] = 2 * hidden, ["hidden_act"] = "gelu", ["hidden_dropout_prob"] = Dropout, ["attention_probs_dropout_prob"] = Dropout,
-            ["max_position_embeddings"] = 64, ["type_vocab_size"] = 2, ["initializer_range"] = 0.02, ["layer_norm_eps"] = 1e-12,
-            ["pad_token_id"] = 0,
-            ["id2label"] = LabelNames.Select((n, i) => (n, i)).ToDictionary(x => x.i.ToString(), x => x.n),
-            ["label2id"] = LabelNames.Select((n, i) => (n, i)).ToDictionary(x => x.n, x => x.i),
-        };
-        AtomicFolder.Write(dir, tmp =>
-        {
-            File.WriteAllText(Path.Combine(tmp, HfModelFolder.ConfigFileName), JsonSerializer.Serialize(config, new JsonSerializerOptions { WriteIndented = true }));
-            File.WriteAllLines(Path.Combine(tmp, "vocab.txt"), vocab);
-            File.WriteAllText(Path.Combine(tmp, "tokenizer_config.json"), """{"do_lower_case": true, "model_max_length": 64, "tokenizer_class": "BertTokenizer"}""");
-            var bertConfig = new BertConfig
-            {
-                ModelType = "bert", VocabSize = vocab.Count, HiddenSize = hidden, NumHiddenLayers = layers, NumAttentionHeads = 4,
-                IntermediateSize = 2 * hidden, MaxPositionEmbeddings = 64, NumLabels = LabelNames.Length, HiddenDropoutProb = Dropout,
-            };
-            var model = new BertForSequenceClassification(bertConfig, seed);
-            SafeTensors.Save(Path.Combine(tmp, SafeTensors.SingleFileName),
-                model.NamedParameters().Select(p => new KeyValuePair<string, Tensor>(p.Name, p.Param)), new Dictionary<string, string> { ["format"] = "pt" });
-        });
-        return HfModelFolder.Open(dir);
-    }
+    /// <summary>Writes the demo's random-initialised model folder into <paramref name="dir"/> (atomically) and opens it.</summary>
+    public static HfModelFolder CreateFolder(string dir, int seed, int hidden = 64, int layers = 2) =>
+        RandomBert.Create(dir, NegationTask.Vocabulary(), seed, hidden, layers, heads: 4, maxPositions: 64, LabelNames, Dropout);
 
     public static Dataset Data(int count, int seed, string name) =>
         new(name, NegationTask.Make(count, seed), new LabelMap(LabelNames), IsRegression: false, SkippedLines: 0);
