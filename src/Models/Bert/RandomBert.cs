@@ -12,8 +12,9 @@ namespace Engine.Models.Bert;
 public static class RandomBert
 {
     public static HfModelFolder Create(string dir, IReadOnlyList<string> vocab, int seed, int hidden, int layers, int heads,
-        int maxPositions, IReadOnlyList<string>? labels = null, double dropout = 0.1)
+        int maxPositions, IReadOnlyList<string>? labels = null, double dropout = 0.1, int? intermediate = null)
     {
+        int ffn = intermediate ?? 4 * hidden;
         if (hidden % heads != 0) throw new EngineException($"init: hidden size {hidden} is not a multiple of {heads} heads");
         foreach (var special in new[] { "[PAD]", "[UNK]", "[CLS]", "[SEP]" })
             if (!vocab.Contains(special)) throw new EngineException($"init: the vocabulary has no {special} token");
@@ -21,7 +22,7 @@ public static class RandomBert
         {
             ["model_type"] = "bert", ["architectures"] = new[] { "BertForSequenceClassification" },
             ["vocab_size"] = vocab.Count, ["hidden_size"] = hidden, ["num_hidden_layers"] = layers, ["num_attention_heads"] = heads,
-            ["intermediate_size"] = 4 * hidden, ["hidden_act"] = "gelu", ["hidden_dropout_prob"] = dropout, ["attention_probs_dropout_prob"] = dropout,
+            ["intermediate_size"] = ffn, ["hidden_act"] = "gelu", ["hidden_dropout_prob"] = dropout, ["attention_probs_dropout_prob"] = dropout,
             ["max_position_embeddings"] = maxPositions, ["type_vocab_size"] = 2, ["initializer_range"] = 0.02, ["layer_norm_eps"] = 1e-12,
             ["pad_token_id"] = vocab.ToList().IndexOf("[PAD]"),
         };
@@ -33,7 +34,7 @@ public static class RandomBert
         var bertConfig = new BertConfig
         {
             ModelType = "bert", VocabSize = vocab.Count, HiddenSize = hidden, NumHiddenLayers = layers, NumAttentionHeads = heads,
-            IntermediateSize = 4 * hidden, MaxPositionEmbeddings = maxPositions, NumLabels = labels?.Count ?? 2, HiddenDropoutProb = dropout,
+            IntermediateSize = ffn, MaxPositionEmbeddings = maxPositions, NumLabels = labels?.Count ?? 2, HiddenDropoutProb = dropout,
         };
         AtomicFolder.Write(dir, tmp =>
         {

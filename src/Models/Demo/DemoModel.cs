@@ -17,7 +17,7 @@ public static class DemoModel
 
     /// <summary>Writes the demo's random-initialised model folder into <paramref name="dir"/> (atomically) and opens it.</summary>
     public static HfModelFolder CreateFolder(string dir, int seed, int hidden = 64, int layers = 2) =>
-        RandomBert.Create(dir, NegationTask.Vocabulary(), seed, hidden, layers, heads: 4, maxPositions: 64, LabelNames, Dropout);
+        RandomBert.Create(dir, NegationTask.Vocabulary(), seed, hidden, layers, heads: 4, maxPositions: 64, LabelNames, Dropout, intermediate: 2 * hidden);
 
     public static Dataset Data(int count, int seed, string name) =>
         new(name, NegationTask.Make(count, seed), new LabelMap(LabelNames), IsRegression: false, SkippedLines: 0);

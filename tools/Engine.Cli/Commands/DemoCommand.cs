@@ -17,7 +17,7 @@ public static class DemoCommand
         var output = new Option<string>("--out") { Description = "output folder", DefaultValueFactory = _ => "engine-demo" };
         var steps = new Option<int>("--steps") { Description = "optimizer steps", DefaultValueFactory = _ => 400 };
         var seed = new Option<int>("--seed") { Description = "seed for data, initialisation and order", DefaultValueFactory = _ => 1 };
-        var lr = new Option<double>("--lr") { Description = "peak learning rate", DefaultValueFactory = _ => 2e-3 };
+        var lr = new Option<double>("--lr") { Description = "peak learning rate", DefaultValueFactory = _ => 1e-3 };
         var cmd = new Command("demo", "Train a small BERT on a synthetic word-order task, on the CPU (under a minute)") { output, steps, seed, lr };
         cmd.SetAction(Cli.Action(parse =>
         {
@@ -29,7 +29,7 @@ public static class DemoCommand
         return cmd;
     }
 
-    public static TrainResult Run(string dir, int steps, int seed, int trainCount = 6000, int evalCount = 600, double learningRate = 2e-3)
+    public static TrainResult Run(string dir, int steps, int seed, int trainCount = 6000, int evalCount = 600, double learningRate = 1e-3)
     {
         if (steps < 1) throw new EngineException($"demo: --steps must be at least 1, got {steps}");
         Console.WriteLine("demo: a small BERT learns a sentiment task where only word order decides the label:");

@@ -1,0 +1,67 @@
+using System.Text.Json;
+using Engine.Models.Demo;
+using Engine.Models.Training;
+using NUnit.Framework;
+
+namespace Engine.Tests;
+
+/// <summary>`engine train`, `eval`, `predict` as a user runs them: outputs, and one-line errors for bad input.</summary>
+public class TrainCliTests
+{
+    private TempFolder temp = null!;
+    private string model = null!;
+
+    [SetUp]
+    public void SetUp()
+    {
+        temp = new TempFolder();
+        model = DemoModel.CreateFolder(Path.Combine(temp.Path, "model"), seed: 1, hidden: 32).Path;
+        File.WriteAllLines(temp.File("train.tsv"), new[] { "sentence\tlabel" }.Concat(NegationTask.Make(64, 1).Select(e => $"{e.Text}\t{e.Label}")));
+        File.WriteAllLines(temp.File("dev.tsv"), new[] { "sentence\tlabel" }.Concat(NegationTask.Make(16, 2).Select(e => $"{e.Text}\t{e.Label}")));
+    }
+
+    [TearDown] public void TearDown() => temp.Dispose();
+
+    [Test]
+    public void TrainThenEvalThenPredict()
+    {
+        var run = temp.File("run");
+        var r = EngineProcess.Run("train", "--model", model, "--train", temp.File("train.tsv"), "--eval", temp.File("dev.tsv"), "--task", "sst2",
+            "--steps", "4", "--batch", "16", "--lr", "1e-3", "--out", run);
+        Assert.That(r.Exit, Is.EqualTo(0), r.Err);
+        Assert.That(r.Out, Does.Contain("done: 4 steps").And.Contain("tokens/s"));
+        var eval = JsonSerializer.Deserialize<Dictionary<string, double>>(File.ReadAllText(Path.Combine(run, Trainer.EvalFile)))!;
+        Assert.That(eval.Keys, Does.Contain("accuracy"));
+        Assert.That(File.ReadAllLines(Path.Combine(run, Trainer.MetricsFile)), Is.Not.Empty);
+
+        r = EngineProcess.Run("eval", "--model", Path.Combine(run, Trainer.BestCheckpoint), "--data", temp.File("dev.tsv"), "--task", "sst2");
+        Assert.That(r.Exit, Is.EqualTo(0), r.Err);
+        Assert.That(r.Out, Does.Contain("accuracy"));
+
+        var predictions = temp.File("pred.jsonl");
+        r = EngineProcess.Run("predict", "--model", Path.Combine(run, Trainer.BestCheckpoint), "--data", temp.File("dev.tsv"), "--task", "sst2", "--out", predictions);
+        Assert.That(r.Exit, Is.EqualTo(0), r.Err);
+        var lines = File.ReadAllLines(predictions);
+        Assert.That(lines, Has.Length.EqualTo(16));
+        using var first = JsonDocument.Parse(lines[0]);
+        Assert.That(first.RootElement.GetProperty("label").GetString(), Is.AnyOf("negative", "positive"));
+        Assert.That(first.RootElement.GetProperty("probabilities").EnumerateObject().Sum(p => p.Value.GetDouble()), Is.EqualTo(1.0).Within(1e-5));
+    }
+
+    [Test]
+    public void BadInputIsOneLineAndNothingIsWritten()
+    {
+        File.AppendAllText(temp.File("train.tsv"), "a line without a label column\n");
+        var run = temp.File("run");
+        var line = EngineProcess.AssertUserError(EngineProcess.Run("train", "--model", model, "--train", temp.File("train.tsv"), "--task", "sst2", "--steps", "2", "--out", run));
+        Assert.That(line, Does.Contain("train.tsv:66"));
+        Assert.That(Directory.Exists(Path.Combine(run, Trainer.LastCheckpoint)), Is.False);
+
+        line = EngineProcess.AssertUserError(EngineProcess.Run("train", "--model", temp.File("nowhere"), "--train", temp.File("dev.tsv"), "--out", run));
+        Assert.That(line, Does.Contain("nowhere"));
+        line = EngineProcess.AssertUserError(EngineProcess.Run("train", "--model", model, "--train", temp.File("dev.tsv"), "--lr", "-1", "--out", run));
+        Assert.That(line, Does.Contain("learning rate"));
+        line = EngineProcess.AssertUserError(EngineProcess.Run("eval", "--model", model, "--data", temp.File("missing.tsv"), "--task", "sst2"));
+        Assert.That(line, Does.Contain("missing.tsv"));
+    }
+}
