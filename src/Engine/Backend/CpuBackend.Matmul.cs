@@ -3,7 +3,8 @@ using System.Numerics.Tensors;
 
 namespace Engine.Backend;
 
-// GEMM. One output row per work item (rows of all batches run in parallel unless the batch
+// GEMM, the generic kernel (float64, and float32 with ENGINE_GEMM=simple; the float32 default is
+// CpuBackend.Gemm32.cs). One output row per work item (rows of all batches run in parallel unless the batch
 // writes one shared C, stride 0, which then runs serially). For op(B) = B the row is built as
 // a sum of scaled rows of B (SIMD axpy); for op(B) = Bᵀ each element is a SIMD dot product.
 // op(A) = Aᵀ reads a column of A into a scratch row first.
@@ -15,7 +16,8 @@ public sealed partial class CpuBackend
                      int batch, int m, int n, int k, double alpha, double beta)
     {
         if (IsF64(a)) Gemm<double>(a, offA, strideA, transA, b, offB, strideB, transB, c, offC, strideC, batch, m, n, k, alpha, beta);
-        else Gemm<float>(a, offA, strideA, transA, b, offB, strideB, transB, c, offC, strideC, batch, m, n, k, alpha, beta);
+        else if (SimpleGemm) Gemm<float>(a, offA, strideA, transA, b, offB, strideB, transB, c, offC, strideC, batch, m, n, k, alpha, beta);
+        else GemmF32(a, offA, strideA, transA, b, offB, strideB, transB, c, offC, strideC, batch, m, n, k, (float)alpha, (float)beta);
     }
 
     private static void Gemm<T>(Tensor ta, long offA, long strideA, bool transA,

@@ -101,7 +101,7 @@ public sealed class Trainer
                 int epoch = (int)(micro / perEpoch);
                 if (epoch != orderEpoch)
                 {
-                    order = Batches.Order(train, o.BatchSize, new Random(HashCode.Combine(o.Seed, epoch)), o.BucketByLength);
+                    order = Batches.Order(train, o.BatchSize, new Random(EpochSeed(o.Seed, epoch)), o.BucketByLength);
                     orderEpoch = epoch;
                 }
                 var batch = Batches.Collate(train, order![(int)(micro % perEpoch)], tokenizer.PadId);
@@ -212,6 +212,10 @@ public sealed class Trainer
     }
 
     public List<Prediction> Predict(IReadOnlyList<Example> data) => Predict(Batches.Encode(data, tokenizer, o.MaxLength));
+
+    /// <summary>The data-order seed of an epoch: a fixed function of the run's seed (not
+    /// HashCode.Combine, which .NET randomises per process), so a resumed process sees the same order.</summary>
+    internal static int EpochSeed(int seed, int epoch) => (int)(Rng.Mix((ulong)(uint)seed, (ulong)epoch) & 0x7FFFFFFF);
 
     // ------------------------------------------------------------- checkpoints
 

@@ -49,6 +49,23 @@ public class TrainCliTests
     }
 
     [Test]
+    public void TwoProcessesWithOneSeedLogTheSameLosses()
+    {
+        string[] Losses(string run)
+        {
+            var r = EngineProcess.Run("train", "--model", model, "--train", temp.File("train.tsv"), "--task", "sst2",
+                "--epochs", "2", "--batch", "16", "--lr", "1e-3", "--seed", "9", "--log-every", "1", "--out", temp.File(run));
+            Assert.That(r.Exit, Is.EqualTo(0), r.Err);
+            return File.ReadAllLines(Path.Combine(temp.File(run), Trainer.MetricsFile))
+                .Select(l => JsonDocument.Parse(l).RootElement).Where(e => e.TryGetProperty("loss", out _))
+                .Select(e => e.GetProperty("loss").GetDouble().ToString("R")).ToArray();
+        }
+        var a = Losses("a");
+        Assert.That(a, Has.Length.EqualTo(8), "2 epochs of 4 batches");
+        Assert.That(Losses("b"), Is.EqualTo(a), "data order and dropout are fixed functions of the seed, in any process");
+    }
+
+    [Test]
     public void BadInputIsOneLineAndNothingIsWritten()
     {
         File.AppendAllText(temp.File("train.tsv"), "a line without a label column\n");

@@ -60,7 +60,58 @@ public static class BenchCommand
             }
             return 0;
         }));
-        var cmd = new Command("bench", "Benchmarks") { ops };
+        var cmd = new Command("bench", "Benchmarks") { ops, StepCommand() };
+        return cmd;
+    }
+
+    /// <summary>`engine bench step --model DIR`: one training step of a folder's model, split into
+    /// forward, backward, clipping and the optimizer update (median milliseconds), with tokens/s.</summary>
+    private static Command StepCommand()
+    {
+        var model = new Option<string>("--model") { Description = "Hugging Face model folder", Required = true };
+        var batch = new Option<int>("--batch") { Description = "batch size", DefaultValueFactory = _ => 32 };
+        var length = new Option<int>("--len") { Description = "tokens per sequence", DefaultValueFactory = _ => 32 };
+        var iters = new Option<int>("--iters") { Description = "timed steps", DefaultValueFactory = _ => 5 };
+        var cmd = new Command("step", "Time a training step of a model folder (CPU, float32)") { model, batch, length, iters };
+        cmd.SetAction(Cli.Action(parse =>
+        {
+            var folder = Engine.Models.HfModelFolder.Open(parse.GetValue(model)!);
+            var net = Engine.Models.SequenceClassifier.FromFolder(folder, numLabels: 2);
+            int b = parse.GetValue(batch), t = parse.GetValue(length), n = Math.Max(1, parse.GetValue(iters));
+            var rng = new Random(1);
+            int vocab = folder.BertConfig.VocabSize;
+            var ids = Tensor.FromArray(Enumerable.Range(0, b * t).Select(_ => rng.Next(1, vocab)).ToArray(), b, t);
+            var labels = Tensor.FromArray(Enumerable.Range(0, b).Select(_ => rng.Next(2)).ToArray(), b);
+            var opt = new Engine.Optim.AdamW(net.Parameters(), 1e-4);
+            var parts = new Dictionary<string, List<double>> { ["forward"] = [], ["backward"] = [], ["clip"] = [], ["optimizer"] = [] };
+            for (int i = 0; i <= n; i++)
+            {
+                using var scope = Scope.Begin();
+                var sw = Stopwatch.StartNew();
+                var loss = net.Loss(net.Forward(ids).Logits, labels);
+                loss.Item();
+                double f = sw.Elapsed.TotalMilliseconds;
+                loss.Backward();
+                double bw = sw.Elapsed.TotalMilliseconds;
+                Engine.Optim.GradClip.ClipByGlobalNorm(opt.Parameters, 1.0);
+                double c = sw.Elapsed.TotalMilliseconds;
+                opt.Step();
+                opt.ZeroGrad();
+                double o = sw.Elapsed.TotalMilliseconds;
+                if (i == 0) continue; // warm-up
+                parts["forward"].Add(f); parts["backward"].Add(bw - f); parts["clip"].Add(c - bw); parts["optimizer"].Add(o - c);
+            }
+            double total = 0;
+            Console.WriteLine($"{folder.ModelType}, {net.ParameterCount():N0} parameters, batch {b} × {t} tokens, median of {n}");
+            foreach (var (k, v) in parts)
+            {
+                v.Sort();
+                total += v[v.Count / 2];
+                Console.WriteLine($"{k,-10} {v[v.Count / 2],9:F1} ms");
+            }
+            Console.WriteLine($"{"step",-10} {total,9:F1} ms   {b * t / (total / 1000):N0} tokens/s");
+            return 0;
+        }));
         return cmd;
     }
 

@@ -62,8 +62,9 @@ public static class TrainCommands
         var patience = new Option<int?>("--early-stopping") { Description = "stop after N evaluations without improvement" };
         var bucket = new Option<bool>("--bucket") { Description = "batch examples of similar length together" };
         var resume = new Option<string?>("--resume") { Description = "continue from a checkpoint folder (OUT/checkpoint-last)" };
+        var logEvery = new Option<int>("--log-every") { Description = "write a training line to metrics.jsonl every N steps", DefaultValueFactory = _ => 10 };
         var cmd = new Command("train", "Fine-tune a Hugging Face folder for text classification")
-            { model, train, eval, epochs, steps, lr, seed, device, output, accum, warmup, decay, schedule, clip, evalEvery, patience, bucket, resume };
+            { model, train, eval, epochs, steps, lr, seed, device, output, accum, warmup, decay, schedule, clip, evalEvery, patience, bucket, resume, logEvery };
         data.AddTo(cmd);
         cmd.SetAction(Cli.Action(p =>
         {
@@ -82,7 +83,7 @@ public static class TrainCommands
                 MaxLength = p.GetValue(data.MaxLen), Seed = p.GetValue(seed), GradientAccumulation = p.GetValue(accum),
                 WarmupRatio = p.GetValue(warmup), WeightDecay = p.GetValue(decay), Schedule = p.GetValue(schedule)!, MaxGradNorm = p.GetValue(clip),
                 EvalEvery = p.GetValue(evalEvery), EarlyStoppingPatience = p.GetValue(patience), BucketByLength = p.GetValue(bucket),
-                Task = task, OutDir = p.GetValue(output),
+                Task = task, OutDir = p.GetValue(output), LogEvery = Math.Max(1, p.GetValue(logEvery)),
             };
             options.Validate();
             Run(folder, trainSet, evalSet, options, resumeDir);

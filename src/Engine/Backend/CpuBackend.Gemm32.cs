@@ -1,0 +1,124 @@
+using System.Buffers;
+using System.Runtime.Intrinsics;
+
+namespace Engine.Backend;
+
+// The float32 GEMM: packed operands and a 4×16 register-blocked micro-kernel.
+//
+// Both operands are first brought to plain row-major form (A as [M, K], B as [K, N]; a
+// transposed operand is copied once per matrix into pooled scratch). C is then computed in
+// tiles of 4 rows × 16 columns: for each p of K, two 8-wide vectors of B's row p are multiplied
+// by four broadcast values of A's column p and added into 8 accumulators held in registers;
+// the tile is written once at the end (C += alpha·acc, after C was scaled by beta). Row tiles
+// run in parallel; each writes only its own rows, so results do not depend on the thread
+// count. Float64 keeps the simple generic kernel (CpuBackend.Matmul.cs): it serves checks.
+public sealed partial class CpuBackend
+{
+    /// <summary>ENGINE_GEMM=simple selects the generic kernel for float32 too (for side-by-side timing).</summary>
+    private static readonly bool SimpleGemm = Environment.GetEnvironmentVariable("ENGINE_GEMM") == "simple";
+
+    private static unsafe void GemmF32(Tensor ta, long offA, long strideA, bool transA,
+                                       Tensor tb, long offB, long strideB, bool transB,
+                                       Tensor tc, long offC, long strideC,
+                                       int batch, int m, int n, int k, float alpha, float beta)
+    {
+        var pool = ArrayPool<float>.Shared;
+        float[]? packA = transA ? pool.Rent(m * k) : null;
+        float[]? packB = transB ? pool.Rent(k * n) : null;
+        try
+        {
+            for (int bi = 0; bi < batch; bi++)
+            {
+                var a = S<float>(ta).Slice((int)(offA + bi * strideA), m * k);
+                var b = S<float>(tb).Slice((int)(offB + bi * strideB), k * n);
+                var c = S<float>(tc).Slice((int)(offC + bi * strideC), m * n);
+                if (transA) { Transpose(a, packA!, k, m); a = packA.AsSpan(0, m * k); }
+                if (transB && (bi == 0 || strideB != 0)) Transpose(b, packB!, n, k);
+                if (transB) b = packB.AsSpan(0, k * n);
+
+                // A shared C (stride 0) sums the batch: beta applies once, before the first matrix.
+                float bt = strideC == 0 && bi > 0 ? 1f : beta;
+                if (bt == 0f) c.Clear();
+                else if (bt != 1f) System.Numerics.Tensors.TensorPrimitives.Multiply(c, bt, c);
+
+                fixed (float* pa = a, pb = b, pc = c)
+                {
+                    float* A = pa, B = pb, C = pc;
+                    int tiles = (m + 3) / 4;
+                    For(tiles, (long)4 * n * k, tile =>
+                    {
+                        int i0 = tile * 4, rows = Math.Min(4, m - i0);
+                        for (int j0 = 0; j0 < n; j0 += 16)
+                        {
+                            int cols = Math.Min(16, n - j0);
+                            if (rows == 4 && cols == 16) Tile4x16(A + (long)i0 * k, B + j0, C + (long)i0 * n + j0, n, k, alpha);
+                            else TileEdge(A + (long)i0 * k, B + j0, C + (long)i0 * n + j0, n, k, rows, cols, alpha);
+                        }
+                    });
+                }
+            }
+        }
+        finally
+        {
+            if (packA is not null) pool.Return(packA);
+            if (packB is not null) pool.Return(packB);
+        }
+    }
+
+    /// <summary>dst [cols, rows] = srcᵀ for src [rows, cols].</summary>
+    private static void Transpose(ReadOnlySpan<float> src, Span<float> dst, int rows, int cols)
+    {
+        for (int r = 0; r < rows; r++)
+            for (int c2 = 0; c2 < cols; c2++) dst[c2 * rows + r] = src[r * cols + c2];
+    }
+
+    /// <summary>C[0..4, 0..16] += alpha · A[0..4, :] · B[:, 0..16] (row strides k, n, n).</summary>
+    private static unsafe void Tile4x16(float* a, float* b, float* c, int n, int k, float alpha)
+    {
+        Vector256<float> c00 = default, c01 = default, c10 = default, c11 = default;
+        Vector256<float> c20 = default, c21 = default, c30 = default, c31 = default;
+        float* a0 = a, a1 = a + k, a2 = a + 2 * k, a3 = a + 3 * k;
+        for (int p = 0; p < k; p++)
+        {
+            var b0 = Vector256.Load(b + (long)p * n);
+            var b1 = Vector256.Load(b + (long)p * n + 8);
+            var x = Vector256.Create(a0[p]);
+            c00 = Vector256.FusedMultiplyAdd(x, b0, c00); c01 = Vector256.FusedMultiplyAdd(x, b1, c01);
+            x = Vector256.Create(a1[p]);
+            c10 = Vector256.FusedMultiplyAdd(x, b0, c10); c11 = Vector256.FusedMultiplyAdd(x, b1, c11);
+            x = Vector256.Create(a2[p]);
+            c20 = Vector256.FusedMultiplyAdd(x, b0, c20); c21 = Vector256.FusedMultiplyAdd(x, b1, c21);
+            x = Vector256.Create(a3[p]);
+            c30 = Vector256.FusedMultiplyAdd(x, b0, c30); c31 = Vector256.FusedMultiplyAdd(x, b1, c31);
+        }
+        var al = Vector256.Create(alpha);
+        Store(c, c00, c01, al);
+        Store(c + n, c10, c11, al);
+        Store(c + 2 * n, c20, c21, al);
+        Store(c + 3 * n, c30, c31, al);
+    }
+
+    private static unsafe void Store(float* c, Vector256<float> lo, Vector256<float> hi, Vector256<float> alpha)
+    {
+        Vector256.FusedMultiplyAdd(lo, alpha, Vector256.Load(c)).Store(c);
+        Vector256.FusedMultiplyAdd(hi, alpha, Vector256.Load(c + 8)).Store(c + 8);
+    }
+
+    /// <summary>The partial tiles at the bottom and right edges, one scalar sum per element.</summary>
+    private static unsafe void TileEdge(float* a, float* b, float* c, int n, int k, int rows, int cols, float alpha)
+    {
+        float* acc = stackalloc float[64];
+        new Span<float>(acc, 64).Clear();
+        for (int p = 0; p < k; p++)
+        {
+            float* brow = b + (long)p * n;
+            for (int r = 0; r < rows; r++)
+            {
+                float av = a[(long)r * k + p];
+                for (int j = 0; j < cols; j++) acc[r * 16 + j] += av * brow[j];
+            }
+        }
+        for (int r = 0; r < rows; r++)
+            for (int j = 0; j < cols; j++) c[(long)r * n + j] += alpha * acc[r * 16 + j];
+    }
+}
