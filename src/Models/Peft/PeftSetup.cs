@@ -26,18 +26,28 @@ public static class PeftSetup
         Func<string, IReadOnlyList<int>>? tokenize = null, int seed = 0)
     {
         o.Validate();
-        if (model.Peft is { } existing)
+        var pooling = o.Pooling is null ? null : Effective(model, PoolingSpec.Parse(o.Pooling, PeftFamily.DefaultPooling(model)));
+        if (model.Peft is not { } existing)
         {
-            var pooling = o.Pooling is null ? null : PoolingSpec.Parse(o.Pooling, PeftFamily.DefaultPooling(model));
-            bool same = existing.Options.Method == o.Method && Equals(Effective(model, pooling), existing.Pooling);
-            if (!o.IsDefault && !same)
-                throw new EngineException($"train: the model already has method {existing.Options.Method}" +
-                    (existing.Pooling is null ? "" : $" with pooling {existing.Pooling}") + $"; it cannot also take method {o.Method}" +
-                    (o.Pooling is null ? "" : $" with pooling {o.Pooling}"));
+            if (o.IsDefault) Freeze(model); // a plain model stays plain: everything trains
+            else Install(model, o, seed, tokenize, merged: false, baseModelPath is null ? null : Path.GetFullPath(baseModelPath), installPooling: true);
+            return;
+        }
+        bool samePooling = o.Pooling is null || Equals(pooling, existing.Pooling);
+        if (o.IsDefault || (existing.Options.Method == o.Method && samePooling))
+        {
             Freeze(model);
             return;
         }
-        Install(model, o, seed, tokenize, merged: false, baseModelPath is null ? null : Path.GetFullPath(baseModelPath));
+        // A fully fine-tuned checkpoint (with its pooling) can take a method on top.
+        if (existing.Options.Method == PeftOptions.Full && samePooling)
+        {
+            Install(model, o with { Pooling = existing.Pooling?.ToString() }, seed, tokenize, merged: false, existing.BaseModelPath, installPooling: false);
+            return;
+        }
+        throw new EngineException($"train: the model already has method {existing.Options.Method}" +
+            (existing.Pooling is null ? "" : $" with pooling {existing.Pooling}") + $"; it cannot also take method {o.Method}" +
+            (o.Pooling is null ? "" : $" with pooling {o.Pooling}"));
     }
 
     /// <summary>Re-installs what a PEFT run saved in <paramref name="folder"/>'s config.json (no-op for a plain folder).</summary>
@@ -46,17 +56,18 @@ public static class PeftSetup
         if (!folder.Config.TryGetProperty(PeftState.ConfigKey, out var element) || element.ValueKind == System.Text.Json.JsonValueKind.Null) return;
         var node = JsonNode.Parse(element.GetRawText())!;
         var (options, merged, basePath) = PeftState.FromConfig(node, folder.ConfigPath);
-        Install(model, options, 0, null, merged, basePath);
+        Install(model, options, 0, null, merged, basePath, installPooling: true);
     }
 
     private static PoolingSpec? Effective(SequenceClassifier model, PoolingSpec? spec) =>
         spec is null || (!spec.Depthwise && spec.Within == PeftFamily.DefaultPooling(model)) ? null : spec;
 
-    private static void Install(SequenceClassifier model, PeftOptions o, int seed, Func<string, IReadOnlyList<int>>? tokenize, bool merged, string? basePath)
+    private static void Install(SequenceClassifier model, PeftOptions o, int seed, Func<string, IReadOnlyList<int>>? tokenize, bool merged, string? basePath,
+        bool installPooling)
     {
         var dtype = model.Parameters().First().DType;
         var pooling = Effective(model, o.Pooling is null ? null : PoolingSpec.Parse(o.Pooling, PeftFamily.DefaultPooling(model)));
-        if (pooling is not null) model.UsePooling(new SequencePooling(pooling, PeftFamily.BlockCount(model), dtype));
+        if (pooling is not null && installPooling) model.UsePooling(new SequencePooling(pooling, PeftFamily.BlockCount(model), dtype));
         IReadOnlyDictionary<string, LoraAdapter>? adapters = null;
         var rng = new Random(HashCode.Combine(seed, 0x9eF7));
         switch (o.Method)
