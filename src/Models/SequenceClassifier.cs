@@ -1,6 +1,7 @@
 using System.Text.Json.Nodes;
 using Engine.IO;
 using Engine.Models.Bert;
+using Engine.Models.Peft;
 using Engine.Nn;
 
 namespace Engine.Models;
@@ -27,6 +28,36 @@ public abstract class SequenceClassifier : Module
 
     /// <summary>The model's dropout seed sequence (its position is saved with checkpoints).</summary>
     public DropoutSeeds Seeds { get; protected init; } = new(0);
+
+    /// <summary>Where parameter-efficient methods reach into the backbone (LoRA, prefixes, a
+    /// prompt); the family passes it to its layers. Unset hooks change nothing.</summary>
+    public ModelHooks Hooks { get; } = new();
+
+    /// <summary>The pooling that replaces the head's usual input, or null for the usual one
+    /// ([CLS] for BERT). Set with <see cref="UsePooling"/>.</summary>
+    public SequencePooling? Pooling { get; private set; }
+
+    /// <summary>What <see cref="PeftSetup"/> installed (method, options, LoRA adapters); null for a
+    /// plain model. Saved in config.json as "engine_peft" so a checkpoint reloads with it.</summary>
+    public PeftState? Peft { get; internal set; }
+
+    /// <summary>Replaces the head's input with <paramref name="pooling"/>; its weights (depth-wise)
+    /// become the parameter depthwise_pooling.weights. Once per model.</summary>
+    public void UsePooling(SequencePooling pooling)
+    {
+        if (Pooling is not null) throw new EngineException("pooling: this model already has its pooling set");
+        Pooling = pooling;
+        if (pooling.Weights is not null) Child(SequencePooling.ModuleName, pooling);
+    }
+
+    /// <summary>Adds a PEFT module whose parameters are named <paramref name="path"/> + "." + the
+    /// module's own names (a LoRA adapter at "bert.encoder.layer.0.attention.self.query" gives
+    /// "….query.lora_A.weight"). Attached modules follow Train/Eval and are saved and loaded
+    /// with the model.</summary>
+    public T Attach<T>(string path, T module) where T : Module => Child(path, module);
+
+    /// <summary>Every linear layer of the backbone (not the head) with its module path, for LoRA.</summary>
+    public virtual IEnumerable<(string Path, Linear Layer)> LinearLayers() => [];
 
     /// <summary>The name a parameter is saved under: the one it was loaded from, else its own.</summary>
     public string CheckpointName(string parameterName) => SourceNames.GetValueOrDefault(parameterName, parameterName);
@@ -118,10 +149,13 @@ public abstract class SequenceClassifier : Module
             config["label2id"] = label2id;
             config.Remove("num_labels"); // transformers derives it from id2label
         }
+        if (Peft is not null) config[PeftState.ConfigKey] = Peft.ToConfig(this);
+        else config.Remove(PeftState.ConfigKey);
         File.WriteAllText(Path.Combine(folder, HfModelFolder.ConfigFileName), config.ToJsonString(new System.Text.Json.JsonSerializerOptions { WriteIndented = true }));
         SafeTensors.Save(Path.Combine(folder, SafeTensors.SingleFileName),
-            NamedParameters().Select(p => new KeyValuePair<string, Tensor>(CheckpointName(p.Name), p.Param)),
+            NamedParameters().Where(p => Peft?.Saves(p.Name) ?? true).Select(p => new KeyValuePair<string, Tensor>(CheckpointName(p.Name), p.Param)),
             new Dictionary<string, string> { ["format"] = "pt" });
+        Peft?.SaveExtras(folder, this, source);
         foreach (var name in CompanionFiles)
         {
             var src = Path.Combine(source.Path, name);
@@ -129,11 +163,13 @@ public abstract class SequenceClassifier : Module
         }
     }
 
-    /// <summary>Builds the family's classifier from a folder and loads its weights.</summary>
+    /// <summary>Builds the family's classifier from a folder and loads its weights. A folder saved
+    /// by a PEFT run (config.json has "engine_peft") gets its method and pooling re-installed
+    /// before the weights load (see <see cref="PeftSetup.Restore"/>).</summary>
     public static SequenceClassifier FromFolder(HfModelFolder folder, int seed = 0, DType dtype = DType.F32, Action<string>? log = null, int? numLabels = null) =>
         folder.Family switch
         {
-            ModelFamily.Bert => BertForSequenceClassification.FromFolder(folder, seed, dtype, log, numLabels),
+            ModelFamily.Bert => BertForSequenceClassification.FromFolder(folder, seed, dtype, log, numLabels, prepare: m => PeftSetup.Restore(m, folder)),
             _ => throw new EngineException($"{folder.Path}: model_type '{folder.ModelType}' has no sequence-classification model in the engine yet"),
         };
 }

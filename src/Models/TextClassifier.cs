@@ -1,4 +1,5 @@
 using Engine.Models.Data;
+using Engine.Models.Peft.Lora;
 using Engine.Models.Tokenization;
 using Engine.Models.Training;
 
@@ -51,6 +52,23 @@ public sealed class TextClassifier
         return new TextClassifier(f, tokenizer, model, trained ? labels : null, regression);
     }
 
+    /// <summary>Loads a LoRA adapter in PEFT's format (adapter_config.json + adapter_model.safetensors,
+    /// made by engine train --method lora or by PEFT itself) onto this folder's base weights. The
+    /// head comes from the adapter; label names from the adapter folder's config.json when it has
+    /// one with as many labels, else from the base folder's.</summary>
+    public void LoadAdapter(string dir, Action<string>? log = null)
+    {
+        int count = PeftAdapter.HeadLabelCount(dir) ?? throw new EngineException($"--adapter {dir}: the adapter has no classification head (classifier / score)");
+        var model = SequenceClassifier.FromFolder(Folder, log: log, numLabels: count);
+        PeftAdapter.Load(model, dir, Folder.Path, log);
+        Model = model;
+        var labelSource = File.Exists(Path.Combine(dir, HfModelFolder.ConfigFileName)) && File.Exists(Path.Combine(dir, Engine.IO.SafeTensors.SingleFileName))
+            ? HfModelFolder.Open(dir) : Folder;
+        var labels = LabelMap.FromConfig(labelSource.BertConfig.Id2Label);
+        Labels = labels is not null && labels.Count == count ? labels : new LabelMap(Enumerable.Range(0, count).Select(i => $"LABEL_{i}"));
+        IsRegression = count == 1;
+    }
+
     /// <summary>Fine-tunes on <paramref name="train"/> (building a head with its label count when
     /// needed) and evaluates on <paramref name="eval"/>.</summary>
     public TrainResult Train(Dataset train, Dataset? eval, TrainOptions options, Action<TrainEvent>? progress = null, Action<string>? log = null, string? resumeFrom = null)
@@ -72,8 +90,15 @@ public sealed class TextClassifier
         return Trainer().Predict(examples);
     }
 
-    /// <summary>Writes the model as a Hugging Face folder (config with labels, weights, tokenizer files), atomically.</summary>
-    public void Save(string dir) => AtomicFolder.Write(dir, tmp => Ready().SaveInto(tmp, Folder, Labels?.Names));
+    /// <summary>Writes the model as a Hugging Face folder (config with labels, weights, tokenizer
+    /// files), atomically. A LoRA model also writes its PEFT adapter files; with
+    /// <paramref name="mergeLora"/> the adapters are folded into the weights first (the model stays
+    /// merged) and the folder holds the merged weights only.</summary>
+    public void Save(string dir, bool mergeLora = false)
+    {
+        if (mergeLora) LoraModel.Merge(Ready());
+        AtomicFolder.Write(dir, tmp => Ready().SaveInto(tmp, Folder, Labels?.Names));
+    }
 
     private SequenceClassifier Ready() => Model ?? throw new EngineException($"{Folder.Path}: the model has no trained head yet; call Train first");
 

@@ -16,4 +16,5 @@ root.Add(InspectCommand.Create());
 root.Add(ForwardCommand.Create());
 root.Add(KernelsCommand.Create());
 root.Add(TokenizeCommand.Create());
+root.Add(AnalyzeCommand.Create());
 return Cli.Run(root, args);

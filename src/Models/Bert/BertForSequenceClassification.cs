@@ -24,7 +24,7 @@ public sealed class BertForSequenceClassification : SequenceClassifier
         NumLabels = numLabels ?? config.NumLabels ?? 2;
         var rng = new Random(seed);
         var seeds = Seeds = new DropoutSeeds((ulong)seed);
-        Encoder = Child(config.IsRoberta ? "roberta" : "bert", new BertModel(config, rng, seeds, withPooler: !config.IsRoberta, initStd, dtype));
+        Encoder = Child(config.IsRoberta ? "roberta" : "bert", new BertModel(config, rng, seeds, withPooler: !config.IsRoberta, initStd, dtype, Hooks));
         dropout = Child("dropout", new Dropout(config.ClassifierDropout ?? config.HiddenDropoutProb, seeds));
         if (config.IsRoberta)
         {
@@ -38,21 +38,29 @@ public sealed class BertForSequenceClassification : SequenceClassifier
     public override ClassifierOutput Forward(Tensor ids, Tensor? attentionMask = null, Tensor? tokenTypeIds = null)
     {
         var enc = Encoder.Forward(ids, attentionMask, tokenTypeIds);
+        // With a pooling set (depth-wise, mean, last), its vector z stands where h[CLS] stood:
+        // BERT applies the pooler (dense + tanh) to z, RoBERTa its classifier.dense + tanh.
+        var features = Pooling?.Pool(enc.HiddenStates, enc.LastHiddenState, enc.TokenMask);
         Tensor x;
-        if (robertaDense is null) x = dropout.Forward(enc.Pooled!);
-        else x = dropout.Forward(Ops.Tanh(robertaDense.Forward(dropout.Forward(BertModel.FirstToken(enc.LastHiddenState)))));
+        if (robertaDense is null) x = dropout.Forward(features is null ? enc.Pooled! : Encoder.ApplyPooler(features));
+        else x = dropout.Forward(Ops.Tanh(robertaDense.Forward(dropout.Forward(features ?? BertModel.FirstToken(enc.LastHiddenState)))));
         return new ClassifierOutput(classifier.Forward(x), enc.HiddenStates, enc.LastHiddenState);
     }
+
+    public override IEnumerable<(string Path, Linear Layer)> LinearLayers() => Encoder.LinearLayers(Config.IsRoberta ? "roberta." : "bert.");
 
     public override string? ProblemType => Config.ProblemType;
 
     /// <summary>Loads a Hugging Face folder: the config, then every parameter from the weights,
     /// with or without the bert./roberta. prefix and with legacy LayerNorm gamma/beta names.
     /// <paramref name="numLabels"/> overrides the config's label count (a new task); a head that is
-    /// missing or has another shape is then initialised randomly (see <see cref="SequenceClassifier.LoadMatched"/>).</summary>
-    public static new BertForSequenceClassification FromFolder(HfModelFolder folder, int seed = 0, DType dtype = DType.F32, Action<string>? log = null, int? numLabels = null)
+    /// missing or has another shape is then initialised randomly (see <see cref="SequenceClassifier.LoadMatched"/>).
+    /// <paramref name="prepare"/> runs between building and loading (PEFT re-installs a saved method there).</summary>
+    public static BertForSequenceClassification FromFolder(HfModelFolder folder, int seed = 0, DType dtype = DType.F32, Action<string>? log = null, int? numLabels = null,
+        Action<SequenceClassifier>? prepare = null)
     {
         var model = new BertForSequenceClassification(folder.BertConfig, seed, numLabels, dtype: dtype);
+        prepare?.Invoke(model);
         using var source = folder.OpenWeights();
         model.LoadWeights(source, log);
         return model;

@@ -1,10 +1,17 @@
+using Engine.Models.Peft;
 using Engine.Nn;
 
 namespace Engine.Models.Bert;
 
 /// <summary>What the encoder computed: every layer's output (index 0: embeddings, i: block i),
-/// the last one, and the pooler output (BERT only).</summary>
-public sealed record BertOutput(IReadOnlyList<Tensor> HiddenStates, Tensor LastHiddenState, Tensor? Pooled);
+/// the last one, and the pooler output (BERT only). <see cref="TokenMask"/> is the I32 mask
+/// [B, T'] of the hidden states' positions (1 token, 0 padding): the input mask, with the prompt
+/// positions added when prompt tuning inserted some (T' = T + p); null when no mask was given
+/// and no prompt was inserted.</summary>
+public sealed record BertOutput(IReadOnlyList<Tensor> HiddenStates, Tensor LastHiddenState, Tensor? Pooled)
+{
+    public Tensor? TokenMask { get; init; }
+}
 
 /// <summary>
 /// The BERT / RoBERTa encoder as Hugging Face's BertModel and RobertaModel compute it, with the
@@ -13,6 +20,15 @@ public sealed record BertOutput(IReadOnlyList<Tensor> HiddenStates, Tensor LastH
 /// dropout → residual → LayerNorm; intermediate dense → activation → output dense → dropout →
 /// residual → LayerNorm. RoBERTa differs in its position ids (they start after the padding
 /// index and skip padding) and has no pooler in its classification model.
+///
+/// PEFT hooks (<see cref="ModelHooks"/>, all unset by default): every linear layer of the blocks
+/// and the pooler goes through <see cref="ModelHooks.Linear"/> (LoRA); per-layer key/value
+/// prefixes are prepended to each block's keys and values, with the attention mask extended by p
+/// visible positions (prefix tuning); prompt embeddings are inserted into the word embeddings
+/// right after the first token ([CLS] / &lt;s&gt;), before the position and token-type embeddings
+/// and the embedding LayerNorm are added, so [CLS] keeps position 0, the prompt takes positions
+/// 1..p and the text follows (prompt tuning; Hugging Face PEFT puts the prompt before [CLS]
+/// instead, which would make the pooler read a virtual token).
 /// </summary>
 public sealed class BertModel : Module
 {
@@ -20,15 +36,17 @@ public sealed class BertModel : Module
     private readonly BertEmbeddings embeddings;
     private readonly List<BertLayer> layers = new();
     private readonly Linear? pooler;
+    private readonly ModelHooks hooks;
 
-    public BertModel(BertConfig config, Random rng, DropoutSeeds seeds, bool withPooler, double initStd = 0.02, DType dtype = DType.F32)
+    public BertModel(BertConfig config, Random rng, DropoutSeeds seeds, bool withPooler, double initStd = 0.02, DType dtype = DType.F32, ModelHooks? hooks = null)
     {
         Config = config;
+        this.hooks = hooks ?? new ModelHooks();
         if (config.PositionEmbeddingType != "absolute")
             throw new EngineException($"bert: position_embedding_type '{config.PositionEmbeddingType}' is not supported (only 'absolute')");
         embeddings = Child("embeddings", new BertEmbeddings(config, rng, seeds, initStd, dtype));
         var encoder = Child("encoder", new Group());
-        for (int i = 0; i < config.NumHiddenLayers; i++) layers.Add(encoder.Add($"layer.{i}", new BertLayer(config, rng, seeds, initStd, dtype)));
+        for (int i = 0; i < config.NumHiddenLayers; i++) layers.Add(encoder.Add($"layer.{i}", new BertLayer(config, rng, seeds, initStd, dtype, this.hooks)));
         if (withPooler) pooler = Child("pooler", new Group()).Add("dense", new Linear(config.HiddenSize, config.HiddenSize, rng, std: initStd, dtype: dtype));
     }
 
@@ -38,15 +56,56 @@ public sealed class BertModel : Module
     {
         if (ids.Rank != 2 || ids.DType != DType.I32) throw new EngineException($"bert: input ids must be I32 [batch, seq], got {ids.DType} {Shape.Format(ids.Shape)}");
         var mask = AdditiveMask(ids, attentionMask, embeddings.DType);
-        var h = embeddings.Forward(ids, tokenTypeIds);
-        var states = new List<Tensor> { h };
-        foreach (var layer in layers)
+        var prompt = hooks.Prompt?.Invoke(ids.Dim(0));
+        var h = embeddings.Forward(ids, tokenTypeIds, prompt);
+        if (prompt is not null)
         {
-            h = layer.Forward(h, mask);
+            attentionMask = WithPromptPositions(attentionMask ?? Tensor.FromArray(Enumerable.Repeat(1, ids.Dim(0) * ids.Dim(1)).ToArray(), ids.Dim(0), ids.Dim(1)), prompt.Dim(1));
+            mask = AdditiveMask(attentionMask, attentionMask, embeddings.DType);
+        }
+        var prefixes = hooks.Prefixes?.Invoke(ids.Dim(0));
+        if (prefixes is not null && prefixes.Count != layers.Count)
+            throw new EngineException($"bert: the prefix hook gave {prefixes.Count} key/value pairs for {layers.Count} layers");
+        // Prefix keys are always visible: the mask gains p zeros (keep) in front.
+        var prefixMask = prefixes is null || mask is null ? mask
+            : Ops.Concat([Tensor.Zeros([ids.Dim(0), prefixes[0].Key.Dim(1)], mask.DType), mask], 1);
+        var states = new List<Tensor> { h };
+        for (int i = 0; i < layers.Count; i++)
+        {
+            h = layers[i].Forward(h, prefixMask, prefixes?[i]);
             states.Add(h);
         }
-        Tensor? pooled = pooler is null ? null : Ops.Tanh(pooler.Forward(FirstToken(h)));
-        return new BertOutput(states, h, pooled);
+        Tensor? pooled = pooler is null ? null : ApplyPooler(FirstToken(h));
+        return new BertOutput(states, h, pooled) { TokenMask = attentionMask };
+    }
+
+    /// <summary>The pooler on any [B, D] vector: tanh(dense(v)). Depth-wise and mean/last
+    /// pooling feed it their pooled vector in place of h[CLS].</summary>
+    public Tensor ApplyPooler(Tensor v) =>
+        pooler is null ? throw new EngineException("bert: this model has no pooler") : Ops.Tanh(hooks.Linear(pooler, v));
+
+    /// <summary>Every linear layer of the backbone with its parameter path (prefix + path +
+    /// ".weight" is its weight's name): the blocks' attention and MLP layers and the pooler.</summary>
+    public IEnumerable<(string Path, Linear Layer)> LinearLayers(string prefix)
+    {
+        for (int i = 0; i < layers.Count; i++)
+            foreach (var (path, layer) in layers[i].LinearLayers())
+                yield return ($"{prefix}encoder.layer.{i}.{path}", layer);
+        if (pooler is not null) yield return ($"{prefix}pooler.dense", pooler);
+    }
+
+    public int LayerCount => layers.Count;
+
+    /// <summary>An I32 mask [B, T] → [B, T + p] with p ones after the first column (the prompt's positions).</summary>
+    private static Tensor WithPromptPositions(Tensor mask, int p)
+    {
+        int b = mask.Dim(0), t = mask.Dim(1);
+        var m = mask.ToIntArray();
+        var r = new int[b * (t + p)];
+        for (int i = 0; i < b; i++)
+            for (int j = 0; j < t + p; j++)
+                r[i * (t + p) + j] = j == 0 ? m[i * t] : j <= p ? 1 : m[i * t + j - p];
+        return Tensor.FromArray(r, b, t + p);
     }
 
     /// <summary>h [B, T, D] → h[:, 0] [B, D].</summary>
@@ -83,16 +142,39 @@ internal sealed class BertEmbeddings : Module
 
     public DType DType => word.Weight.DType;
 
-    public Tensor Forward(Tensor ids, Tensor? tokenTypeIds)
+    /// <summary>ids [B, T]; prompt: null or [B, p, D] word-level embeddings inserted after the first token.</summary>
+    public Tensor Forward(Tensor ids, Tensor? tokenTypeIds, Tensor? prompt = null)
     {
         int b = ids.Dim(0), t = ids.Dim(1);
-        var positions = Tensor.FromArray(PositionIds(ids.ToIntArray(), b, t), b, t);
-        if (positions.ToIntArray().Max() >= c.MaxPositionEmbeddings)
-            throw new EngineException($"bert: sequence length {t} needs more than the {c.MaxPositionEmbeddings} position embeddings of this model");
         var types = tokenTypeIds ?? Tensor.FromArray(new int[b * t], b, t);
         if (!Shape.Equal(types.Shape, ids.Shape)) throw new EngineException($"bert: token_type_ids must be {Shape.Format(ids.Shape)}, got {Shape.Format(types.Shape)}");
-        var e = Ops.Add(Ops.Add(word.Forward(ids), tokenType.Forward(types)), position.Forward(positions));
+        var words = word.Forward(ids);
+        var idArray = ids.ToIntArray();
+        if (prompt is not null)
+        {
+            int p = prompt.Dim(1);
+            var parts = new List<Tensor> { Ops.Slice(words, 1, 0, 1), prompt };
+            if (t > 1) parts.Add(Ops.Slice(words, 1, 1, t - 1));
+            words = Ops.Concat(parts, 1);
+            // The prompt's positions count as tokens (any id but the pad id) of token type 0.
+            idArray = InsertAfterFirst(idArray, b, t, p, c.PadTokenId + 1);
+            types = Tensor.FromArray(InsertAfterFirst(types.ToIntArray(), b, t, p, 0), b, t + p);
+            t += p;
+        }
+        var positions = Tensor.FromArray(PositionIds(idArray, b, t), b, t);
+        if (positions.ToIntArray().Max() >= c.MaxPositionEmbeddings)
+            throw new EngineException($"bert: sequence length {t} needs more than the {c.MaxPositionEmbeddings} position embeddings of this model");
+        var e = Ops.Add(Ops.Add(words, tokenType.Forward(types)), position.Forward(positions));
         return dropout.Forward(norm.Forward(e));
+    }
+
+    private static int[] InsertAfterFirst(int[] rows, int b, int t, int p, int value)
+    {
+        var r = new int[b * (t + p)];
+        for (int i = 0; i < b; i++)
+            for (int j = 0; j < t + p; j++)
+                r[i * (t + p) + j] = j == 0 ? rows[i * t] : j <= p ? value : rows[i * t + j - p];
+        return r;
     }
 
     /// <summary>BERT: 0, 1, 2, …. RoBERTa: padding_idx + running count of non-pad tokens, and
@@ -120,9 +202,11 @@ internal sealed class BertLayer : Module
     private readonly LayerNorm attnNorm, outNorm;
     private readonly Dropout dropout;
     private readonly Func<Tensor, Tensor> act;
+    private readonly ModelHooks hooks;
 
-    public BertLayer(BertConfig c, Random rng, DropoutSeeds seeds, double std, DType dtype)
+    public BertLayer(BertConfig c, Random rng, DropoutSeeds seeds, double std, DType dtype, ModelHooks hooks)
     {
+        this.hooks = hooks;
         heads = c.NumAttentionHeads;
         dim = c.HiddenSize;
         act = c.HiddenAct switch
@@ -150,13 +234,28 @@ internal sealed class BertLayer : Module
 
     private Tensor SplitHeads(Tensor x) => Ops.Transpose(x.Reshape(x.Dim(0), x.Dim(1), heads, dim / heads), 1, 2);
 
-    public Tensor Forward(Tensor x, Tensor? mask)
+    public IEnumerable<(string Path, Linear Layer)> LinearLayers() =>
+    [
+        ("attention.self.query", query), ("attention.self.key", key), ("attention.self.value", value),
+        ("attention.output.dense", attnOut), ("intermediate.dense", intermediate), ("output.dense", output),
+    ];
+
+    /// <summary>x [B, T, D]; mask: additive [B, p + T] (p = 0 without a prefix) or null; prefix:
+    /// key and value states [B, p, D] put in front of this block's keys and values.</summary>
+    public Tensor Forward(Tensor x, Tensor? mask, (Tensor Key, Tensor Value)? prefix = null)
     {
         int b = x.Dim(0), t = x.Dim(1);
-        var ctx = Ops.Attention(SplitHeads(query.Forward(x)), SplitHeads(key.Forward(x)), SplitHeads(value.Forward(x)), mask);
+        var k = hooks.Linear(key, x);
+        var v = hooks.Linear(value, x);
+        if (prefix is { } kv)
+        {
+            k = Ops.Concat([kv.Key, k], 1);
+            v = Ops.Concat([kv.Value, v], 1);
+        }
+        var ctx = Ops.Attention(SplitHeads(hooks.Linear(query, x)), SplitHeads(k), SplitHeads(v), mask);
         ctx = Ops.Transpose(ctx, 1, 2).Reshape(b, t, dim);
-        var h = attnNorm.Forward(Ops.Add(dropout.Forward(attnOut.Forward(ctx)), x));
-        var f = output.Forward(act(intermediate.Forward(h)));
+        var h = attnNorm.Forward(Ops.Add(dropout.Forward(hooks.Linear(attnOut, ctx)), x));
+        var f = hooks.Linear(output, act(hooks.Linear(intermediate, h)));
         return outNorm.Forward(Ops.Add(dropout.Forward(f), h));
     }
 }

@@ -1,3 +1,5 @@
+using Engine.Models.Peft;
+
 namespace Engine.Models.Training;
 
 /// <summary>
@@ -35,6 +37,9 @@ public sealed record TrainOptions
     public string? Task { get; init; }
     /// <summary>Where checkpoints, metrics.jsonl, plots and eval.json go; null: nothing is written.</summary>
     public string? OutDir { get; init; }
+    /// <summary>The fine-tuning method (full, head, lora, bitfit, prefix, prompt) with its
+    /// settings, and the pooling; applied to the model when training starts (docs/peft.md).</summary>
+    public PeftOptions Peft { get; init; } = new();
 
     public void Validate()
     {
@@ -47,5 +52,6 @@ public sealed record TrainOptions
         if (WarmupRatio is < 0 or > 1) throw new EngineException($"train: warmup ratio must be in [0, 1], got {WarmupRatio}");
         if (Schedule is not ("constant" or "linear" or "cosine")) throw new EngineException($"train: unknown schedule '{Schedule}' (constant, linear, cosine)");
         if (EvalEvery is < 1) throw new EngineException($"train: eval-every must be at least 1, got {EvalEvery}");
+        Peft.Validate();
     }
 }

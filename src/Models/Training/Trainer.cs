@@ -4,6 +4,7 @@ using System.Text.Json.Nodes;
 using Engine.Autograd;
 using Engine.IO;
 using Engine.Models.Data;
+using Engine.Models.Peft;
 using Engine.Models.Tokenization;
 using Engine.Optim;
 
@@ -66,6 +67,9 @@ public sealed class Trainer
         int total = o.MaxSteps ?? Math.Max(1, (int)Math.Ceiling((double)o.Epochs * perEpoch / o.GradientAccumulation));
         int warmup = (int)(o.WarmupRatio * total);
 
+        // The method decides what trains (a no-op when the model already has it: a resumed run,
+        // or a caller that applied it to print the parameter table first).
+        PeftSetup.Apply(model, o.Peft, source.Path, text => tokenizer.EncodeWithoutSpecialTokens(text), o.Seed);
         model.Train();
         var opt = new AdamW(model.Parameters(), o.LearningRate, weightDecay: o.WeightDecay, noDecay: Optimizer.VectorsAndScalars);
         var schedule = new LrScheduler(opt, o.Schedule switch

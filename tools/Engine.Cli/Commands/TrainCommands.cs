@@ -2,6 +2,8 @@ using System.CommandLine;
 using System.Text.Json;
 using Engine.Models;
 using Engine.Models.Data;
+using Engine.Models.Peft;
+using Engine.Models.Peft.Lora;
 using Engine.Models.Tokenization;
 using Engine.Models.Training;
 
@@ -35,6 +37,43 @@ public static class TrainCommands
             });
     }
 
+    /// <summary>The method and pooling options of engine train (docs/peft.md).</summary>
+    private sealed class MethodArgs
+    {
+        public readonly Option<string?> Method = new("--method") { Description = "full, head, lora, bitfit, prefix or prompt (default: full, or what a resumed checkpoint has)" };
+        public readonly Option<string?> Pooling = new("--pooling") { Description = "cls, mean, last or depthwise[:raw][:with-embeddings][:cls|:mean|:last] (default: the model's usual, [CLS] for BERT)" };
+        public readonly Option<int> LoraR = new("--lora-r") { Description = "LoRA rank r", DefaultValueFactory = _ => 8 };
+        public readonly Option<double> LoraAlpha = new("--lora-alpha") { Description = "LoRA alpha (scale alpha/r)", DefaultValueFactory = _ => 16 };
+        public readonly Option<double> LoraDropout = new("--lora-dropout") { Description = "dropout on the LoRA input", DefaultValueFactory = _ => 0.1 };
+        public readonly Option<string?> LoraTargets = new("--lora-targets") { Description = "modules to adapt: comma-separated names (query,value), all-linear, or re:REGEX (default query,value for BERT)" };
+        public readonly Option<bool> RsLora = new("--rslora") { Description = "rsLoRA scaling alpha/sqrt(r)" };
+        public readonly Option<int> PrefixLength = new("--prefix-length") { Description = "prefix tuning: virtual key/value positions per layer", DefaultValueFactory = _ => 20 };
+        public readonly Option<int?> PrefixProjection = new("--prefix-projection") { Description = "prefix tuning: reparameterise through an MLP with this hidden size" };
+        public readonly Option<int> PromptLength = new("--prompt-length") { Description = "prompt tuning: trainable input embeddings", DefaultValueFactory = _ => 20 };
+        public readonly Option<string?> PromptInit = new("--prompt-init") { Description = "prompt tuning: initialise from this text's token embeddings (default: random vocabulary tokens)" };
+
+        public void AddTo(Command c)
+        {
+            c.Add(Method); c.Add(Pooling); c.Add(LoraR); c.Add(LoraAlpha); c.Add(LoraDropout); c.Add(LoraTargets); c.Add(RsLora);
+            c.Add(PrefixLength); c.Add(PrefixProjection); c.Add(PromptLength); c.Add(PromptInit);
+        }
+
+        public PeftOptions Read(ParseResult p) => new()
+        {
+            Method = p.GetValue(Method) ?? PeftOptions.Full, Pooling = p.GetValue(Pooling),
+            LoraSettings = new LoraOptions
+            {
+                Rank = p.GetValue(LoraR), Alpha = p.GetValue(LoraAlpha), Dropout = p.GetValue(LoraDropout),
+                Targets = p.GetValue(LoraTargets), UseRsLora = p.GetValue(RsLora),
+            },
+            PrefixLength = p.GetValue(PrefixLength), PrefixProjection = p.GetValue(PrefixProjection),
+            PromptLength = p.GetValue(PromptLength), PromptInitText = p.GetValue(PromptInit),
+        };
+    }
+
+    private static Option<string?> AdapterOption(string what) =>
+        new("--adapter") { Description = $"a LoRA adapter folder in PEFT's format (adapter_config.json + adapter_model.safetensors) {what}" };
+
     private static void CpuOnly(string? device)
     {
         var d = Device.Parse(device ?? "cpu");
@@ -63,9 +102,12 @@ public static class TrainCommands
         var bucket = new Option<bool>("--bucket") { Description = "batch examples of similar length together" };
         var resume = new Option<string?>("--resume") { Description = "continue from a checkpoint folder (OUT/checkpoint-last)" };
         var logEvery = new Option<int>("--log-every") { Description = "write a training line to metrics.jsonl every N steps", DefaultValueFactory = _ => 10 };
+        var adapter = AdapterOption("to load onto --model and keep training");
+        var methods = new MethodArgs();
         var cmd = new Command("train", "Fine-tune a Hugging Face folder for text classification")
-            { model, train, eval, epochs, steps, lr, seed, device, output, accum, warmup, decay, schedule, clip, evalEvery, patience, bucket, resume, logEvery };
+            { model, train, eval, epochs, steps, lr, seed, device, output, accum, warmup, decay, schedule, clip, evalEvery, patience, bucket, resume, logEvery, adapter };
         data.AddTo(cmd);
+        methods.AddTo(cmd);
         cmd.SetAction(Cli.Action(p =>
         {
             CpuOnly(p.GetValue(device));
@@ -83,24 +125,32 @@ public static class TrainCommands
                 MaxLength = p.GetValue(data.MaxLen), Seed = p.GetValue(seed), GradientAccumulation = p.GetValue(accum),
                 WarmupRatio = p.GetValue(warmup), WeightDecay = p.GetValue(decay), Schedule = p.GetValue(schedule)!, MaxGradNorm = p.GetValue(clip),
                 EvalEvery = p.GetValue(evalEvery), EarlyStoppingPatience = p.GetValue(patience), BucketByLength = p.GetValue(bucket),
-                Task = task, OutDir = p.GetValue(output), LogEvery = Math.Max(1, p.GetValue(logEvery)),
+                Task = task, OutDir = p.GetValue(output), LogEvery = Math.Max(1, p.GetValue(logEvery)), Peft = methods.Read(p),
             };
+            var adapterDir = p.GetValue(adapter);
+            if (adapterDir is not null && options.Peft.Method is not (PeftOptions.Lora or PeftOptions.Full))
+                throw new EngineException($"--adapter: a LoRA adapter trains with --method lora, not {options.Peft.Method}");
+            if (adapterDir is not null) options = options with { Peft = options.Peft with { Method = PeftOptions.Lora } };
             options.Validate();
-            Run(folder, trainSet, evalSet, options, resumeDir);
+            Run(folder, trainSet, evalSet, options, resumeDir, adapterDir);
             return 0;
         }));
         return cmd;
     }
 
     /// <summary>Loads, trains, writes plots and prints the summary (also used by `engine demo`).</summary>
-    public static TrainResult Run(HfModelFolder folder, Dataset trainSet, Dataset? evalSet, TrainOptions options, string? resumeDir = null)
+    public static TrainResult Run(HfModelFolder folder, Dataset trainSet, Dataset? evalSet, TrainOptions options, string? resumeDir = null, string? adapterDir = null)
     {
         Console.WriteLine($"data: {trainSet.Count:N0} training examples from {trainSet.Source}" +
                           (evalSet is null ? "" : $", {evalSet.Count:N0} evaluation examples") +
                           (trainSet.IsRegression ? " (regression)" : $", {trainSet.Labels!.Count} labels: {string.Join(", ", trainSet.Labels.Names)}"));
         var net = SequenceClassifier.FromFolder(folder, options.Seed, log: Console.Error.WriteLine, numLabels: trainSet.OutputCount);
         var tokenizer = TextTokenizer.FromFolder(folder);
-        Console.WriteLine($"model: {folder.ModelType} from {folder.Path}: {net.ParameterCount(trainableOnly: true):N0} of {net.ParameterCount():N0} parameters trained");
+        if (adapterDir is not null) PeftAdapter.Load(net, adapterDir, folder.Path, Console.Error.WriteLine, options.Seed);
+        PeftSetup.Apply(net, options.Peft, folder.Path, text => tokenizer.EncodeWithoutSpecialTokens(text), options.Seed);
+        var method = net.Peft is { } peft ? peft.Options.Method + (peft.Pooling is null ? "" : $", pooling {peft.Pooling}") : "full";
+        Console.WriteLine($"model: {folder.ModelType} from {folder.Path}; method {method}: {net.ParameterCount(trainableOnly: true):N0} of {net.ParameterCount():N0} parameters trained");
+        Console.WriteLine(PeftSetup.ParameterTable(net));
         var trainer = new Trainer(net, folder, tokenizer, options, trainSet.Labels?.Names, trainSet.IsRegression);
         var progress = new ProgressPrinter();
         var result = trainer.Train(trainSet.Examples, evalSet?.Examples, progress.Report, resumeDir);
@@ -110,6 +160,7 @@ public static class TrainCommands
             var metrics = Path.Combine(options.OutDir, Trainer.MetricsFile);
             if (File.Exists(metrics)) Plots.FromMetricsLog(metrics, options.OutDir);
         }
+        if (net.Pooling?.Weights is not null) ReportDepthWeights(net.Pooling.LayerLabels, net.Pooling.LayerWeights(), options.OutDir);
         var evalText = string.Join(", ", result.FinalEval.Select(kv => $"{kv.Key} {kv.Value:F4}"));
         Console.WriteLine($"done: {result.Steps} steps in {result.Time.TotalSeconds:F1} s, {result.TokensPerSecond:N0} tokens/s" +
                           (result.FinalEval.Count > 0 ? $"; final eval: {evalText}; best {result.PrimaryMetric} {result.BestMetric:F4} at step {result.BestStep}" : "") +
@@ -118,16 +169,33 @@ public static class TrainCommands
         return result;
     }
 
+    /// <summary>Prints the learned depth-wise weights (one line per layer) and, with an out
+    /// folder, plots them to OUT/depth_weights.png.</summary>
+    public static void ReportDepthWeights(IReadOnlyList<string> labels, double[] weights, string? outDir)
+    {
+        Console.WriteLine("depth-wise pooling weights (per layer):");
+        double max = weights.Select(Math.Abs).DefaultIfEmpty(1).Max();
+        for (int i = 0; i < weights.Length; i++)
+            Console.WriteLine($"  layer {labels[i],-4} {weights[i],8:F4}  {new string('#', (int)Math.Round(30 * Math.Abs(weights[i]) / Math.Max(max, 1e-12)))}");
+        if (outDir is null) return;
+        var png = Path.Combine(outDir, DepthWeightsPlot);
+        Plots.Bars("Depth-wise pooling weights per layer", labels, weights, png);
+        Console.WriteLine($"wrote {png}");
+    }
+
+    public const string DepthWeightsPlot = "depth_weights.png";
+
     public static Command Eval()
     {
         var data = new DataArgs();
         var model = new Option<string>("--model") { Description = "a fine-tuned Hugging Face folder (e.g. OUT/checkpoint-best)", Required = true };
         var file = new Option<string>("--data") { Description = "labelled data", Required = true };
-        var cmd = new Command("eval", "Evaluate a fine-tuned folder on labelled data") { model, file };
+        var adapter = AdapterOption("to load onto --model (then the base model)");
+        var cmd = new Command("eval", "Evaluate a fine-tuned folder on labelled data") { model, file, adapter };
         data.AddTo(cmd);
         cmd.SetAction(Cli.Action(p =>
         {
-            var (folder, net, tokenizer, labels, regression) = LoadTrained(p.GetValue(model)!, p.GetValue(data.Task));
+            var (folder, net, tokenizer, labels, regression) = LoadTrained(p.GetValue(model)!, p.GetValue(data.Task), p.GetValue(adapter));
             var set = data.Read(p, p.GetValue(file)!, labels, regression);
             var trainer = new Trainer(net, folder, tokenizer, Options(p, data), labels?.Names, regression);
             var metrics = trainer.Evaluate(set.Examples);
@@ -144,11 +212,12 @@ public static class TrainCommands
         var model = new Option<string>("--model") { Description = "a fine-tuned Hugging Face folder", Required = true };
         var file = new Option<string>("--data") { Description = "data to label (a label column is not needed)", Required = true };
         var output = new Option<string>("--out") { Description = "JSON Lines output: one {label, probabilities} per example", Required = true };
-        var cmd = new Command("predict", "Label data with a fine-tuned folder") { model, file, output };
+        var adapter = AdapterOption("to load onto --model (then the base model)");
+        var cmd = new Command("predict", "Label data with a fine-tuned folder") { model, file, output, adapter };
         data.AddTo(cmd);
         cmd.SetAction(Cli.Action(p =>
         {
-            var (folder, net, tokenizer, labels, regression) = LoadTrained(p.GetValue(model)!, p.GetValue(data.Task));
+            var (folder, net, tokenizer, labels, regression) = LoadTrained(p.GetValue(model)!, p.GetValue(data.Task), p.GetValue(adapter));
             var set = data.Read(p, p.GetValue(file)!, labels, regression, unlabelled: true);
             var trainer = new Trainer(net, folder, tokenizer, Options(p, data), labels?.Names, regression);
             var preds = trainer.Predict(set.Examples);
@@ -172,8 +241,17 @@ public static class TrainCommands
     private static TrainOptions Options(ParseResult p, DataArgs data) =>
         new() { BatchSize = p.GetValue(data.Batch), MaxLength = p.GetValue(data.MaxLen), Task = p.GetValue(data.Task) };
 
-    private static (HfModelFolder, SequenceClassifier, TextTokenizer, LabelMap?, bool) LoadTrained(string path, string? task)
+    private static (HfModelFolder, SequenceClassifier, TextTokenizer, LabelMap?, bool) LoadTrained(string path, string? task, string? adapter = null)
     {
+        if (adapter is not null)
+        {
+            // The base model from --model, the adapters and the head from --adapter, merged for inference.
+            var classifier = TextClassifier.Load(path, Console.Error.WriteLine);
+            classifier.LoadAdapter(adapter, Console.Error.WriteLine);
+            LoraModel.Merge(classifier.Model!);
+            bool isRegression = task is "stsb" or "sts-b" || classifier.IsRegression;
+            return (classifier.Folder, classifier.Model!, classifier.Tokenizer, isRegression ? null : classifier.Labels, isRegression);
+        }
         var folder = HfModelFolder.Open(path);
         var labels = LabelMap.FromConfig(folder.BertConfig.Id2Label);
         bool regression = task is "stsb" or "sts-b" || folder.BertConfig.NumLabels == 1 || folder.BertConfig.ProblemType == "regression";
