@@ -5,6 +5,7 @@ using System.Text.Json;
 namespace Engine.Cli.Commands;
 
 /// <summary>
+/// `engine bench llama-scale` (hidden): see <see cref="LlamaScale"/>.
 /// `engine bench ops`: times op forward and forward+backward on the CPU at transformer sizes
 /// (BERT-base widths, 512 tokens). The same cases run in PyTorch through
 /// tools/bench/cpu_ops_vs_torch.py, which prints the side-by-side ratio table.
@@ -60,7 +61,7 @@ public static class BenchCommand
             }
             return 0;
         }));
-        var cmd = new Command("bench", "Benchmarks") { ops, StepCommand() };
+        var cmd = new Command("bench", "Benchmarks") { ops, StepCommand(), LlamaScale.Create() };
         return cmd;
     }
 
