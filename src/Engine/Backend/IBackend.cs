@@ -6,7 +6,7 @@ public enum BinaryOp { Add, Sub, Mul, Div }
 
 /// <summary>
 /// The kernels a device must provide: the forward and the hand-written backward of every op in
-/// the catalog (<see cref="Engine.Ops.OpCatalog"/>), plus memory and optimizer kernels.
+/// the catalog (<see cref="Engine.OpCatalog"/>), plus memory and optimizer kernels.
 ///
 /// Conventions (every backend, every kernel):
 /// - all tensors are contiguous row-major and on this backend's device;

@@ -134,7 +134,7 @@ public static class SafeTensorsFormat
         return MemoryMarshal.CreateSpan(ref Unsafe.Add(ref start, (nint)byteOffset), byteLength);
     }
 
-    /// <summary>Converts <paramref name="count"/> little-endian elements of <paramref name="source"/>
+    /// <summary>Converts the little-endian elements in <paramref name="bytes"/> (of type <paramref name="source"/>)
     /// into float or double values (exact for every type narrower than the target; F64 → F32 and
     /// large integers → F32 round to nearest).</summary>
     internal static void ToFloating<T>(DType source, ReadOnlySpan<byte> bytes, Span<T> dst)
