@@ -9,11 +9,14 @@ namespace Engine.Backend;
 // transposed operand is copied once per matrix into pooled scratch). C is then computed in
 // tiles of 4 rows × 16 columns: for each p of K, two 8-wide vectors of B's row p are multiplied
 // by four broadcast values of A's column p and added into 8 accumulators held in registers;
-// the tile is written once at the end (C += alpha·acc, after C was scaled by beta). Row tiles
-// run in parallel; each writes only its own rows, so results do not depend on the thread
+// the tile is written once at the end (C += alpha·acc, after C was scaled by beta). Blocks of
+// rows run in parallel; each writes only its own rows, so results do not depend on the thread
 // count. Float64 keeps the simple generic kernel (CpuBackend.Matmul.cs): it serves checks.
 public sealed partial class CpuBackend
 {
+    /// <summary>Rows per parallel work item (a multiple of the 4-row tile).</summary>
+    private const int RowBlock = 32;
+
     /// <summary>ENGINE_GEMM=simple selects the generic kernel for float32 too (for side-by-side timing).</summary>
     private static readonly bool SimpleGemm = Environment.GetEnvironmentVariable("ENGINE_GEMM") == "simple";
 
@@ -44,15 +47,22 @@ public sealed partial class CpuBackend
                 fixed (float* pa = a, pb = b, pc = c)
                 {
                     float* A = pa, B = pb, C = pc;
-                    int tiles = (m + 3) / 4;
-                    For(tiles, (long)4 * n * k, tile =>
+                    // Work item: a block of RowBlock rows. Within it, column panels of 16 go outermost,
+                    // so a panel of B (K×16) stays in cache while the block's rows (K·RowBlock floats)
+                    // pass over it; all of B is read once per row block, not once per 4 rows.
+                    int blocks = (m + RowBlock - 1) / RowBlock;
+                    For(blocks, (long)RowBlock * n * k, block =>
                     {
-                        int i0 = tile * 4, rows = Math.Min(4, m - i0);
+                        int r0 = block * RowBlock, r1 = Math.Min(m, r0 + RowBlock);
                         for (int j0 = 0; j0 < n; j0 += 16)
                         {
                             int cols = Math.Min(16, n - j0);
-                            if (rows == 4 && cols == 16) Tile4x16(A + (long)i0 * k, B + j0, C + (long)i0 * n + j0, n, k, alpha);
-                            else TileEdge(A + (long)i0 * k, B + j0, C + (long)i0 * n + j0, n, k, rows, cols, alpha);
+                            for (int i0 = r0; i0 < r1; i0 += 4)
+                            {
+                                int rows = Math.Min(4, r1 - i0);
+                                if (rows == 4 && cols == 16) Tile4x16(A + (long)i0 * k, B + j0, C + (long)i0 * n + j0, n, k, alpha);
+                                else TileEdge(A + (long)i0 * k, B + j0, C + (long)i0 * n + j0, n, k, rows, cols, alpha);
+                            }
                         }
                     });
                 }
