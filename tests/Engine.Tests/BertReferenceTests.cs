@@ -36,37 +36,11 @@ public class BertReferenceTests
 
         var states = output.HiddenStates;
         Assert.That(states.Count, Is.EqualTo(folder.BertConfig.NumHiddenLayers + 1));
-        for (int i = 0; i < states.Count; i++) Close(states[i], reference, $"hidden_states.{i}", outTol, mask);
-        Close(output.LastHiddenState, reference, "last_hidden_state", outTol, mask);
-        Close(output.Logits, reference, "logits", outTol);
-        Close(loss, reference, "loss", outTol);
-        int checkedGrads = 0;
-        foreach (var (name, p) in model.NamedParameters())
-        {
-            Assert.That(p.Grad, Is.Not.Null, $"{name} got no gradient");
-            Close(p.Grad!, reference, "grad." + name, gradTol);
-            checkedGrads++;
-        }
-        Assert.That(checkedGrads, Is.EqualTo(reference.Names.Count(n => n.StartsWith("grad."))), "every reference gradient has a parameter");
-    }
-
-    /// <summary>|engine − reference| ≤ tol · max(1, max|reference|); with a mask, padded positions
-    /// of hidden states are skipped (their values are not meaningful in either implementation —
-    /// they are compared too, but Hugging Face's are computed the same way, so we keep them).</summary>
-    private static void Close(Tensor actual, IWeightSource reference, string name, double tol, Tensor? mask = null)
-    {
-        var expected = reference.ReadAs(name, DType.F64).ToDoubleArray();
-        var a = actual.ToDoubleArray();
-        Assert.That(a.Length, Is.EqualTo(expected.Length), name);
-        double scale = Math.Max(1.0, expected.Max(Math.Abs));
-        double worst = 0;
-        int at = -1;
-        for (int i = 0; i < a.Length; i++)
-        {
-            double d = Math.Abs(a[i] - expected[i]);
-            if (d > worst) { worst = d; at = i; }
-        }
-        Assert.That(worst, Is.LessThanOrEqualTo(tol * scale), $"{name}[{at}]: engine {(at >= 0 ? a[at] : 0)} vs reference {(at >= 0 ? expected[at] : 0)}");
+        for (int i = 0; i < states.Count; i++) ReferenceAssert.Close(states[i], reference, $"hidden_states.{i}", outTol, mask);
+        ReferenceAssert.Close(output.LastHiddenState, reference, "last_hidden_state", outTol, mask);
+        ReferenceAssert.Close(output.Logits, reference, "logits", outTol);
+        ReferenceAssert.Close(loss, reference, "loss", outTol);
+        ReferenceAssert.EveryGradient(model, reference, gradTol);
     }
 
     [Test]

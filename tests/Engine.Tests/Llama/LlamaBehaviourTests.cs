@@ -131,7 +131,7 @@ public class LlamaBehaviourTests
         model.Eval();
         using var _ = Tape.NoGrad();
         var logits = model.Forward(reference.ReadAs("input_ids", DType.I32), reference.ReadAs("attention_mask", DType.I32)).Logits;
-        LlamaReferenceTests.Close(logits, reference, "logits", 1e-9);
+        ReferenceAssert.Close(logits, reference, "logits", 1e-9);
     }
 
     [Test]

@@ -47,41 +47,11 @@ public class LlamaReferenceTests
             Is.EqualTo(reference.ReadAs("pooled_positions", DType.I32).ToIntArray()));
         var states = output.HiddenStates;
         Assert.That(states.Count, Is.EqualTo(folder.LlamaConfig.NumHiddenLayers + 1));
-        for (int i = 0; i < states.Count; i++) Close(states[i], reference, $"hidden_states.{i}", outTol, mask);
-        Close(output.LastHiddenState, reference, "last_hidden_state", outTol, mask);
+        for (int i = 0; i < states.Count; i++) ReferenceAssert.Close(states[i], reference, $"hidden_states.{i}", outTol, mask);
+        ReferenceAssert.Close(output.LastHiddenState, reference, "last_hidden_state", outTol, mask);
         Assert.That(ReferenceEquals(states[^1], output.LastHiddenState), "the last hidden state is the final-normed one, as in transformers");
-        Close(output.Logits, reference, "logits", outTol);
-        Close(loss, reference, "loss", outTol);
-        int checkedGrads = 0;
-        foreach (var (name, p) in model.NamedParameters())
-        {
-            Assert.That(p.Grad, Is.Not.Null, $"{name} got no gradient");
-            Close(p.Grad!, reference, "grad." + name, gradTol);
-            checkedGrads++;
-        }
-        Assert.That(checkedGrads, Is.EqualTo(reference.Names.Count(n => n.StartsWith("grad."))), "every reference gradient has a parameter");
-    }
-
-    /// <summary>|engine − reference| ≤ tol · max(1, max|reference|). With a mask [B, T], hidden states
-    /// at padded positions are skipped: a left-padded query sees no unmasked key, and transformers
-    /// (a uniform softmax over all keys) and the engine (causal keys only) fill such rows
-    /// differently; nothing downstream reads them.</summary>
-    internal static void Close(Tensor actual, IWeightSource reference, string name, double tol, Tensor? mask = null)
-    {
-        var expected = reference.ReadAs(name, DType.F64).ToDoubleArray();
-        var a = actual.ToDoubleArray();
-        Assert.That(a.Length, Is.EqualTo(expected.Length), name);
-        var keep = mask?.ToIntArray();
-        int width = keep is null ? 1 : a.Length / keep.Length;
-        double scale = Math.Max(1.0, expected.Max(Math.Abs));
-        double worst = 0;
-        int at = -1;
-        for (int i = 0; i < a.Length; i++)
-        {
-            if (keep is not null && keep[i / width] == 0) continue;
-            double d = Math.Abs(a[i] - expected[i]);
-            if (double.IsNaN(d) || d > worst) { worst = double.IsNaN(d) ? double.PositiveInfinity : d; at = i; }
-        }
-        Assert.That(worst, Is.LessThanOrEqualTo(tol * scale), $"{name}[{at}]: engine {(at >= 0 ? a[at] : 0)} vs reference {(at >= 0 ? expected[at] : 0)}");
+        ReferenceAssert.Close(output.Logits, reference, "logits", outTol);
+        ReferenceAssert.Close(loss, reference, "loss", outTol);
+        ReferenceAssert.EveryGradient(model, reference, gradTol);
     }
 }
