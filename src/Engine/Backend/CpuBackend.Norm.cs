@@ -4,9 +4,12 @@ using System.Numerics.Tensors;
 namespace Engine.Backend;
 
 // Reductions over the last dim, softmax, layer norm and RMS norm. Rows are independent and run
-// in parallel; parameter gradients (dw, db) sum over rows serially, in row order.
+// in parallel; parameter gradients (dw, db) run in parallel over chunks of columns, each column
+// summed over the rows in row order (the same result for any thread count).
 public sealed partial class CpuBackend
 {
+    private const int ColumnChunk = 64;
+
     public void SumLast(Tensor x, Tensor y, bool mean)
     {
         if (IsF64(x)) SumLast<double>(x, y, mean); else SumLast<float>(x, y, mean);
@@ -136,18 +139,24 @@ public sealed partial class CpuBackend
             });
         }
         if (tdw is null && tdb is null) return;
-        var xs = S<T>(tx); var dys = S<T>(tdy); var means = S<T>(tmean); var rstds = S<T>(trstd);
-        var dws = S<T>(tdw, true); var dbs = S<T>(tdb, true);
-        for (int r = 0; r < rows; r++)
+        // Column chunks in parallel, each summing its columns over the rows in row order.
+        int chunks = (n + ColumnChunk - 1) / ColumnChunk;
+        For(chunks, rows * ColumnChunk, chunk =>
         {
-            T mu = means[r], rs = rstds[r];
-            for (int j = 0; j < n; j++)
+            var xs = S<T>(tx); var dys = S<T>(tdy); var means = S<T>(tmean); var rstds = S<T>(trstd);
+            var dws = S<T>(tdw, true); var dbs = S<T>(tdb, true);
+            int j0 = chunk * ColumnChunk, j1 = Math.Min(n, j0 + ColumnChunk);
+            for (int r = 0; r < rows; r++)
             {
-                T g = dys[r * n + j];
-                if (tdw is not null) dws[j] += g * (xs[r * n + j] - mu) * rs;
-                if (tdb is not null) dbs[j] += g;
+                T mu = means[r], rs = rstds[r];
+                for (int j = j0; j < j1; j++)
+                {
+                    T g = dys[r * n + j];
+                    if (tdw is not null) dws[j] += g * (xs[r * n + j] - mu) * rs;
+                    if (tdb is not null) dbs[j] += g;
+                }
             }
-        }
+        });
     }
 
     // ------------------------------------------------------------- RMS norm
@@ -194,8 +203,13 @@ public sealed partial class CpuBackend
             });
         }
         if (tdw is null) return;
-        var xs = S<T>(tx); var dys = S<T>(tdy); var rstds = S<T>(trstd); var dws = S<T>(tdw);
-        for (int r = 0; r < rows; r++)
-            for (int j = 0; j < n; j++) dws[j] += dys[r * n + j] * xs[r * n + j] * rstds[r];
+        int chunks = (n + ColumnChunk - 1) / ColumnChunk;
+        For(chunks, rows * ColumnChunk, chunk =>
+        {
+            var xs = S<T>(tx); var dys = S<T>(tdy); var rstds = S<T>(trstd); var dws = S<T>(tdw);
+            int j0 = chunk * ColumnChunk, j1 = Math.Min(n, j0 + ColumnChunk);
+            for (int r = 0; r < rows; r++)
+                for (int j = j0; j < j1; j++) dws[j] += dys[r * n + j] * xs[r * n + j] * rstds[r];
+        });
     }
 }
