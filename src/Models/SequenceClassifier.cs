@@ -170,7 +170,7 @@ public abstract class SequenceClassifier : Module
         folder.Family switch
         {
             ModelFamily.Bert => BertForSequenceClassification.FromFolder(folder, seed, dtype, log, numLabels, prepare: m => PeftSetup.Restore(m, folder)),
-            ModelFamily.Llama => Llama.LlamaForSequenceClassification.FromFolder(folder, seed, dtype, log, numLabels),
+            ModelFamily.Llama => Llama.LlamaForSequenceClassification.FromFolder(folder, seed, dtype, log, numLabels, prepare: m => PeftSetup.Restore(m, folder)),
             _ => throw new EngineException($"{folder.Path}: model_type '{folder.ModelType}' has no sequence-classification model in the engine yet"),
         };
 }

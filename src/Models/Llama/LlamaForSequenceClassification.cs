@@ -15,6 +15,11 @@ namespace Engine.Models.Llama;
 /// trailing eos counts as padding (the token before it is pooled). The attention mask plays no
 /// part in the choice. Without pad_token_id a batch of one pools the last position and a larger
 /// batch is an error. Scoring the gathered rows equals scoring every position and gathering.
+///
+/// PEFT: the decoder takes the classifier's <see cref="SequenceClassifier.Hooks"/>; with prompt
+/// tuning the pooled position moves past the prompt when the prompt was inserted before it. A
+/// <see cref="SequenceClassifier.Pooling"/> (depth-wise, mean, cls) replaces the pooled
+/// final-normed vector with its z; its "last" is this same position in every layer.
 /// </summary>
 public sealed class LlamaForSequenceClassification : SequenceClassifier
 {
@@ -30,7 +35,7 @@ public sealed class LlamaForSequenceClassification : SequenceClassifier
         var rng = new Random(seed);
         Seeds = new DropoutSeeds((ulong)seed);
         double std = config.Extra.TryGetValue("initializer_range", out var r) && r.ValueKind == JsonValueKind.Number ? r.GetDouble() : 0.02;
-        Decoder = Child("model", new LlamaModel(config, rng, std, dtype));
+        Decoder = Child("model", new LlamaModel(config, rng, std, dtype, Hooks));
         score = Child("score", new Linear(config.HiddenSize, NumLabels, rng, bias: false, std: std, dtype: dtype));
     }
 
@@ -45,9 +50,16 @@ public sealed class LlamaForSequenceClassification : SequenceClassifier
             throw new EngineException($"{Config.ModelType}: token_type_ids are not used by this model family; pass none (or all zeros)");
         var positions = PooledPositions(ids, Config.PadTokenId, Config.ModelType);
         var output = Decoder.Forward(ids, attentionMask);
-        var pooled = Ops.GatherRows(output.LastHiddenState, Tensor.FromArray(positions, positions.Length));
+        for (int r = 0; r < positions.Length; r++) positions[r] = output.StatePosition(r, positions[r]);
+        var pooled = Pooling is { } pooling
+            ? pooling.Pool(output.HiddenStates, output.LastHiddenState, output.TokenMask, positions)
+            : Ops.GatherRows(output.LastHiddenState, Tensor.FromArray(positions, positions.Length).To(output.LastHiddenState.Device));
         return new ClassifierOutput(score.Forward(pooled), output.HiddenStates, output.LastHiddenState);
     }
+
+    /// <summary>Every linear layer of the decoder ("model.layers.{i}.self_attn.{q,k,v,o}_proj",
+    /// "model.layers.{i}.mlp.{gate,up,down}_proj"), never the score head.</summary>
+    public override IEnumerable<(string Path, Linear Layer)> LinearLayers() => Decoder.LinearLayers("model.");
 
     /// <summary>The position each row is classified at (see the class summary): ids [B, T] → [B].</summary>
     public static int[] PooledPositions(Tensor ids, int? padTokenId, string modelType = "llama")
@@ -80,10 +92,13 @@ public sealed class LlamaForSequenceClassification : SequenceClassifier
     /// (bf16 or f16 checkpoints convert exactly into the model's dtype). A checkpoint saved from
     /// LlamaModel (no "model." prefix) loads too; lm_head.weight (a causal-LM head, tied or not)
     /// and rotary inv_freq buffers are ignored. <paramref name="numLabels"/> overrides the
-    /// config's label count; a missing or misshapen score head is initialised randomly with a note.</summary>
-    public static new LlamaForSequenceClassification FromFolder(HfModelFolder folder, int seed = 0, DType dtype = DType.F32, Action<string>? log = null, int? numLabels = null)
+    /// config's label count; a missing or misshapen score head is initialised randomly with a note.
+    /// <paramref name="prepare"/> runs between building and loading (PEFT re-installs a saved method there).</summary>
+    public static LlamaForSequenceClassification FromFolder(HfModelFolder folder, int seed = 0, DType dtype = DType.F32, Action<string>? log = null, int? numLabels = null,
+        Action<SequenceClassifier>? prepare = null)
     {
         var model = new LlamaForSequenceClassification(folder.LlamaConfig, seed, numLabels, dtype);
+        prepare?.Invoke(model);
         using var source = folder.OpenWeights();
         model.LoadWeights(source, log);
         return model;

@@ -1,3 +1,4 @@
+using Engine.Models.Peft;
 using Engine.Nn;
 
 namespace Engine.Models.Llama;
@@ -7,7 +8,23 @@ namespace Engine.Models.Llama;
 /// block i (1-based: the input of block i + 1), and [L] the final-normed output of block L
 /// (transformers appends the states after the final norm, so the un-normed output of the last
 /// block is not among them). <see cref="LastHiddenState"/> is that same final-normed tensor.</summary>
-public sealed record LlamaOutput(IReadOnlyList<Tensor> HiddenStates, Tensor LastHiddenState);
+public sealed record LlamaOutput(IReadOnlyList<Tensor> HiddenStates, Tensor LastHiddenState)
+{
+    /// <summary>The I32 mask [B, T'] of the hidden states' positions (1 token, 0 padding): the
+    /// input mask, with the prompt's p ones inserted when prompt tuning added them (T' = T + p);
+    /// null when no mask was given.</summary>
+    public Tensor? TokenMask { get; init; }
+
+    /// <summary>Prompt tuning: per row, the input position the prompt was inserted before (the
+    /// row's first attended token), or null without a prompt. Input position j ≥ PromptAt[r] is
+    /// hidden-state position j + <see cref="PromptLength"/>.</summary>
+    public int[]? PromptAt { get; init; }
+
+    public int PromptLength { get; init; }
+
+    /// <summary>The hidden-state position of input position <paramref name="j"/> of row <paramref name="row"/>.</summary>
+    public int StatePosition(int row, int j) => PromptAt is { } at && j >= at[row] ? j + PromptLength : j;
+}
 
 /// <summary>
 /// The Llama decoder as Hugging Face's LlamaModel computes it (also Mistral, and Qwen2 with its
@@ -23,6 +40,17 @@ public sealed record LlamaOutput(IReadOnlyList<Tensor> HiddenStates, Tensor Last
 /// given no position_ids, takes cache_position = arange(past, past + T) and position_ids =
 /// cache_position.unsqueeze(0), the same for all rows (so a left-padded row's first real token
 /// sits at a position > 0, exactly as in Hugging Face).
+///
+/// PEFT hooks (<see cref="ModelHooks"/>, all unset by default; see docs/peft.md, "Llama"):
+/// every linear layer of the blocks goes through <see cref="ModelHooks.Linear"/> (LoRA);
+/// per-layer key/value prefixes [B, p, kv heads · head dim] are put in front of each block's
+/// keys and values after the real keys are rotated (prefix keys get no rotary embedding, as
+/// PEFT's past_key_values in transformers), always visible; the real tokens then take positions
+/// p, p + 1, … counted from each row's first attended token (transformers starts them at p as
+/// well, cache_position = arange(p, p + T); counting from the first attended token is the engine's
+/// choice so that a left-padded row computes what the unpadded row computes). A prompt [B, p, D]
+/// is inserted into the embeddings right before each row's first attended token (before bos; after
+/// left padding), with p ones in the mask.
 /// </summary>
 public sealed class LlamaModel : Module
 {
@@ -31,16 +59,18 @@ public sealed class LlamaModel : Module
     private readonly List<LlamaDecoderLayer> layers = new();
     private readonly RmsNorm norm;
     private readonly double[] inverseFrequencies;
+    private readonly ModelHooks hooks;
 
-    public LlamaModel(LlamaConfig config, Random rng, double initStd = 0.02, DType dtype = DType.F32)
+    public LlamaModel(LlamaConfig config, Random rng, double initStd = 0.02, DType dtype = DType.F32, ModelHooks? hooks = null)
     {
         Config = config;
+        this.hooks = hooks ?? new ModelHooks();
         if (config.HiddenAct is not ("silu" or "swish"))
             throw new EngineException($"{config.ModelType}: hidden_act '{config.HiddenAct}' is not supported (only silu)");
         inverseFrequencies = LlamaRope.InverseFrequencies(config);
         EmbedTokens = Child("embed_tokens", new Embedding(config.VocabSize, config.HiddenSize, rng, initStd, dtype));
         var group = Child("layers", new Group());
-        for (int i = 0; i < config.NumHiddenLayers; i++) layers.Add(group.Add($"{i}", new LlamaDecoderLayer(config, rng, initStd, dtype)));
+        for (int i = 0; i < config.NumHiddenLayers; i++) layers.Add(group.Add($"{i}", new LlamaDecoderLayer(config, rng, initStd, dtype, this.hooks)));
         norm = Child("norm", new RmsNorm(config.HiddenSize, config.RmsNormEps, dtype));
     }
 
@@ -50,22 +80,127 @@ public sealed class LlamaModel : Module
     public LlamaOutput Forward(Tensor ids, Tensor? attentionMask = null)
     {
         if (ids.Rank != 2 || ids.DType != DType.I32) throw new EngineException($"{Config.ModelType}: input ids must be I32 [batch, seq], got {ids.DType} {Shape.Format(ids.Shape)}");
-        int t = ids.Dim(1);
-        if (SlidingWindow(Config) is int window && t > window)
-            throw new EngineException($"{Config.ModelType}: sequence length {t} exceeds the sliding window of {window} tokens, which the engine does not implement");
+        int b = ids.Dim(0), t = ids.Dim(1);
         var dtype = EmbedTokens.Weight.DType;
         var mask = AdditiveMask(ids, attentionMask, dtype);
-        var (cos, sin) = Ops.RopeTables(t, Config.HeadDim, Config.RopeTheta, dtype, inverseFrequencies);
         var h = EmbedTokens.Forward(ids);
+
+        // Prompt tuning: p embeddings before each row's first attended token.
+        var prompt = hooks.Prompt?.Invoke(b);
+        int[]? promptAt = null;
+        if (prompt is not null)
+        {
+            int p = prompt.Dim(1);
+            promptAt = FirstAttended(attentionMask, b, t);
+            h = InsertPrompt(h, prompt, promptAt);
+            if (attentionMask is not null)
+            {
+                attentionMask = InsertOnes(attentionMask, promptAt, p);
+                mask = AdditiveMask(attentionMask, attentionMask, dtype);
+            }
+            t += p;
+        }
+        if (SlidingWindow(Config) is int window && t > window)
+            throw new EngineException($"{Config.ModelType}: sequence length {t} exceeds the sliding window of {window} tokens, which the engine does not implement");
+
+        // Prefix tuning: p always-visible key/value positions in front of every block's own.
+        var prefixes = hooks.Prefixes?.Invoke(b);
+        if (prefixes is not null && prefixes.Count != layers.Count)
+            throw new EngineException($"{Config.ModelType}: the prefix hook gave {prefixes.Count} key/value pairs for {layers.Count} layers");
+        Tensor cos, sin;
+        if (prefixes is null) (cos, sin) = Ops.RopeTables(t, Config.HeadDim, Config.RopeTheta, dtype, inverseFrequencies);
+        else
+        {
+            int p = prefixes[0].Key.Dim(1);
+            (cos, sin) = PrefixedRopeTables(p, FirstAttended(attentionMask, b, t), b, t, dtype);
+            if (mask is not null) mask = Ops.Concat([Tensor.Zeros([b, p], mask.DType, mask.Device), mask], 1);
+        }
+
         var states = new List<Tensor> { h };
         for (int i = 0; i < layers.Count; i++)
         {
-            h = layers[i].Forward(h, mask, cos, sin);
+            h = layers[i].Forward(h, mask, cos, sin, prefixes?[i]);
             if (i < layers.Count - 1) states.Add(h);
         }
         var last = norm.Forward(h);
         states.Add(last);
-        return new LlamaOutput(states, last);
+        return new LlamaOutput(states, last) { TokenMask = attentionMask, PromptAt = promptAt, PromptLength = prompt?.Dim(1) ?? 0 };
+    }
+
+    /// <summary>Every linear layer of the blocks with its parameter path (prefix + path + ".weight"
+    /// is its weight's name), e.g. "model.layers.0.self_attn.q_proj".</summary>
+    public IEnumerable<(string Path, Linear Layer)> LinearLayers(string prefix)
+    {
+        for (int i = 0; i < layers.Count; i++)
+            foreach (var (path, layer) in layers[i].LinearLayers())
+                yield return ($"{prefix}layers.{i}.{path}", layer);
+    }
+
+    public int LayerCount => layers.Count;
+
+    /// <summary>Per row, the first position whose mask is 1 (0 without a mask or for a row of padding).</summary>
+    private static int[] FirstAttended(Tensor? attentionMask, int b, int t)
+    {
+        var first = new int[b];
+        if (attentionMask is null) return first;
+        var m = attentionMask.ToIntArray();
+        for (int r = 0; r < b; r++)
+        {
+            int j = 0;
+            while (j < t && m[r * t + j] == 0) j++;
+            first[r] = j < t ? j : 0;
+        }
+        return first;
+    }
+
+    /// <summary>h [B, T, D] with prompt [B, p, D] inserted before position at[r] of row r → [B, T + p, D].</summary>
+    private static Tensor InsertPrompt(Tensor h, Tensor prompt, int[] at)
+    {
+        int b = h.Dim(0), t = h.Dim(1);
+        static Tensor Insert(Tensor hs, Tensor ps, int j, int t)
+        {
+            var parts = new List<Tensor>();
+            if (j > 0) parts.Add(Ops.Slice(hs, 1, 0, j));
+            parts.Add(ps);
+            if (j < t) parts.Add(Ops.Slice(hs, 1, j, t - j));
+            return parts.Count == 1 ? parts[0] : Ops.Concat(parts, 1);
+        }
+        if (at.All(j => j == at[0])) return Insert(h, prompt, at[0], t);
+        var rows = new List<Tensor>(b);
+        for (int r = 0; r < b; r++) rows.Add(Insert(Ops.Slice(h, 0, r, 1), Ops.Slice(prompt, 0, r, 1), at[r], t));
+        return Ops.Concat(rows, 0);
+    }
+
+    /// <summary>An I32 mask [B, T] → [B, T + p] with p ones before position at[r] of row r.</summary>
+    private static Tensor InsertOnes(Tensor mask, int[] at, int p)
+    {
+        int b = mask.Dim(0), t = mask.Dim(1);
+        var m = mask.ToIntArray();
+        var r = new int[b * (t + p)];
+        for (int i = 0; i < b; i++)
+            for (int j = 0; j < t + p; j++)
+                r[i * (t + p) + j] = j < at[i] ? m[i * t + j] : j < at[i] + p ? 1 : m[i * t + j - p];
+        return Tensor.FromArray(r, b, t + p);
+    }
+
+    /// <summary>cos, sin [B, T, head_dim] with prefixes of length p: position p + (j − first[r]) for
+    /// j ≥ first[r] (the row's first attended token sits at p, as position p follows the prefix in
+    /// transformers), p for the left padding before it (masked; its value does not matter).</summary>
+    private (Tensor Cos, Tensor Sin) PrefixedRopeTables(int p, int[] first, int b, int t, DType dtype)
+    {
+        int d = Config.HeadDim;
+        var (cos, sin) = Ops.RopeTables(p + t, d, Config.RopeTheta, DType.F64, inverseFrequencies);
+        double[] c = cos.ToDoubleArray(), s = sin.ToDoubleArray();
+        var rc = new double[b * t * d];
+        var rs = new double[b * t * d];
+        for (int r = 0; r < b; r++)
+            for (int j = 0; j < t; j++)
+            {
+                int pos = p + Math.Max(0, j - first[r]);
+                Array.Copy(c, pos * d, rc, (r * t + j) * d, d);
+                Array.Copy(s, pos * d, rs, (r * t + j) * d, d);
+            }
+        return (Tensor.FromDoubles(rc, [b, t, d], dtype), Tensor.FromDoubles(rs, [b, t, d], dtype));
     }
 
     /// <summary>Mistral's sliding_window (and Qwen2's when use_sliding_window is true): keys
@@ -142,18 +277,22 @@ internal sealed class LlamaDecoderLayer : Module
     private readonly LlamaMlp mlp;
     private readonly RmsNorm inputNorm, postAttentionNorm;
 
-    public LlamaDecoderLayer(LlamaConfig c, Random rng, double std, DType dtype)
+    public LlamaDecoderLayer(LlamaConfig c, Random rng, double std, DType dtype, ModelHooks hooks)
     {
-        attention = Child("self_attn", new LlamaAttention(c, rng, std, dtype));
-        mlp = Child("mlp", new LlamaMlp(c, rng, std, dtype));
+        attention = Child("self_attn", new LlamaAttention(c, rng, std, dtype, hooks));
+        mlp = Child("mlp", new LlamaMlp(c, rng, std, dtype, hooks));
         inputNorm = Child("input_layernorm", new RmsNorm(c.HiddenSize, c.RmsNormEps, dtype));
         postAttentionNorm = Child("post_attention_layernorm", new RmsNorm(c.HiddenSize, c.RmsNormEps, dtype));
     }
 
-    /// <summary>x [B, T, d] → [B, T, d]; mask [B, T] additive over keys or null; cos, sin [T, head_dim].</summary>
-    public Tensor Forward(Tensor x, Tensor? mask, Tensor cos, Tensor sin)
+    public IEnumerable<(string Path, Linear Layer)> LinearLayers() =>
+        attention.LinearLayers().Select(l => ("self_attn." + l.Path, l.Layer)).Concat(mlp.LinearLayers().Select(l => ("mlp." + l.Path, l.Layer)));
+
+    /// <summary>x [B, T, d] → [B, T, d]; mask [B, p + T] additive over keys or null (p = 0 without
+    /// a prefix); cos, sin [T, head_dim] or [B, T, head_dim]; prefix: keys and values [B, p, Hkv·D].</summary>
+    public Tensor Forward(Tensor x, Tensor? mask, Tensor cos, Tensor sin, (Tensor Key, Tensor Value)? prefix = null)
     {
-        var h = Ops.Add(x, attention.Forward(inputNorm.Forward(x), mask, cos, sin));
+        var h = Ops.Add(x, attention.Forward(inputNorm.Forward(x), mask, cos, sin, prefix));
         return Ops.Add(h, mlp.Forward(postAttentionNorm.Forward(h)));
     }
 }
@@ -164,9 +303,11 @@ internal sealed class LlamaAttention : Module
 {
     private readonly int heads, kvHeads, headDim;
     private readonly Linear q, k, v, o;
+    private readonly ModelHooks hooks;
 
-    public LlamaAttention(LlamaConfig c, Random rng, double std, DType dtype)
+    public LlamaAttention(LlamaConfig c, Random rng, double std, DType dtype, ModelHooks hooks)
     {
+        this.hooks = hooks;
         heads = c.NumAttentionHeads;
         kvHeads = c.NumKeyValueHeads;
         headDim = c.HeadDim;
@@ -181,14 +322,23 @@ internal sealed class LlamaAttention : Module
     /// <summary>[B, T, n·D] → [B, n, T, D].</summary>
     private Tensor SplitHeads(Tensor x, int n) => Ops.Transpose(x.Reshape(x.Dim(0), x.Dim(1), n, headDim), 1, 2);
 
-    public Tensor Forward(Tensor x, Tensor? mask, Tensor cos, Tensor sin)
+    public IEnumerable<(string Path, Linear Layer)> LinearLayers() => [("q_proj", q), ("k_proj", k), ("v_proj", v), ("o_proj", o)];
+
+    /// <summary>Causal attention; with a prefix, its keys (not rotated) and values go in front,
+    /// and query t sees keys s ≤ t + p (the causal op's rule for S &gt; T), so every prefix key.</summary>
+    public Tensor Forward(Tensor x, Tensor? mask, Tensor cos, Tensor sin, (Tensor Key, Tensor Value)? prefix = null)
     {
         int b = x.Dim(0), t = x.Dim(1);
-        var query = Ops.Rope(SplitHeads(q.Forward(x), heads), cos, sin);
-        var key = Ops.Rope(SplitHeads(k.Forward(x), kvHeads), cos, sin);
-        var value = SplitHeads(v.Forward(x), kvHeads);
+        var query = Ops.Rope(SplitHeads(hooks.Linear(q, x), heads), cos, sin);
+        var key = Ops.Rope(SplitHeads(hooks.Linear(k, x), kvHeads), cos, sin);
+        var value = SplitHeads(hooks.Linear(v, x), kvHeads);
+        if (prefix is { } kv)
+        {
+            key = Ops.Concat([SplitHeads(kv.Key, kvHeads), key], 2);
+            value = Ops.Concat([SplitHeads(kv.Value, kvHeads), value], 2);
+        }
         var ctx = Ops.Attention(query, key, value, mask, causal: true);
-        return o.Forward(Ops.Transpose(ctx, 1, 2).Reshape(b, t, heads * headDim));
+        return hooks.Linear(o, Ops.Transpose(ctx, 1, 2).Reshape(b, t, heads * headDim));
     }
 }
 
@@ -196,13 +346,17 @@ internal sealed class LlamaAttention : Module
 internal sealed class LlamaMlp : Module
 {
     private readonly Linear gate, up, down;
+    private readonly ModelHooks hooks;
 
-    public LlamaMlp(LlamaConfig c, Random rng, double std, DType dtype)
+    public LlamaMlp(LlamaConfig c, Random rng, double std, DType dtype, ModelHooks hooks)
     {
+        this.hooks = hooks;
         gate = Child("gate_proj", new Linear(c.HiddenSize, c.IntermediateSize, rng, c.MlpBias, std, dtype));
         up = Child("up_proj", new Linear(c.HiddenSize, c.IntermediateSize, rng, c.MlpBias, std, dtype));
         down = Child("down_proj", new Linear(c.IntermediateSize, c.HiddenSize, rng, c.MlpBias, std, dtype));
     }
 
-    public Tensor Forward(Tensor x) => down.Forward(Ops.Mul(Ops.Silu(gate.Forward(x)), up.Forward(x)));
+    public IEnumerable<(string Path, Linear Layer)> LinearLayers() => [("gate_proj", gate), ("up_proj", up), ("down_proj", down)];
+
+    public Tensor Forward(Tensor x) => hooks.Linear(down, Ops.Mul(Ops.Silu(hooks.Linear(gate, x)), hooks.Linear(up, x)));
 }

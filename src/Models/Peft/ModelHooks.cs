@@ -4,7 +4,7 @@ namespace Engine.Models.Peft;
 
 /// <summary>
 /// The places where a parameter-efficient method reaches into a backbone, offered by every model
-/// family (BERT now; Llama wires the same three). A model without any hook set computes exactly
+/// family (BERT/RoBERTa and the Llama family wire all three). A model without any hook set computes exactly
 /// what it computed before the hooks existed.
 ///
 /// - <see cref="Linears"/>: a replacement forward for a linear layer (LoRA: base(x) + the
@@ -16,7 +16,7 @@ namespace Engine.Models.Peft;
 ///   before the heads are split. The block prepends them to its keys and values and extends the
 ///   attention mask with p visible positions.
 /// - <see cref="Prompt"/>: p input embeddings [B, p, D] inserted into the word embeddings
-///   (prompt tuning). Where they go is the family's documented choice (BERT: after [CLS]).
+///   (prompt tuning). Where they go is the family's documented choice (BERT: after [CLS]; Llama: before each row's first attended token).
 /// </summary>
 public sealed class ModelHooks
 {

@@ -1,4 +1,5 @@
 using Engine.Models.Bert;
+using Engine.Models.Llama;
 
 namespace Engine.Models.Peft;
 
@@ -6,8 +7,8 @@ namespace Engine.Models.Peft;
 /// What the PEFT methods need to know about a model family, in one place: which parameters are
 /// the classification head (trained by every method; PEFT's modules_to_save), the default LoRA
 /// targets, the usual within-layer pooling, the block count and the key/value width of a block
-/// (prefix tuning), and the word-embedding table (prompt initialisation). BERT/RoBERTa are wired;
-/// a new family (Llama) adds its case to each member.
+/// (prefix tuning), and the word-embedding table (prompt initialisation). BERT/RoBERTa and the Llama
+/// family (Llama, Mistral, Qwen2) are wired; a new family adds its case to each member.
 /// </summary>
 public static class PeftFamily
 {
@@ -29,19 +30,23 @@ public static class PeftFamily
     public static int BlockCount(SequenceClassifier model) => model switch
     {
         BertForSequenceClassification b => b.Config.NumHiddenLayers,
+        LlamaForSequenceClassification l => l.Config.NumHiddenLayers,
         _ => throw NotWired(model, "depth-wise pooling, prefix and prompt tuning"),
     };
 
     public static int HiddenSize(SequenceClassifier model) => model switch
     {
         BertForSequenceClassification b => b.Config.HiddenSize,
+        LlamaForSequenceClassification l => l.Config.HiddenSize,
         _ => throw NotWired(model, "prefix and prompt tuning"),
     };
 
-    /// <summary>The width of one block's keys (and values) before the heads are split.</summary>
+    /// <summary>The width of one block's keys (and values) before the heads are split (Llama:
+    /// kv heads · head dim, smaller than the hidden size with grouped-query attention).</summary>
     public static int KeyValueWidth(SequenceClassifier model) => model switch
     {
         BertForSequenceClassification b => b.Config.HiddenSize,
+        LlamaForSequenceClassification l => l.Config.NumKeyValueHeads * l.Config.HeadDim,
         _ => throw NotWired(model, "prefix tuning"),
     };
 
@@ -52,5 +57,5 @@ public static class PeftFamily
             .Select(p => p.Param).FirstOrDefault() ?? throw NotWired(model, "prompt tuning");
 
     private static EngineException NotWired(SequenceClassifier model, string what) =>
-        new($"{what}: not wired for {model.GetType().Name} yet (BERT and RoBERTa are)");
+        new($"{what}: not wired for {model.GetType().Name} yet (BERT, RoBERTa and the Llama family are)");
 }

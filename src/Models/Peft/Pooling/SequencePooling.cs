@@ -92,12 +92,14 @@ public sealed class SequencePooling : Module
     /// <summary>
     /// hiddenStates: index 0 the embedding output, i block i (as <see cref="ClassifierOutput"/>);
     /// last: the final hidden states (after a final norm where the family has one; it stands in
-    /// for block L); mask: I32 [B, T] matching the hidden states, or null (every position a token).
+    /// for block L); mask: I32 [B, T] matching the hidden states, or null (every position a token);
+    /// lastPositions: the family's own "last" position per row (Llama: the rightmost non-pad token,
+    /// as its head reads it), used by "last" in place of the mask's rightmost token.
     /// Returns [B, D].
     /// </summary>
-    public Tensor Pool(IReadOnlyList<Tensor> hiddenStates, Tensor last, Tensor? mask)
+    public Tensor Pool(IReadOnlyList<Tensor> hiddenStates, Tensor last, Tensor? mask, int[]? lastPositions = null)
     {
-        var within = Within(last, mask);
+        var within = Within(last, mask, lastPositions);
         if (!Spec.Depthwise) return within(last);
         if (hiddenStates.Count != blocks + 1)
             throw new EngineException($"depth-wise pooling: made for {blocks} blocks, the model gave {hiddenStates.Count - 1}");
@@ -108,9 +110,16 @@ public sealed class SequencePooling : Module
 
     /// <summary>The within-layer pooling as a function of one layer [B, T, D] → [B, D]; the
     /// positions (or mean weights) are worked out once from the mask.</summary>
-    private Func<Tensor, Tensor> Within(Tensor like, Tensor? mask)
+    private Func<Tensor, Tensor> Within(Tensor like, Tensor? mask, int[]? lastPositions)
     {
         int b = like.Dim(0), t = like.Dim(1);
+        if (Spec.Within == "last" && lastPositions is not null)
+        {
+            if (lastPositions.Length != b || lastPositions.Any(j => j < 0 || j >= t))
+                throw new EngineException($"pooling: last positions [{string.Join(", ", lastPositions)}] do not fit hidden states {Shape.Format(like.Shape)}");
+            var given = Tensor.FromArray(lastPositions, b).To(like.Device);
+            return h => Ops.GatherRows(h, given);
+        }
         if (mask is not null && (mask.Rank != 2 || mask.Dim(0) != b || mask.Dim(1) != t))
             throw new EngineException($"pooling: the mask {Shape.Format(mask.Shape)} does not match hidden states {Shape.Format(like.Shape)}");
         var m = mask?.ToIntArray() ?? Enumerable.Repeat(1, b * t).ToArray();
