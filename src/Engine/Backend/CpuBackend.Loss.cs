@@ -15,19 +15,30 @@ public sealed partial class CpuBackend
     private static void CrossEntropy<T>(Tensor tlogits, Tensor ttargets, int ignoreIndex, Tensor tloss, Tensor tlse) where T : unmanaged, IFloatingPointIeee754<T>
     {
         int c = tlogits.Dim(-1);
+        int rows = ttargets.Dim(0);
+        var tg0 = S<int>(ttargets);
+        for (int r = 0; r < rows; r++)
+            if (tg0[r] != ignoreIndex && (uint)tg0[r] >= (uint)c) throw new EngineException($"cross_entropy: target {tg0[r]} in row {r} is outside 0..{c - 1}");
+        // Log-sum-exp per row, rows in parallel (SIMD exp over a pooled scratch row).
+        For(rows, c, r =>
+        {
+            var row = S<T>(tlogits).Slice(r * c, c);
+            var scratch = System.Buffers.ArrayPool<T>.Shared.Rent(c);
+            var e = scratch.AsSpan(0, c);
+            T max = TensorPrimitives.Max<T>(row);
+            TensorPrimitives.Subtract(row, max, e);
+            TensorPrimitives.Exp(e, e);
+            S<T>(tlse)[r] = max + T.Log(TensorPrimitives.Sum<T>(e));
+            System.Buffers.ArrayPool<T>.Shared.Return(scratch);
+        });
+        // The mean over the rows that count, summed in row order.
         var x = S<T>(tlogits); var tg = S<int>(ttargets); var lse = S<T>(tlse);
         T total = T.Zero;
         int count = 0;
-        for (int r = 0; r < tg.Length; r++)
+        for (int r = 0; r < rows; r++)
         {
-            var row = x.Slice(r * c, c);
-            T max = TensorPrimitives.Max<T>(row);
-            T sum = T.Zero;
-            foreach (var v in row) sum += T.Exp(v - max);
-            lse[r] = max + T.Log(sum);
             if (tg[r] == ignoreIndex) continue;
-            if ((uint)tg[r] >= (uint)c) throw new EngineException($"cross_entropy: target {tg[r]} in row {r} is outside 0..{c - 1}");
-            total += lse[r] - row[tg[r]];
+            total += lse[r] - x[r * c + tg[r]];
             count++;
         }
         // All rows ignored: the mean over no rows is NaN, as in PyTorch.
@@ -45,17 +56,25 @@ public sealed partial class CpuBackend
         where T : unmanaged, IFloatingPointIeee754<T>
     {
         int c = tlogits.Dim(-1);
-        var x = S<T>(tlogits); var tg = S<int>(ttargets); var lse = S<T>(tlse); var dx = S<T>(tdlogits);
+        var tg0 = S<int>(ttargets);
         int count = 0;
-        foreach (var t in tg) if (t != ignoreIndex) count++;
+        foreach (var t in tg0) if (t != ignoreIndex) count++;
         if (count == 0) return;
         T g = S<T>(tdloss)[0] / T.CreateTruncating(count);
-        for (int r = 0; r < tg.Length; r++)
+        For(tg0.Length, c, r =>
         {
-            if (tg[r] == ignoreIndex) continue;
-            for (int j = 0; j < c; j++) dx[r * c + j] += g * T.Exp(x[r * c + j] - lse[r]);
-            dx[r * c + tg[r]] -= g;
-        }
+            int target = S<int>(ttargets)[r];
+            if (target == ignoreIndex) return;
+            var row = S<T>(tlogits).Slice(r * c, c);
+            var dx = S<T>(tdlogits).Slice(r * c, c);
+            var scratch = System.Buffers.ArrayPool<T>.Shared.Rent(c);
+            var p = scratch.AsSpan(0, c);
+            TensorPrimitives.Subtract(row, S<T>(tlse)[r], p);
+            TensorPrimitives.Exp(p, p);
+            TensorPrimitives.MultiplyAdd(p, g, dx, dx);
+            dx[target] -= g;
+            System.Buffers.ArrayPool<T>.Shared.Return(scratch);
+        });
     }
 
     public void Mse(Tensor pred, Tensor target, Tensor loss)

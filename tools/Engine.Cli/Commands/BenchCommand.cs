@@ -54,7 +54,7 @@ public static class BenchCommand
                     using var s = Scope.Begin();
                     var y = apply(inputs);
                     y.Backward(y.Numel == 1 ? null : Tensor.Full(y.ShapeArray, 1.0));
-                    foreach (var t in inputs) t.Grad = null;
+                    foreach (var t in inputs) if (t.Grad is { } g) g.Backend.Fill(g, 0); // kept and zeroed, as parameter gradients are
                 });
                 if (asJson) Console.WriteLine(JsonSerializer.Serialize(new { engine = "engine", @case = c.Name, shape = c.Shape, fwd_ms = fwd, fwd_bwd_ms = both }));
                 else Console.WriteLine($"{c.Name,-14} {c.Shape,-28} {fwd,9:F2} {both,11:F2}");
@@ -118,7 +118,10 @@ public static class BenchCommand
 
     private static double Median(int n, Action body)
     {
-        body(); // warm-up (JIT, caches)
+        // Warm-up: .NET replaces precompiled and tier-0 code after ~30 calls (e.g. Vector256.Exp's
+        // precompiled body lacks AVX2), so run the case 40 times or for 3 seconds first.
+        var warm = Stopwatch.StartNew();
+        for (int i = 0; i < 40 && (i < 2 || warm.Elapsed.TotalSeconds < 3); i++) body();
         var times = new double[n];
         for (int i = 0; i < n; i++)
         {
