@@ -53,6 +53,12 @@ public sealed class HfModelFolder
     public string? GenerationConfigPath { get; }
 
     public BertConfig BertConfig => bert ?? throw new EngineException($"{ConfigPath}: model_type '{ModelType}' is not a BERT-family model");
+    /// <summary>The config's labels, label count, problem type and vocabulary size, whatever the family.</summary>
+    public IReadOnlyDictionary<int, string>? Id2Label => bert?.Id2Label ?? llama?.Id2Label;
+    public int? NumLabels => bert?.NumLabels ?? llama?.NumLabels;
+    public string? ProblemType => bert?.ProblemType ?? llama?.ProblemType;
+    public int VocabSize => bert?.VocabSize ?? llama?.VocabSize ?? throw new EngineException($"{ConfigPath}: model_type '{ModelType}' is not a model family the engine knows");
+
     public LlamaConfig LlamaConfig => llama ?? throw new EngineException($"{ConfigPath}: model_type '{ModelType}' is not a Llama-family model");
 
     /// <summary>model_type values by family.</summary>

@@ -117,6 +117,7 @@ public sealed record LlamaConfig
     public IReadOnlyDictionary<int, string>? Id2Label { get; init; }
     public IReadOnlyDictionary<string, int>? Label2Id { get; init; }
     public int? NumLabels { get; init; }
+    public string? ProblemType { get; init; }
     public IReadOnlyList<string> Architectures { get; init; } = [];
     public IReadOnlyDictionary<string, JsonElement> Extra { get; init; } = new Dictionary<string, JsonElement>();
 
@@ -151,6 +152,7 @@ public sealed record LlamaConfig
             Id2Label = id2label,
             Label2Id = r.Label2Id(),
             NumLabels = r.NumLabels(id2label),
+            ProblemType = r.StringOrNull("problem_type"),
             Architectures = r.StringList("architectures"),
         };
         if (kvHeads <= 0 || heads % kvHeads != 0)

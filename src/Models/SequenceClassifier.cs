@@ -26,6 +26,10 @@ public abstract class SequenceClassifier : Module
     /// (a checkpoint may omit the bert. prefix or use LayerNorm.gamma); empty before loading.</summary>
     public IReadOnlyDictionary<string, string> SourceNames { get; protected set; } = new Dictionary<string, string>();
 
+    /// <summary>True when the weights had no (or a differently shaped) classification head and
+    /// the head kept its random initialisation: the model is not a fine-tuned one.</summary>
+    public bool HeadInitialisedRandomly { get; private set; }
+
     /// <summary>The model's dropout seed sequence (its position is saved with checkpoints).</summary>
     public DropoutSeeds Seeds { get; protected init; } = new(0);
 
@@ -85,6 +89,7 @@ public abstract class SequenceClassifier : Module
             Missing = match.Missing.Where(m => !isHead(m.Name)).ToList(),
             ShapeMismatches = match.ShapeMismatches.Where(m => !isHead(m.Name)).ToList(),
         }.ThrowIfIncomplete();
+        HeadInitialisedRandomly = headIssues.Count > 0;
         if (headIssues.Count > 0)
             log?.Invoke($"{source.Path}: classification head initialised randomly: {string.Join(", ", headIssues)}");
         SourceNames = match.Matched;

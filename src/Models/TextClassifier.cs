@@ -45,10 +45,10 @@ public sealed class TextClassifier
     {
         var f = HfModelFolder.Open(folder);
         var tokenizer = TextTokenizer.FromFolder(f);
-        var labels = LabelMap.FromConfig(f.BertConfig.Id2Label);
+        var labels = LabelMap.FromConfig(f.Id2Label);
         bool trained = labels is not null && !labels.IsPlaceholder;
         var model = trained ? SequenceClassifier.FromFolder(f, log: log) : null;
-        bool regression = f.BertConfig.NumLabels == 1 || f.BertConfig.ProblemType == "regression";
+        bool regression = f.NumLabels == 1 || f.ProblemType == "regression";
         return new TextClassifier(f, tokenizer, model, trained ? labels : null, regression);
     }
 
@@ -64,7 +64,7 @@ public sealed class TextClassifier
         Model = model;
         var labelSource = File.Exists(Path.Combine(dir, HfModelFolder.ConfigFileName)) && File.Exists(Path.Combine(dir, Engine.IO.SafeTensors.SingleFileName))
             ? HfModelFolder.Open(dir) : Folder;
-        var labels = LabelMap.FromConfig(labelSource.BertConfig.Id2Label);
+        var labels = LabelMap.FromConfig(labelSource.Id2Label);
         Labels = labels is not null && labels.Count == count ? labels : new LabelMap(Enumerable.Range(0, count).Select(i => $"LABEL_{i}"));
         IsRegression = count == 1;
     }

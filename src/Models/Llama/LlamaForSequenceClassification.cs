@@ -39,8 +39,7 @@ public sealed class LlamaForSequenceClassification : SequenceClassifier
         score = Child("score", new Linear(config.HiddenSize, NumLabels, rng, bias: false, std: std, dtype: dtype));
     }
 
-    public override string? ProblemType =>
-        Config.Extra.TryGetValue("problem_type", out var p) && p.ValueKind == JsonValueKind.String ? p.GetString() : null;
+    public override string? ProblemType => Config.ProblemType;
 
     /// <summary>ids [B, T] I32; attentionMask [B, T] I32 or null; tokenTypeIds must be null or all
     /// zeros (Llama has no segment embeddings).</summary>

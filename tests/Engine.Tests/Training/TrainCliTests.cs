@@ -66,6 +66,27 @@ public class TrainCliTests
     }
 
     [Test]
+    public void ALlamaFolderTrainsEvaluatesAndPredictsThroughTheSameCommands()
+    {
+        // The tiny Llama fixture (pad id 0) with a WordPiece vocab.txt whose [PAD] is id 0 too.
+        var dir = temp.File("llama");
+        Directory.CreateDirectory(dir);
+        var fixture = Path.Combine(TestContext.CurrentContext.TestDirectory, "Fixtures", "llama_tiny", "llama");
+        foreach (var f in new[] { "config.json", "model.safetensors" }) File.Copy(Path.Combine(fixture, f), Path.Combine(dir, f));
+        File.WriteAllLines(Path.Combine(dir, "vocab.txt"), NegationTask.Vocabulary());
+        var run = temp.File("llama-run");
+        var r = EngineProcess.Run("train", "--model", dir, "--train", temp.File("train.tsv"), "--eval", temp.File("dev.tsv"), "--task", "sst2",
+            "--steps", "3", "--batch", "16", "--lr", "1e-3", "--out", run);
+        Assert.That(r.Exit, Is.EqualTo(0), r.Err);
+        Assert.That(r.Err, Does.Contain("score.weight"), "the 3-label head was re-initialised for 2 labels, with a note");
+        r = EngineProcess.Run("eval", "--model", Path.Combine(run, Trainer.BestCheckpoint), "--data", temp.File("dev.tsv"), "--task", "sst2");
+        Assert.That(r.Exit, Is.EqualTo(0), r.Err);
+        r = EngineProcess.Run("predict", "--model", Path.Combine(run, Trainer.BestCheckpoint), "--data", temp.File("dev.tsv"), "--task", "sst2", "--out", temp.File("llama.jsonl"));
+        Assert.That(r.Exit, Is.EqualTo(0), r.Err);
+        Assert.That(File.ReadAllLines(temp.File("llama.jsonl")), Has.Length.EqualTo(16));
+    }
+
+    [Test]
     public void BadInputIsOneLineAndNothingIsWritten()
     {
         File.AppendAllText(temp.File("train.tsv"), "a line without a label column\n");

@@ -80,7 +80,7 @@ public static class BenchCommand
             var net = Engine.Models.SequenceClassifier.FromFolder(folder, numLabels: 2);
             int b = parse.GetValue(batch), t = parse.GetValue(length), n = Math.Max(1, parse.GetValue(iters));
             var rng = new Random(1);
-            int vocab = folder.BertConfig.VocabSize;
+            int vocab = folder.VocabSize;
             var ids = Tensor.FromArray(Enumerable.Range(0, b * t).Select(_ => rng.Next(1, vocab)).ToArray(), b, t);
             var labels = Tensor.FromArray(Enumerable.Range(0, b).Select(_ => rng.Next(2)).ToArray(), b);
             var opt = new Engine.Optim.AdamW(net.Parameters(), 1e-4);

@@ -115,7 +115,7 @@ public static class TrainCommands
             var folder = HfModelFolder.Open(resumeDir ?? p.GetValue(model)!);
             var task = p.GetValue(data.Task);
             bool regression = task is "stsb" or "sts-b";
-            var known = resumeDir is null ? null : LabelMap.FromConfig(folder.BertConfig.Id2Label);
+            var known = resumeDir is null ? null : LabelMap.FromConfig(folder.Id2Label);
             var trainSet = data.Read(p, p.GetValue(train)!, known, regression);
             var evalPath = p.GetValue(eval);
             var evalSet = evalPath is null ? null : data.Read(p, evalPath, trainSet.Labels, trainSet.IsRegression);
@@ -253,10 +253,10 @@ public static class TrainCommands
             return (classifier.Folder, classifier.Model!, classifier.Tokenizer, isRegression ? null : classifier.Labels, isRegression);
         }
         var folder = HfModelFolder.Open(path);
-        var labels = LabelMap.FromConfig(folder.BertConfig.Id2Label);
-        bool regression = task is "stsb" or "sts-b" || folder.BertConfig.NumLabels == 1 || folder.BertConfig.ProblemType == "regression";
+        var labels = LabelMap.FromConfig(folder.Id2Label);
+        bool regression = task is "stsb" or "sts-b" || folder.NumLabels == 1 || folder.ProblemType == "regression";
         var net = SequenceClassifier.FromFolder(folder, log: Console.Error.WriteLine);
-        if (net.SourceNames.Keys.Any(n => n.StartsWith("classifier")) is false)
+        if (net.HeadInitialisedRandomly)
             throw new EngineException($"{path}: the folder has no trained classification head; train it first with engine train");
         return (folder, net, TextTokenizer.FromFolder(folder), regression ? null : labels, regression);
     }
