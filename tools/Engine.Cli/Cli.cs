@@ -13,8 +13,12 @@ public static class Cli
     public static int Run(RootCommand root, string[] args)
     {
         var parsed = root.Parse(args);
-        // One line: the first parse error (later ones usually follow from it); --help lists the options.
-        if (parsed.Errors.Count > 0) return Fail(parsed.Errors[0].Message + " (see --help)");
+        // One line: an unrecognised word if there is one (it usually causes the others), else the first error.
+        if (parsed.Errors.Count > 0)
+        {
+            var error = parsed.Errors.FirstOrDefault(e => e.Message.StartsWith("Unrecognized", StringComparison.Ordinal)) ?? parsed.Errors[0];
+            return Fail(error.Message + " (see --help)");
+        }
         return parsed.Invoke(new InvocationConfiguration { EnableDefaultExceptionHandler = false });
     }
 
