@@ -44,6 +44,30 @@ public class BertReferenceTests
     }
 
     [Test]
+    public void AttentionDropoutActsOnTheProbabilitiesInTrainingOnly()
+    {
+        var folder = HfModelFolder.Open(Folder("bert"));
+        using var reference = SafeTensors.Open(Path.Combine(Folder("bert"), "reference.safetensors"));
+        var ids = reference.ReadAs("input_ids", DType.I32);
+        var mask = reference.ReadAs("attention_mask", DType.I32);
+        double[] Logits(double p, bool training)
+        {
+            var config = folder.BertConfig with { HiddenDropoutProb = 0, ClassifierDropout = 0, AttentionProbsDropoutProb = p };
+            var model = new BertForSequenceClassification(config, seed: 3, dtype: DType.F64);
+            using (var source = folder.OpenWeights()) model.LoadWeights(source);
+            if (training) model.Train(); else model.Eval();
+            return model.Forward(ids, mask).Logits.ToDoubleArray();
+        }
+        var fused = Logits(0.1, training: false);
+        // p = 1e-9 drops nothing and scales by 1 + 1e-9: the composed training path equals the fused op.
+        var composed = Logits(1e-9, training: true);
+        for (int i = 0; i < fused.Length; i++) Assert.That(composed[i], Is.EqualTo(fused[i]).Within(1e-7));
+        var dropped = Logits(0.5, training: true);
+        Assert.That(dropped.Zip(fused, (a, b) => Math.Abs(a - b)).Max(), Is.GreaterThan(1e-5), "dropout changes the training forward");
+        Assert.That(Logits(0.5, training: true), Is.EqualTo(dropped), "and is a function of the seed");
+    }
+
+    [Test]
     public void MissingAndMisshapenWeightsAreReportedTogether()
     {
         var folder = HfModelFolder.Open(Folder("bert"));

@@ -200,13 +200,14 @@ internal sealed class BertLayer : Module
     private readonly int heads, dim;
     private readonly Linear query, key, value, attnOut, intermediate, output;
     private readonly LayerNorm attnNorm, outNorm;
-    private readonly Dropout dropout;
+    private readonly Dropout dropout, attentionDropout;
     private readonly Func<Tensor, Tensor> act;
     private readonly ModelHooks hooks;
 
     public BertLayer(BertConfig c, Random rng, DropoutSeeds seeds, double std, DType dtype, ModelHooks hooks)
     {
         this.hooks = hooks;
+        attentionDropout = Child("attention_dropout", new Dropout(c.AttentionProbsDropoutProb, seeds));
         heads = c.NumAttentionHeads;
         dim = c.HiddenSize;
         act = c.HiddenAct switch
@@ -240,6 +241,21 @@ internal sealed class BertLayer : Module
         ("attention.output.dense", attnOut), ("intermediate.dense", intermediate), ("output.dense", output),
     ];
 
+    /// <summary>
+    /// softmax(q·kᵀ/√d + mask)·v. In evaluation mode (or with attention_probs_dropout_prob 0) the
+    /// fused attention op; in training mode with dropout, the same computation composed from
+    /// catalog ops so dropout can act on the probabilities, as BERT does: batched matmul, scale,
+    /// add the [B, 1, 1, S] mask, softmax, dropout, matmul.
+    /// </summary>
+    internal Tensor SelfAttention(Tensor q, Tensor k, Tensor v, Tensor? mask, bool composed = false)
+    {
+        bool dropping = attentionDropout.Training && attentionDropout.P > 0;
+        if (!dropping && !composed) return Ops.Attention(q, k, v, mask);
+        var scores = Ops.Scale(Ops.MatMul(q, k, transB: true), 1.0 / Math.Sqrt(q.Dim(3)));
+        if (mask is not null) scores = Ops.Add(scores, mask.Reshape(mask.Dim(0), 1, 1, mask.Dim(1)));
+        return Ops.MatMul(attentionDropout.Forward(Ops.Softmax(scores)), v);
+    }
+
     /// <summary>x [B, T, D]; mask: additive [B, p + T] (p = 0 without a prefix) or null; prefix:
     /// key and value states [B, p, D] put in front of this block's keys and values.</summary>
     public Tensor Forward(Tensor x, Tensor? mask, (Tensor Key, Tensor Value)? prefix = null)
@@ -252,7 +268,7 @@ internal sealed class BertLayer : Module
             k = Ops.Concat([kv.Key, k], 1);
             v = Ops.Concat([kv.Value, v], 1);
         }
-        var ctx = Ops.Attention(SplitHeads(hooks.Linear(query, x)), SplitHeads(k), SplitHeads(v), mask);
+        var ctx = SelfAttention(SplitHeads(hooks.Linear(query, x)), SplitHeads(k), SplitHeads(v), mask);
         ctx = Ops.Transpose(ctx, 1, 2).Reshape(b, t, dim);
         var h = attnNorm.Forward(Ops.Add(dropout.Forward(hooks.Linear(attnOut, ctx)), x));
         var f = hooks.Linear(output, act(hooks.Linear(intermediate, h)));
