@@ -109,23 +109,29 @@ public sealed class Tensor
 
     /// <summary>Normal(0, std) values from a seeded generator (float64 draws, so F32 and F64
     /// tensors made from the same seed agree).</summary>
-    public static Tensor Randn(int[] shape, Random rng, DType dtype = DType.F32, double std = 1.0)
-    {
-        var v = new double[Engine.Shape.Numel(shape)];
-        for (int i = 0; i < v.Length; i++)
+    public static Tensor Randn(int[] shape, Random rng, DType dtype = DType.F32, double std = 1.0) =>
+        Generate(shape, dtype, () =>
         {
             double u1 = 1.0 - rng.NextDouble(), u2 = rng.NextDouble();
-            v[i] = std * Math.Sqrt(-2.0 * Math.Log(u1)) * Math.Cos(2 * Math.PI * u2);
-        }
-        return FromDoubles(v, shape, dtype);
-    }
+            return std * Math.Sqrt(-2.0 * Math.Log(u1)) * Math.Cos(2 * Math.PI * u2);
+        });
 
     /// <summary>Uniform values in [lo, hi) from a seeded generator.</summary>
-    public static Tensor Uniform(int[] shape, Random rng, double lo, double hi, DType dtype = DType.F32)
+    public static Tensor Uniform(int[] shape, Random rng, double lo, double hi, DType dtype = DType.F32) =>
+        Generate(shape, dtype, () => lo + (hi - lo) * rng.NextDouble());
+
+    /// <summary>Fills a new CPU tensor element by element from float64 draws (no float64 copy of
+    /// the whole tensor: a 128k × 2k embedding would need 2 GB for it).</summary>
+    private static Tensor Generate(int[] shape, DType dtype, Func<double> draw)
     {
-        var v = new double[Engine.Shape.Numel(shape)];
-        for (int i = 0; i < v.Length; i++) v[i] = lo + (hi - lo) * rng.NextDouble();
-        return FromDoubles(v, shape, dtype);
+        var t = Empty(shape, dtype);
+        switch (dtype)
+        {
+            case DType.F64: { var s = t.Span<double>(); for (int i = 0; i < s.Length; i++) s[i] = draw(); break; }
+            case DType.F32: { var s = t.Span<float>(); for (int i = 0; i < s.Length; i++) s[i] = (float)draw(); break; }
+            default: throw new EngineException($"random values: {dtype} is not a compute type");
+        }
+        return t;
     }
 
     /// <summary>A tensor of the given compute type holding <paramref name="values"/>.</summary>
