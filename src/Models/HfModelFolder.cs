@@ -57,6 +57,8 @@ public sealed class HfModelFolder
     public IReadOnlyDictionary<int, string>? Id2Label => bert?.Id2Label ?? llama?.Id2Label;
     public int? NumLabels => bert?.NumLabels ?? llama?.NumLabels;
     public string? ProblemType => bert?.ProblemType ?? llama?.ProblemType;
+    /// <summary>A regression head: one label, or problem_type "regression".</summary>
+    public bool IsRegression => NumLabels == 1 || ProblemType == "regression";
     public int VocabSize => bert?.VocabSize ?? llama?.VocabSize ?? throw new EngineException($"{ConfigPath}: model_type '{ModelType}' is not a model family the engine knows");
 
     public LlamaConfig LlamaConfig => llama ?? throw new EngineException($"{ConfigPath}: model_type '{ModelType}' is not a Llama-family model");

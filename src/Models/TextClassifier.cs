@@ -48,7 +48,7 @@ public sealed class TextClassifier
         var labels = LabelMap.FromConfig(f.Id2Label);
         bool trained = labels is not null && !labels.IsPlaceholder;
         var model = trained ? SequenceClassifier.FromFolder(f, log: log) : null;
-        bool regression = f.NumLabels == 1 || f.ProblemType == "regression";
+        bool regression = f.IsRegression;
         return new TextClassifier(f, tokenizer, model, trained ? labels : null, regression);
     }
 

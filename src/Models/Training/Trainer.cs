@@ -78,7 +78,9 @@ public sealed class Trainer
             "cosine" => new LrSchedule.CosineWithWarmup(warmup, total),
             _ => new LrSchedule.LinearWarmupDecay(warmup, total),
         });
-        string Name(Tensor p) => model.CheckpointName(model.NamedParameters().First(x => ReferenceEquals(x.Param, p)).Name);
+        var checkpointNames = new Dictionary<Tensor, string>(ReferenceEqualityComparer.Instance);
+        foreach (var (n, p) in model.NamedParameters()) checkpointNames[p] = model.CheckpointName(n);
+        string Name(Tensor p) => checkpointNames[p];
 
         var state = new RunState();
         if (resumeFrom is not null) state = Restore(resumeFrom, opt, schedule, Name);

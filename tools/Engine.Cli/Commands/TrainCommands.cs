@@ -114,7 +114,7 @@ public static class TrainCommands
             var resumeDir = p.GetValue(resume);
             var folder = HfModelFolder.Open(resumeDir ?? p.GetValue(model)!);
             var task = p.GetValue(data.Task);
-            bool regression = task is "stsb" or "sts-b";
+            bool regression = IsRegressionTask(task);
             var known = resumeDir is null ? null : LabelMap.FromConfig(folder.Id2Label);
             var trainSet = data.Read(p, p.GetValue(train)!, known, regression);
             var evalPath = p.GetValue(eval);
@@ -249,17 +249,20 @@ public static class TrainCommands
             var classifier = TextClassifier.Load(path, Console.Error.WriteLine);
             classifier.LoadAdapter(adapter, Console.Error.WriteLine);
             LoraModel.Merge(classifier.Model!);
-            bool isRegression = task is "stsb" or "sts-b" || classifier.IsRegression;
+            bool isRegression = IsRegressionTask(task) || classifier.IsRegression;
             return (classifier.Folder, classifier.Model!, classifier.Tokenizer, isRegression ? null : classifier.Labels, isRegression);
         }
         var folder = HfModelFolder.Open(path);
         var labels = LabelMap.FromConfig(folder.Id2Label);
-        bool regression = task is "stsb" or "sts-b" || folder.NumLabels == 1 || folder.ProblemType == "regression";
+        bool regression = IsRegressionTask(task) || folder.IsRegression;
         var net = SequenceClassifier.FromFolder(folder, log: Console.Error.WriteLine);
         if (net.HeadInitialisedRandomly)
             throw new EngineException($"{path}: the folder has no trained classification head; train it first with engine train");
         return (folder, net, TextTokenizer.FromFolder(folder), regression ? null : labels, regression);
     }
+
+    /// <summary>The task's preset says whether its target is a real value (STS-B).</summary>
+    private static bool IsRegressionTask(string? task) => task is not null && TaskPreset.Find(task)?.IsRegression == true;
 
     /// <summary>
     /// Progress: on a terminal, one line redrawn in place (a bar, step, loss, throughput, ETA);
