@@ -37,7 +37,7 @@ public sealed class Tensor
     public DType DType => Storage.DType;
     public Device Device => Storage.Device;
     /// <summary>Element offset of this view in its storage.</summary>
-    public long Offset { get; }
+    public long Offset { get; private set; }
     public string? Name { get; set; }
 
     /// <summary>The dim at <paramref name="i"/>; negative counts from the end.</summary>
@@ -204,6 +204,26 @@ public sealed class Tensor
         var dst = Empty(shape, DType, device);
         Backends.Copy(this, dst);
         return dst;
+    }
+
+    /// <summary>Moves a long-lived leaf (a parameter) to <paramref name="device"/> in place: the
+    /// tensor object stays (layers keep their references) and gets a copy of its values in new
+    /// storage there; its old storage is handed back once no other view uses it. The gradient,
+    /// if any, moves with it.</summary>
+    internal void MoveTo(Device device)
+    {
+        if (device == Device) return;
+        if (!IsLongLived || !IsLeaf) throw new EngineException($"only long-lived leaf tensors (parameters) move in place; {Name ?? Engine.Shape.Format(shape)} is not one");
+        var moved = Backends.For(device).Allocate(DType, Numel, zero: false);
+        var target = new Tensor(moved, ShapeArray, 0, longLived: true);
+        Backends.Copy(this, target);
+        var old = Storage;
+        storage = moved;
+        moved.Refs++;
+        target.Release();
+        if (--old.Refs == 0) Backends.For(old.Device).Release(old);
+        Offset = 0;
+        Grad?.MoveTo(device);
     }
 
     // ---------------------------------------------------------------- graph

@@ -105,9 +105,10 @@ public abstract class SequenceClassifier : Module
 
     /// <summary>Hugging Face's choice of loss: one label → MSE (regression, float labels [B]);
     /// problem_type "multi_label_classification" → BCE-with-logits (float labels [B, C]);
-    /// otherwise cross-entropy (I32 labels [B]).</summary>
+    /// otherwise cross-entropy (I32 labels [B]). Labels may be on the CPU; they move to the logits' device.</summary>
     public Tensor Loss(Tensor logits, Tensor labels)
     {
+        labels = labels.To(logits.Device);
         var problemType = ProblemType;
         if (NumLabels == 1 || problemType == "regression")
         {

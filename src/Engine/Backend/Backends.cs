@@ -18,6 +18,14 @@ public static class Backends
         lock (gate) cudaFactory = factory;
     }
 
+    /// <summary>Serves <paramref name="backend"/>'s own (non-CPU) device with it, ahead of the
+    /// registered factory (tests put a CPU-backed stand-in for a GPU in place this way).</summary>
+    public static void Register(IBackend backend)
+    {
+        if (backend.Device.Kind == DeviceKind.Cpu) throw new ArgumentException("the CPU backend is built in");
+        lock (gate) cuda[backend.Device.Index] = backend;
+    }
+
     public static IBackend For(Device device)
     {
         if (device.Kind == DeviceKind.Cpu) return Cpu;

@@ -42,6 +42,17 @@ public abstract class Module
     public long ParameterCount(bool trainableOnly = false) =>
         Parameters().Where(p => !trainableOnly || p.RequiresGrad).Sum(p => p.Numel);
 
+    /// <summary>Where the parameters live (the first parameter's device; the CPU for a module without any).</summary>
+    public Device Device => Parameters().FirstOrDefault()?.Device ?? Device.Cpu;
+
+    /// <summary>Moves every parameter (and gradient) of this module and its children to
+    /// <paramref name="device"/>, in place. Build and load a model on the CPU, apply its PEFT
+    /// method, then move it; inputs may stay on the CPU (the models move what they need).</summary>
+    public void To(Device device)
+    {
+        foreach (var p in Parameters()) p.MoveTo(device);
+    }
+
     public void Train(bool on = true)
     {
         Training = on;

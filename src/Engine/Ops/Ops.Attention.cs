@@ -51,9 +51,10 @@ public static partial class Ops
     /// <summary>
     /// cos and sin tables [T, D] for positions 0..T−1, as Hugging Face builds them:
     /// inv_freq[i] = 1 / theta^(2i/D), angles = position · inv_freq, emb = [angles, angles].
-    /// <paramref name="invFreq"/> overrides the frequencies (rope scaling variants compute their own).
+    /// <paramref name="invFreq"/> overrides the frequencies (rope scaling variants compute their own);
+    /// the tables are computed on the host and put on <paramref name="device"/> (default the CPU).
     /// </summary>
-    public static (Tensor Cos, Tensor Sin) RopeTables(int length, int headDim, double theta = 10000.0, DType dtype = DType.F32, double[]? invFreq = null)
+    public static (Tensor Cos, Tensor Sin) RopeTables(int length, int headDim, double theta = 10000.0, DType dtype = DType.F32, double[]? invFreq = null, Device? device = null)
     {
         int half = headDim / 2;
         invFreq ??= Enumerable.Range(0, half).Select(i => 1.0 / Math.Pow(theta, 2.0 * i / headDim)).ToArray();
@@ -66,7 +67,8 @@ public static partial class Ops
                 cos[t * headDim + i] = cos[t * headDim + i + half] = Math.Cos(a);
                 sin[t * headDim + i] = sin[t * headDim + i + half] = Math.Sin(a);
             }
-        return (Tensor.FromDoubles(cos, [length, headDim], dtype), Tensor.FromDoubles(sin, [length, headDim], dtype));
+        var on = device ?? Device.Cpu;
+        return (Tensor.FromDoubles(cos, [length, headDim], dtype).To(on), Tensor.FromDoubles(sin, [length, headDim], dtype).To(on));
     }
 
     // ------------------------------------------------------------- losses

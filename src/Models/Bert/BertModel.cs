@@ -55,20 +55,21 @@ public sealed class BertModel : Module
     public BertOutput Forward(Tensor ids, Tensor? attentionMask = null, Tensor? tokenTypeIds = null)
     {
         if (ids.Rank != 2 || ids.DType != DType.I32) throw new EngineException($"bert: input ids must be I32 [batch, seq], got {ids.DType} {Shape.Format(ids.Shape)}");
-        var mask = AdditiveMask(ids, attentionMask, embeddings.DType);
+        var device = embeddings.Device;
+        var mask = AdditiveMask(ids, attentionMask, embeddings.DType, device);
         var prompt = hooks.Prompt?.Invoke(ids.Dim(0));
         var h = embeddings.Forward(ids, tokenTypeIds, prompt);
         if (prompt is not null)
         {
             attentionMask = WithPromptPositions(attentionMask ?? Tensor.FromArray(Enumerable.Repeat(1, ids.Dim(0) * ids.Dim(1)).ToArray(), ids.Dim(0), ids.Dim(1)), prompt.Dim(1));
-            mask = AdditiveMask(attentionMask, attentionMask, embeddings.DType);
+            mask = AdditiveMask(attentionMask, attentionMask, embeddings.DType, device);
         }
         var prefixes = hooks.Prefixes?.Invoke(ids.Dim(0));
         if (prefixes is not null && prefixes.Count != layers.Count)
             throw new EngineException($"bert: the prefix hook gave {prefixes.Count} key/value pairs for {layers.Count} layers");
         // Prefix keys are always visible: the mask gains p zeros (keep) in front.
         var prefixMask = prefixes is null || mask is null ? mask
-            : Ops.Concat([Tensor.Zeros([ids.Dim(0), prefixes[0].Key.Dim(1)], mask.DType), mask], 1);
+            : Ops.Concat([Tensor.Zeros([ids.Dim(0), prefixes[0].Key.Dim(1)], mask.DType, mask.Device), mask], 1);
         var states = new List<Tensor> { h };
         for (int i = 0; i < layers.Count; i++)
         {
@@ -109,17 +110,18 @@ public sealed class BertModel : Module
     }
 
     /// <summary>h [B, T, D] → h[:, 0] [B, D].</summary>
-    public static Tensor FirstToken(Tensor h) => Ops.GatherRows(h, Tensor.FromArray(new int[h.Dim(0)], h.Dim(0)));
+    public static Tensor FirstToken(Tensor h) => Ops.GatherRows(h, Tensor.FromArray(new int[h.Dim(0)], h.Dim(0)).To(h.Device));
 
-    /// <summary>Hugging Face's extended mask: 0 where attended, the dtype's most negative value where padded.</summary>
-    internal static Tensor? AdditiveMask(Tensor ids, Tensor? attentionMask, DType dtype)
+    /// <summary>Hugging Face's extended mask: 0 where attended, the dtype's most negative value
+    /// where padded; made on the host from the I32 mask (wherever that is) and put on <paramref name="device"/>.</summary>
+    internal static Tensor? AdditiveMask(Tensor ids, Tensor? attentionMask, DType dtype, Device device)
     {
         if (attentionMask is null) return null;
         if (!Shape.Equal(attentionMask.Shape, ids.Shape) || attentionMask.DType != DType.I32)
             throw new EngineException($"bert: attention_mask must be I32 {Shape.Format(ids.Shape)}, got {attentionMask.DType} {Shape.Format(attentionMask.Shape)}");
         double min = dtype == DType.F64 ? double.MinValue : float.MinValue;
         var m = attentionMask.ToIntArray().Select(v => v != 0 ? 0.0 : min).ToArray();
-        return Tensor.FromDoubles(m, ids.ShapeArray, dtype);
+        return Tensor.FromDoubles(m, ids.ShapeArray, dtype).To(device);
     }
 }
 
@@ -146,9 +148,10 @@ internal sealed class BertEmbeddings : Module
     public Tensor Forward(Tensor ids, Tensor? tokenTypeIds, Tensor? prompt = null)
     {
         int b = ids.Dim(0), t = ids.Dim(1);
+        var device = Device;
         var types = tokenTypeIds ?? Tensor.FromArray(new int[b * t], b, t);
         if (!Shape.Equal(types.Shape, ids.Shape)) throw new EngineException($"bert: token_type_ids must be {Shape.Format(ids.Shape)}, got {Shape.Format(types.Shape)}");
-        var words = word.Forward(ids);
+        var words = word.Forward(ids.To(device));
         var idArray = ids.ToIntArray();
         if (prompt is not null)
         {
@@ -161,10 +164,11 @@ internal sealed class BertEmbeddings : Module
             types = Tensor.FromArray(InsertAfterFirst(types.ToIntArray(), b, t, p, 0), b, t + p);
             t += p;
         }
-        var positions = Tensor.FromArray(PositionIds(idArray, b, t), b, t);
-        if (positions.ToIntArray().Max() >= c.MaxPositionEmbeddings)
+        var positionIds = PositionIds(idArray, b, t);
+        if (positionIds.Max() >= c.MaxPositionEmbeddings)
             throw new EngineException($"bert: sequence length {t} needs more than the {c.MaxPositionEmbeddings} position embeddings of this model");
-        var e = Ops.Add(Ops.Add(words, tokenType.Forward(types)), position.Forward(positions));
+        var positions = Tensor.FromArray(positionIds, b, t).To(device);
+        var e = Ops.Add(Ops.Add(words, tokenType.Forward(types.To(device))), position.Forward(positions));
         return dropout.Forward(norm.Forward(e));
     }
 

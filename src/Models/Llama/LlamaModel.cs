@@ -82,8 +82,9 @@ public sealed class LlamaModel : Module
         if (ids.Rank != 2 || ids.DType != DType.I32) throw new EngineException($"{Config.ModelType}: input ids must be I32 [batch, seq], got {ids.DType} {Shape.Format(ids.Shape)}");
         int b = ids.Dim(0), t = ids.Dim(1);
         var dtype = EmbedTokens.Weight.DType;
-        var mask = AdditiveMask(ids, attentionMask, dtype);
-        var h = EmbedTokens.Forward(ids);
+        var device = EmbedTokens.Weight.Device;
+        var mask = AdditiveMask(ids, attentionMask, dtype, device);
+        var h = EmbedTokens.Forward(ids.To(device));
 
         // Prompt tuning: p embeddings before each row's first attended token.
         var prompt = hooks.Prompt?.Invoke(b);
@@ -96,7 +97,7 @@ public sealed class LlamaModel : Module
             if (attentionMask is not null)
             {
                 attentionMask = InsertOnes(attentionMask, promptAt, p);
-                mask = AdditiveMask(attentionMask, attentionMask, dtype);
+                mask = AdditiveMask(attentionMask, attentionMask, dtype, device);
             }
             t += p;
         }
@@ -108,11 +109,11 @@ public sealed class LlamaModel : Module
         if (prefixes is not null && prefixes.Count != layers.Count)
             throw new EngineException($"{Config.ModelType}: the prefix hook gave {prefixes.Count} key/value pairs for {layers.Count} layers");
         Tensor cos, sin;
-        if (prefixes is null) (cos, sin) = Ops.RopeTables(t, Config.HeadDim, Config.RopeTheta, dtype, inverseFrequencies);
+        if (prefixes is null) (cos, sin) = Ops.RopeTables(t, Config.HeadDim, Config.RopeTheta, dtype, inverseFrequencies, device);
         else
         {
             int p = prefixes[0].Key.Dim(1);
-            (cos, sin) = PrefixedRopeTables(p, FirstAttended(attentionMask, b, t), b, t, dtype);
+            (cos, sin) = PrefixedRopeTables(p, FirstAttended(attentionMask, b, t), b, t, dtype, device);
             if (mask is not null) mask = Ops.Concat([Tensor.Zeros([b, p], mask.DType, mask.Device), mask], 1);
         }
 
@@ -186,7 +187,7 @@ public sealed class LlamaModel : Module
     /// <summary>cos, sin [B, T, head_dim] with prefixes of length p: position p + (j − first[r]) for
     /// j ≥ first[r] (the row's first attended token sits at p, as position p follows the prefix in
     /// transformers), p for the left padding before it (masked; its value does not matter).</summary>
-    private (Tensor Cos, Tensor Sin) PrefixedRopeTables(int p, int[] first, int b, int t, DType dtype)
+    private (Tensor Cos, Tensor Sin) PrefixedRopeTables(int p, int[] first, int b, int t, DType dtype, Device device)
     {
         int d = Config.HeadDim;
         var (cos, sin) = Ops.RopeTables(p + t, d, Config.RopeTheta, DType.F64, inverseFrequencies);
@@ -200,7 +201,7 @@ public sealed class LlamaModel : Module
                 Array.Copy(c, pos * d, rc, (r * t + j) * d, d);
                 Array.Copy(s, pos * d, rs, (r * t + j) * d, d);
             }
-        return (Tensor.FromDoubles(rc, [b, t, d], dtype), Tensor.FromDoubles(rs, [b, t, d], dtype));
+        return (Tensor.FromDoubles(rc, [b, t, d], dtype).To(device), Tensor.FromDoubles(rs, [b, t, d], dtype).To(device));
     }
 
     /// <summary>Mistral's sliding_window (and Qwen2's when use_sliding_window is true): keys
@@ -216,14 +217,14 @@ public sealed class LlamaModel : Module
 
     /// <summary>The padding part of Hugging Face's 4-D mask, over keys: 0 for a token, the dtype's
     /// most negative value for padding (the causal part is the attention op's causal flag).</summary>
-    private Tensor? AdditiveMask(Tensor ids, Tensor? attentionMask, DType dtype)
+    private Tensor? AdditiveMask(Tensor ids, Tensor? attentionMask, DType dtype, Device device)
     {
         if (attentionMask is null) return null;
         if (!Shape.Equal(attentionMask.Shape, ids.Shape) || attentionMask.DType != DType.I32)
             throw new EngineException($"{Config.ModelType}: attention_mask must be I32 {Shape.Format(ids.Shape)}, got {attentionMask.DType} {Shape.Format(attentionMask.Shape)}");
         double min = dtype == DType.F64 ? double.MinValue : float.MinValue;
         var m = attentionMask.ToIntArray().Select(v => v != 0 ? 0.0 : min).ToArray();
-        return Tensor.FromDoubles(m, ids.ShapeArray, dtype);
+        return Tensor.FromDoubles(m, ids.ShapeArray, dtype).To(device);
     }
 }
 

@@ -40,6 +40,9 @@ public sealed record TrainOptions
     /// <summary>The fine-tuning method (full, head, lora, bitfit, prefix, prompt) with its
     /// settings, and the pooling; applied to the model when training starts (docs/peft.md).</summary>
     public PeftOptions Peft { get; init; } = new();
+    /// <summary>Where to train: the model is moved there after its method is applied (its
+    /// checkpoints are still written from host copies). Null: leave the model where it is.</summary>
+    public Device? Device { get; init; }
 
     public void Validate()
     {

@@ -70,6 +70,7 @@ public sealed class Trainer
         // The method decides what trains (a no-op when the model already has it: a resumed run,
         // or a caller that applied it to print the parameter table first).
         PeftSetup.Apply(model, o.Peft, source.Path, text => tokenizer.EncodeWithoutSpecialTokens(text), o.Seed);
+        if (o.Device is { } device) model.To(device);
         model.Train();
         var opt = new AdamW(model.Parameters(), o.LearningRate, weightDecay: o.WeightDecay, noDecay: Optimizer.VectorsAndScalars);
         var schedule = new LrScheduler(opt, o.Schedule switch
