@@ -12,6 +12,7 @@ for project in tests/Engine.Tests tools/Engine.Cli; do
   dotnet publish "$project" -c Release -r linux-x64 --self-contained -o "$out" -p:DebugType=none -nologo -v quiet
 done
 cp tools/gpu-run.sh "$out/gpu-run.sh"
+cp tools/bench/step_vs_torch.py "$out/step_vs_torch.py"
 chmod +x "$out/gpu-run.sh" "$out/engine" "$out/Engine.Tests"
 tar -C .bundle -cJf .bundle/engine.tar.xz engine
 size=$(stat -c %s .bundle/engine.tar.xz)

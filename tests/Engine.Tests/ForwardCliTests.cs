@@ -43,4 +43,52 @@ public class ForwardCliTests
         Assert.That(line, Does.Contain("config.json"));
         Assert.That(File.Exists(outPath), Is.False, "nothing half-written");
     }
+
+    /// <summary>Whole-model parity: `engine forward --device cuda` on the BERT and Llama fixtures
+    /// writes every hidden state, the logits, the loss and every gradient within float32
+    /// tolerance of the CPU run (skips without a GPU).</summary>
+    [TestCase("bert_tiny/bert")]
+    [TestCase("bert_tiny/roberta")]
+    [TestCase("llama_tiny/llama")]
+    [TestCase("llama_tiny/llama3_bf16")]
+    [TestCase("llama_tiny/qwen2_pad_eos")]
+    public void ForwardOnCudaMatchesTheCpu(string fixture)
+    {
+        Cuda.CudaTestSupport.Backend();
+        var dir = Path.Combine(TestContext.CurrentContext.TestDirectory, "Fixtures", fixture);
+        using var temp = new TempFolder();
+        var outputs = new Dictionary<string, string>();
+        foreach (var device in new[] { "cpu", "cuda" })
+        {
+            outputs[device] = temp.File(device + ".safetensors");
+            var r = EngineProcess.Run("forward", "--model", dir, "--ids", Path.Combine(dir, "reference.safetensors"), "--grads", "--device", device, "--out", outputs[device]);
+            Assert.That(r.Exit, Is.EqualTo(0), r.Err);
+        }
+        using var cpu = SafeTensors.Open(outputs["cpu"]);
+        using var gpu = SafeTensors.Open(outputs["cuda"]);
+        Assert.That(gpu.Names, Is.EquivalentTo(cpu.Names));
+        Assert.That(cpu.Names.Count(n => n.StartsWith("grad.")), Is.GreaterThan(5));
+        foreach (var name in cpu.Names)
+        {
+            var e = cpu.ReadAs(name, DType.F64).ToDoubleArray();
+            var a = gpu.ReadAs(name, DType.F64).ToDoubleArray();
+            double scale = Math.Max(1, e.Max(Math.Abs));
+            for (int i = 0; i < e.Length; i++) Assert.That(a[i], Is.EqualTo(e[i]).Within(1e-4 * scale), $"{name}[{i}]");
+        }
+    }
+
+    [Test]
+    public void DeviceCudaWithoutAGpuIsOneLine()
+    {
+        if (Engine.Kernels.CudaAvailability.IsAvailable) Assert.Ignore("a GPU is present: --device cuda runs (ForwardOnCudaMatchesTheCpu)");
+        using var temp = new TempFolder();
+        var outPath = temp.File("out.safetensors");
+        var line = EngineProcess.AssertUserError(EngineProcess.Run("forward", "--model", Fixture("bert"), "--text", "a b", "--device", "cuda", "--out", outPath));
+        Assert.That(line, Does.StartWith("engine: CUDA not available"));
+        line = EngineProcess.AssertUserError(EngineProcess.Run("eval", "--model", Fixture("bert"), "--data", outPath, "--device", "cuda:1"));
+        Assert.That(line, Does.StartWith("engine: CUDA not available"));
+        line = EngineProcess.AssertUserError(EngineProcess.Run("forward", "--model", Fixture("bert"), "--text", "a b", "--device", "tpu", "--out", outPath));
+        Assert.That(line, Does.Contain("unknown device 'tpu'"));
+        Assert.That(File.Exists(outPath), Is.False, "nothing half-written");
+    }
 }

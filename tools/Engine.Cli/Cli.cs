@@ -31,6 +31,19 @@ public static class Cli
         catch (UnauthorizedAccessException e) { return Fail(e.Message); }
     };
 
+    /// <summary>The --device option (cpu, cuda, cuda:N; default cpu).</summary>
+    public static Option<string?> DeviceOption() => new("--device") { Description = "cpu, cuda or cuda:N (default cpu)" };
+
+    /// <summary>Parses a --device value and opens its backend, so a missing GPU is one line
+    /// ("CUDA not available: …") before any work starts.</summary>
+    public static Device OpenDevice(string? text)
+    {
+        var device = Device.Parse(text ?? "cpu");
+        var backend = Engine.Backend.Backends.For(device);
+        if (device.Kind != DeviceKind.Cpu) Console.Error.WriteLine($"device: {device} ({backend.Name})");
+        return device;
+    }
+
     public static int Fail(string message)
     {
         Console.Error.WriteLine($"engine: {message}");

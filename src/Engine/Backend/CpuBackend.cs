@@ -53,6 +53,8 @@ public sealed partial class CpuBackend : IBackend
         Array.Copy(s.Data, src.Offset, d.Data, dst.Offset, src.Numel);
     }
 
+    public void Synchronize() { }
+
     public void Cast(Tensor src, Tensor dst)
     {
         if (src.DType == dst.DType) { Copy(src, dst); return; }

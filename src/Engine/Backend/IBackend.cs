@@ -38,6 +38,9 @@ public interface IBackend
     void Scale(Tensor x, Tensor y, double alpha);
     /// <summary>Σ x² over all elements, as a float64 on the host.</summary>
     double SumSquares(Tensor x);
+    /// <summary>Waits until every kernel queued on this device has finished (a no-op where kernels
+    /// run synchronously, as on the CPU); for timing.</summary>
+    void Synchronize();
 
     // ------------------------------------------------------------- elementwise
     /// <summary>y = a op b with NumPy broadcasting; y has the broadcast shape.</summary>

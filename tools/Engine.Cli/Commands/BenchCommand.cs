@@ -73,16 +73,20 @@ public static class BenchCommand
         var batch = new Option<int>("--batch") { Description = "batch size", DefaultValueFactory = _ => 32 };
         var length = new Option<int>("--len") { Description = "tokens per sequence", DefaultValueFactory = _ => 32 };
         var iters = new Option<int>("--iters") { Description = "timed steps", DefaultValueFactory = _ => 5 };
-        var cmd = new Command("step", "Time a training step of a model folder (CPU, float32)") { model, batch, length, iters };
+        var device = Cli.DeviceOption();
+        var cmd = new Command("step", "Time a training step of a model folder (float32)") { model, batch, length, iters, device };
         cmd.SetAction(Cli.Action(parse =>
         {
+            var on = Cli.OpenDevice(parse.GetValue(device));
             var folder = Engine.Models.HfModelFolder.Open(parse.GetValue(model)!);
             var net = Engine.Models.SequenceClassifier.FromFolder(folder, numLabels: 2);
+            net.To(on);
+            var backend = Engine.Backend.Backends.For(on);
             int b = parse.GetValue(batch), t = parse.GetValue(length), n = Math.Max(1, parse.GetValue(iters));
             var rng = new Random(1);
             int vocab = folder.VocabSize;
-            var ids = Tensor.FromArray(Enumerable.Range(0, b * t).Select(_ => rng.Next(1, vocab)).ToArray(), b, t);
-            var labels = Tensor.FromArray(Enumerable.Range(0, b).Select(_ => rng.Next(2)).ToArray(), b);
+            var ids = Tensor.FromArray(Enumerable.Range(0, b * t).Select(_ => rng.Next(1, vocab)).ToArray(), b, t).To(on);
+            var labels = Tensor.FromArray(Enumerable.Range(0, b).Select(_ => rng.Next(2)).ToArray(), b).To(on);
             var opt = new Engine.Optim.AdamW(net.Parameters(), 1e-4);
             var parts = new Dictionary<string, List<double>> { ["forward"] = [], ["backward"] = [], ["clip"] = [], ["optimizer"] = [] };
             for (int i = 0; i <= n; i++)
@@ -93,17 +97,20 @@ public static class BenchCommand
                 loss.Item();
                 double f = sw.Elapsed.TotalMilliseconds;
                 loss.Backward();
+                backend.Synchronize();
                 double bw = sw.Elapsed.TotalMilliseconds;
                 Engine.Optim.GradClip.ClipByGlobalNorm(opt.Parameters, 1.0);
+                backend.Synchronize();
                 double c = sw.Elapsed.TotalMilliseconds;
                 opt.Step();
                 opt.ZeroGrad();
+                backend.Synchronize();
                 double o = sw.Elapsed.TotalMilliseconds;
                 if (i == 0) continue; // warm-up
                 parts["forward"].Add(f); parts["backward"].Add(bw - f); parts["clip"].Add(c - bw); parts["optimizer"].Add(o - c);
             }
             double total = 0;
-            Console.WriteLine($"{folder.ModelType}, {net.ParameterCount():N0} parameters, batch {b} × {t} tokens, median of {n}");
+            Console.WriteLine($"{folder.ModelType}, {net.ParameterCount():N0} parameters, batch {b} × {t} tokens, on {backend.Name}, median of {n}");
             foreach (var (k, v) in parts)
             {
                 v.Sort();

@@ -18,18 +18,19 @@ public static class DemoCommand
         var steps = new Option<int>("--steps") { Description = "optimizer steps", DefaultValueFactory = _ => 400 };
         var seed = new Option<int>("--seed") { Description = "seed for data, initialisation and order", DefaultValueFactory = _ => 1 };
         var lr = new Option<double>("--lr") { Description = "peak learning rate", DefaultValueFactory = _ => 1e-3 };
-        var cmd = new Command("demo", "Train a small BERT on a synthetic word-order task, on the CPU (under a minute)") { output, steps, seed, lr };
+        var device = Cli.DeviceOption();
+        var cmd = new Command("demo", "Train a small BERT on a synthetic word-order task (under a minute on the CPU)") { output, steps, seed, lr, device };
         cmd.SetAction(Cli.Action(parse =>
         {
             var dir = parse.GetValue(output)!;
             int s = parse.GetValue(seed);
-            var result = Run(dir, parse.GetValue(steps), s, learningRate: parse.GetValue(lr));
+            var result = Run(dir, parse.GetValue(steps), s, learningRate: parse.GetValue(lr), device: Cli.OpenDevice(parse.GetValue(device)));
             return result.FinalEval.TryGetValue("accuracy", out var acc) && acc > 0.5 ? 0 : 1;
         }));
         return cmd;
     }
 
-    public static TrainResult Run(string dir, int steps, int seed, int trainCount = 6000, int evalCount = 600, double learningRate = 1e-3)
+    public static TrainResult Run(string dir, int steps, int seed, int trainCount = 6000, int evalCount = 600, double learningRate = 1e-3, Device? device = null)
     {
         if (steps < 1) throw new EngineException($"demo: --steps must be at least 1, got {steps}");
         Console.WriteLine("demo: a small BERT learns a sentiment task where only word order decides the label:");
@@ -40,7 +41,7 @@ public static class DemoCommand
         var options = new TrainOptions
         {
             MaxSteps = steps, BatchSize = 32, LearningRate = learningRate, WarmupRatio = 0.1, MaxLength = 48, Seed = seed,
-            EvalEvery = Math.Max(1, steps / 4), OutDir = dir, LogEvery = Math.Max(1, steps / 20),
+            EvalEvery = Math.Max(1, steps / 4), OutDir = dir, LogEvery = Math.Max(1, steps / 20), Device = device,
         };
         var result = TrainCommands.Run(folder, train, eval, options);
         int majority = eval.Examples.GroupBy(e => e.Label).Max(g => g.Count());

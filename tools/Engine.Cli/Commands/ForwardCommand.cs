@@ -7,7 +7,7 @@ namespace Engine.Cli.Commands;
 
 /// <summary>
 /// `engine forward --model DIR (--ids FILE | --text "..." [--text-pair "..."]) [--labels FILE]
-/// [--grads] --out FILE.safetensors`: one evaluation-mode pass (dropout off) of a Hugging Face
+/// [--grads] [--device cuda] --out FILE.safetensors`: one evaluation-mode pass (dropout off) of a Hugging Face
 /// sequence-classification folder, writing every hidden state, the logits and, with --grads,
 /// the loss and every parameter's gradient, all float32 — the engine's side of a reference
 /// comparison.
@@ -23,10 +23,12 @@ public static class ForwardCommand
         var labels = new Option<string?>("--labels") { Description = "safetensors with labels (I64 [batch])" };
         var grads = new Option<bool>("--grads") { Description = "also write loss and grad.<parameter> (needs labels)" };
         var output = new Option<string>("--out") { Description = "output .safetensors file", Required = true };
+        var device = Cli.DeviceOption();
         var cmd = new Command("forward", "One evaluation-mode forward (and backward) pass, all outputs written to safetensors")
-            { model, ids, text, pair, labels, grads, output };
+            { model, ids, text, pair, labels, grads, output, device };
         cmd.SetAction(Cli.Action(parse =>
         {
+            var on = Cli.OpenDevice(parse.GetValue(device));
             var folder = HfModelFolder.Open(parse.GetValue(model)!);
             var outPath = parse.GetValue(output)!;
             var dir = Path.GetDirectoryName(Path.GetFullPath(outPath))!;
@@ -37,6 +39,7 @@ public static class ForwardCommand
 
             var net = SequenceClassifier.FromFolder(folder, log: Console.Error.WriteLine);
             net.Eval();
+            net.To(on);
             var result = new List<KeyValuePair<string, Tensor>>();
             using (withGrads ? null : Tape.NoGrad())
             {
@@ -56,7 +59,7 @@ public static class ForwardCommand
                     }
                 }
             }
-            SafeTensors.Save(outPath, result, new Dictionary<string, string> { ["produced_by"] = "engine forward", ["model"] = folder.Path });
+            SafeTensors.Save(outPath, result, new Dictionary<string, string> { ["produced_by"] = "engine forward", ["model"] = folder.Path, ["device"] = on.ToString() });
             Console.WriteLine($"wrote {result.Count} tensors to {outPath}");
             return 0;
         }));

@@ -74,12 +74,6 @@ public static class TrainCommands
     private static Option<string?> AdapterOption(string what) =>
         new("--adapter") { Description = $"a LoRA adapter folder in PEFT's format (adapter_config.json + adapter_model.safetensors) {what}" };
 
-    private static void CpuOnly(string? device)
-    {
-        var d = Device.Parse(device ?? "cpu");
-        if (d.Kind != DeviceKind.Cpu) throw new EngineException($"--device {d}: training on CUDA is not wired into the models yet; use --device cpu");
-    }
-
     public static Command Train()
     {
         var data = new DataArgs();
@@ -90,7 +84,7 @@ public static class TrainCommands
         var steps = new Option<int?>("--steps") { Description = "optimizer steps (instead of epochs)" };
         var lr = new Option<double>("--lr") { Description = "peak learning rate (AdamW)", DefaultValueFactory = _ => 2e-5 };
         var seed = new Option<int>("--seed") { Description = "seed (data order, initialisation, dropout)", DefaultValueFactory = _ => 42 };
-        var device = new Option<string?>("--device") { Description = "cpu or cuda" };
+        var device = Cli.DeviceOption();
         var output = new Option<string>("--out") { Description = "output folder: checkpoints, metrics.jsonl, plots, eval.json", Required = true };
         var accum = new Option<int>("--grad-accum") { Description = "micro-batches per optimizer step", DefaultValueFactory = _ => 1 };
         var warmup = new Option<double>("--warmup") { Description = "warmup share of the steps", DefaultValueFactory = _ => 0.1 };
@@ -110,7 +104,7 @@ public static class TrainCommands
         methods.AddTo(cmd);
         cmd.SetAction(Cli.Action(p =>
         {
-            CpuOnly(p.GetValue(device));
+            var on = Cli.OpenDevice(p.GetValue(device));
             var resumeDir = p.GetValue(resume);
             var folder = HfModelFolder.Open(resumeDir ?? p.GetValue(model)!);
             var task = p.GetValue(data.Task);
@@ -126,6 +120,7 @@ public static class TrainCommands
                 WarmupRatio = p.GetValue(warmup), WeightDecay = p.GetValue(decay), Schedule = p.GetValue(schedule)!, MaxGradNorm = p.GetValue(clip),
                 EvalEvery = p.GetValue(evalEvery), EarlyStoppingPatience = p.GetValue(patience), BucketByLength = p.GetValue(bucket),
                 Task = task, OutDir = p.GetValue(output), LogEvery = Math.Max(1, p.GetValue(logEvery)), Peft = methods.Read(p),
+                Device = on,
             };
             var adapterDir = p.GetValue(adapter);
             if (adapterDir is not null && options.Peft.Method is not (PeftOptions.Lora or PeftOptions.Full))
@@ -149,7 +144,8 @@ public static class TrainCommands
         if (adapterDir is not null) PeftAdapter.Load(net, adapterDir, folder.Path, Console.Error.WriteLine, options.Seed);
         PeftSetup.Apply(net, options.Peft, folder.Path, text => tokenizer.EncodeWithoutSpecialTokens(text), options.Seed);
         var method = net.Peft is { } peft ? peft.Options.Method + (peft.Pooling is null ? "" : $", pooling {peft.Pooling}") : "full";
-        Console.WriteLine($"model: {folder.ModelType} from {folder.Path}; method {method}: {net.ParameterCount(trainableOnly: true):N0} of {net.ParameterCount():N0} parameters trained");
+        Console.WriteLine($"model: {folder.ModelType} from {folder.Path}; method {method}: {net.ParameterCount(trainableOnly: true):N0} of {net.ParameterCount():N0} parameters trained" +
+                          (options.Device is { Kind: not DeviceKind.Cpu } d ? $"; on {d}" : ""));
         Console.WriteLine(PeftSetup.ParameterTable(net));
         var trainer = new Trainer(net, folder, tokenizer, options, trainSet.Labels?.Names, trainSet.IsRegression);
         var progress = new ProgressPrinter();
@@ -191,11 +187,14 @@ public static class TrainCommands
         var model = new Option<string>("--model") { Description = "a fine-tuned Hugging Face folder (e.g. OUT/checkpoint-best)", Required = true };
         var file = new Option<string>("--data") { Description = "labelled data", Required = true };
         var adapter = AdapterOption("to load onto --model (then the base model)");
-        var cmd = new Command("eval", "Evaluate a fine-tuned folder on labelled data") { model, file, adapter };
+        var device = Cli.DeviceOption();
+        var cmd = new Command("eval", "Evaluate a fine-tuned folder on labelled data") { model, file, adapter, device };
         data.AddTo(cmd);
         cmd.SetAction(Cli.Action(p =>
         {
+            var on = Cli.OpenDevice(p.GetValue(device));
             var (folder, net, tokenizer, labels, regression) = LoadTrained(p.GetValue(model)!, p.GetValue(data.Task), p.GetValue(adapter));
+            net.To(on);
             var set = data.Read(p, p.GetValue(file)!, labels, regression);
             var trainer = new Trainer(net, folder, tokenizer, Options(p, data), labels?.Names, regression);
             var metrics = trainer.Evaluate(set.Examples);
@@ -213,11 +212,14 @@ public static class TrainCommands
         var file = new Option<string>("--data") { Description = "data to label (a label column is not needed)", Required = true };
         var output = new Option<string>("--out") { Description = "JSON Lines output: one {label, probabilities} per example", Required = true };
         var adapter = AdapterOption("to load onto --model (then the base model)");
-        var cmd = new Command("predict", "Label data with a fine-tuned folder") { model, file, output, adapter };
+        var device = Cli.DeviceOption();
+        var cmd = new Command("predict", "Label data with a fine-tuned folder") { model, file, output, adapter, device };
         data.AddTo(cmd);
         cmd.SetAction(Cli.Action(p =>
         {
+            var on = Cli.OpenDevice(p.GetValue(device));
             var (folder, net, tokenizer, labels, regression) = LoadTrained(p.GetValue(model)!, p.GetValue(data.Task), p.GetValue(adapter));
+            net.To(on);
             var set = data.Read(p, p.GetValue(file)!, labels, regression, unlabelled: true);
             var trainer = new Trainer(net, folder, tokenizer, Options(p, data), labels?.Names, regression);
             var preds = trainer.Predict(set.Examples);
