@@ -66,10 +66,13 @@ public static class PeftSetup
         bool installPooling)
     {
         var dtype = model.Parameters().First().DType;
+        var device = model.Device;
         var pooling = Effective(model, o.Pooling is null ? null : PoolingSpec.Parse(o.Pooling, PeftFamily.DefaultPooling(model)));
         if (pooling is not null && installPooling) model.UsePooling(new SequencePooling(pooling, PeftFamily.BlockCount(model), dtype));
         IReadOnlyDictionary<string, LoraAdapter>? adapters = null;
-        var rng = new Random(HashCode.Combine(seed, 0x9eF7));
+        // Rng.Mix, not HashCode.Combine: .NET randomises the latter per process, which made the
+        // adapters' initialisation (and so the whole run) differ between two runs of one seed.
+        var rng = new Random((int)(Rng.Mix((ulong)(uint)seed, 0x9eF7) & 0x7FFFFFFF));
         switch (o.Method)
         {
             case PeftOptions.Lora when !merged:
@@ -97,6 +100,7 @@ public static class PeftSetup
             }
         }
         model.Peft = new PeftState { Options = o, Pooling = pooling, Adapters = adapters, BaseModelPath = basePath, LoadedMerged = merged };
+        model.To(device); // the new modules are made on the CPU; a model already on a GPU gets them there
         Freeze(model);
     }
 

@@ -116,6 +116,24 @@ public class DeviceModelTests(string which)
         Assert.That(onDevice.NamedParameters().Where(p => p.Param.Grad is not null).All(p => p.Param.Grad!.Device == device), "gradients live on the device");
     }
 
+    [TestCase("lora", "depthwise")]
+    [TestCase("prompt", null)]
+    [TestCase("prefix", "mean")]
+    public void AMethodAppliedOnTheDeviceLandsThere(string method, string? pooling)
+    {
+        var folder = Folder("bert");
+        var cpu = SequenceClassifier.FromFolder(folder, seed: 3, numLabels: 2);
+        PeftSetup.Apply(cpu, Options(method, pooling), folder.Path, seed: 3);
+        var onDevice = SequenceClassifier.FromFolder(folder, seed: 3, numLabels: 2);
+        onDevice.To(device);
+        PeftSetup.Apply(onDevice, Options(method, pooling), folder.Path, seed: 3);
+        Assert.That(onDevice.NamedParameters().Where(p => p.Param.Device != device).Select(p => p.Name), Is.Empty);
+        var expected = Step(cpu, "bert");
+        var actual = Step(onDevice, "bert");
+        AssertClose(actual.Logits, expected.Logits, "logits");
+        foreach (var (name, g) in expected.Grads) AssertClose(actual.Grads[name], g, name);
+    }
+
     private Trainer MakeTrainer(SequenceClassifier model, HfModelFolder folder, string? outDir, int steps, Device? on) =>
         new(model, folder, TextTokenizer.FromFolder(folder), new TrainOptions
         {

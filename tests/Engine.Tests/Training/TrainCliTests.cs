@@ -48,12 +48,14 @@ public class TrainCliTests
         Assert.That(first.RootElement.GetProperty("probabilities").EnumerateObject().Sum(p => p.Value.GetDouble()), Is.EqualTo(1.0).Within(1e-5));
     }
 
-    [Test]
-    public void TwoProcessesWithOneSeedLogTheSameLosses()
+    [TestCase("full")]
+    [TestCase("lora")]
+    [TestCase("prefix")]
+    public void TwoProcessesWithOneSeedLogTheSameLosses(string method)
     {
         string[] Losses(string run)
         {
-            var r = EngineProcess.Run("train", "--model", model, "--train", temp.File("train.tsv"), "--task", "sst2",
+            var r = EngineProcess.Run("train", "--model", model, "--train", temp.File("train.tsv"), "--task", "sst2", "--method", method, "--prefix-length", "4",
                 "--epochs", "2", "--batch", "16", "--lr", "1e-3", "--seed", "9", "--log-every", "1", "--out", temp.File(run));
             Assert.That(r.Exit, Is.EqualTo(0), r.Err);
             return File.ReadAllLines(Path.Combine(temp.File(run), Trainer.MetricsFile))
@@ -62,7 +64,7 @@ public class TrainCliTests
         }
         var a = Losses("a");
         Assert.That(a, Has.Length.EqualTo(8), "2 epochs of 4 batches");
-        Assert.That(Losses("b"), Is.EqualTo(a), "data order and dropout are fixed functions of the seed, in any process");
+        Assert.That(Losses("b"), Is.EqualTo(a), "data order, dropout and the method's initialisation are fixed functions of the seed, in any process");
     }
 
     [Test]
