@@ -50,6 +50,7 @@ public static class Tape
     /// This is also the way to add a custom op from outside the engine.</summary>
     public static Tensor Record(string op, Tensor output, Tensor[] inputs, Action<Tensor> backward)
     {
+        OpProfile.Forward(op);
         if (!Needs(inputs)) return output;
         output.Node = new Node(op, inputs, backward);
         output.SetRequiresGradFromOp();
@@ -87,7 +88,9 @@ public static class Tape
         {
             var t = order[i];
             if (t.Grad is not { } grad) continue;
-            t.Node!.BackwardFn(grad);
+            var node = t.Node!;
+            if (OpProfile.Active) OpProfile.Backward(node.Op, () => node.BackwardFn(grad));
+            else node.BackwardFn(grad);
             if (!t.RetainGrad)
             {
                 t.Grad = null;

@@ -75,11 +75,29 @@ public sealed partial class CpuBackend
         }
     }
 
-    /// <summary>dst [cols, rows] = srcᵀ for src [rows, cols].</summary>
-    private static void Transpose(ReadOnlySpan<float> src, Span<float> dst, int rows, int cols)
+    /// <summary>dst [cols, rows] = srcᵀ for src [rows, cols], in 32×32 tiles (both sides of a tile
+    /// stay in cache; the naive loop wrote a new cache line per element), stripes of 32 source rows
+    /// in parallel (each writes its own columns of dst).</summary>
+    private static unsafe void Transpose(ReadOnlySpan<float> src, Span<float> dst, int rows, int cols)
     {
-        for (int r = 0; r < rows; r++)
-            for (int c2 = 0; c2 < cols; c2++) dst[c2 * rows + r] = src[r * cols + c2];
+        const int Tile = 32;
+        fixed (float* ps = src, pd = dst)
+        {
+            float* s = ps, d = pd;
+            For((rows + Tile - 1) / Tile, (long)Tile * cols, stripe =>
+            {
+                int r0 = stripe * Tile, r1 = Math.Min(rows, r0 + Tile);
+                for (int c0 = 0; c0 < cols; c0 += Tile)
+                {
+                    int c1 = Math.Min(cols, c0 + Tile);
+                    for (int r = r0; r < r1; r++)
+                    {
+                        float* row = s + (long)r * cols;
+                        for (int c = c0; c < c1; c++) d[(long)c * rows + r] = row[c];
+                    }
+                }
+            });
+        }
     }
 
     /// <summary>C[0..4, 0..16] += alpha · A[0..4, :] · B[:, 0..16] (row strides k, n, n).</summary>

@@ -74,7 +74,8 @@ public static class BenchCommand
         var length = new Option<int>("--len") { Description = "tokens per sequence", DefaultValueFactory = _ => 32 };
         var iters = new Option<int>("--iters") { Description = "timed steps", DefaultValueFactory = _ => 5 };
         var device = Cli.DeviceOption();
-        var cmd = new Command("step", "Time a training step of a model folder (float32)") { model, batch, length, iters, device };
+        var profile = new Option<bool>("--profile") { Description = "also time every op's forward and backward (synchronising the device after each; slower)" };
+        var cmd = new Command("step", "Time a training step of a model folder (float32)") { model, batch, length, iters, device, profile };
         cmd.SetAction(Cli.Action(parse =>
         {
             var on = Cli.OpenDevice(parse.GetValue(device));
@@ -89,9 +90,13 @@ public static class BenchCommand
             var labels = Tensor.FromArray(Enumerable.Range(0, b).Select(_ => rng.Next(2)).ToArray(), b).To(on);
             var opt = new Engine.Optim.AdamW(net.Parameters(), 1e-4);
             var parts = new Dictionary<string, List<double>> { ["forward"] = [], ["backward"] = [], ["clip"] = [], ["optimizer"] = [] };
+            bool profiling = parse.GetValue(profile);
+            Engine.Autograd.OpProfile? ops = null;
             for (int i = 0; i <= n; i++)
             {
                 using var scope = Scope.Begin();
+                if (i == 1 && profiling) ops = Engine.Autograd.OpProfile.Start(backend);
+                ops?.Mark();
                 var sw = Stopwatch.StartNew();
                 var loss = net.Loss(net.Forward(ids).Logits, labels);
                 loss.Item();
@@ -117,7 +122,17 @@ public static class BenchCommand
                 total += v[v.Count / 2];
                 Console.WriteLine($"{k,-10} {v[v.Count / 2],9:F1} ms");
             }
-            Console.WriteLine($"{"step",-10} {total,9:F1} ms   {b * t / (total / 1000):N0} tokens/s");
+            Console.WriteLine($"{"step",-10} {total,9:F1} ms   {b * t / (total / 1000):N0} tokens/s" + (profiling ? " (with --profile's synchronisation)" : ""));
+            if (ops is not null)
+            {
+                ops.Dispose();
+                var table = ops.Table();
+                double all = table.Sum(r => r.TotalMs);
+                Console.WriteLine();
+                Console.WriteLine($"{"op",-22} {"calls/step",10} {"fwd ms",9} {"bwd ms",9} {"share",7}   (per step; forward: time since the previous op)");
+                foreach (var r in table)
+                    Console.WriteLine($"{r.Op,-22} {r.Calls / (double)n,10:F0} {r.ForwardMs / n,9:F2} {r.BackwardMs / n,9:F2} {r.TotalMs / all,7:P1}");
+            }
             return 0;
         }));
         return cmd;
