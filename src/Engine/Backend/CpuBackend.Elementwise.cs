@@ -98,42 +98,92 @@ public sealed partial class CpuBackend
         where T : unmanaged, IFloatingPointIeee754<T>
     {
         var br = BroadcastRows.Of(ta, tb, tdy);
+        if (br.Rows == 0 || br.Last == 0) return;
+        if (tda is not null) OperandBackward<T>(op, true, ta, tb, tdy, tda, br);
+        if (tdb is not null) OperandBackward<T>(op, false, ta, tb, tdy, tdb, br);
+    }
+
+    /// <summary>
+    /// dx += dy · ∂(a op b)/∂x for one operand x (a when <paramref name="first"/>, else b), in one
+    /// of three layouts: x has the output's shape (rows in parallel, SIMD per row); x is one row
+    /// broadcast over all rows, as a bias is (column chunks in parallel, rows summed in order in
+    /// each, SIMD along the chunk); any other broadcast (rows in order, element by element).
+    /// Every element's sum runs in row order in all three, so results do not depend on threads.
+    /// </summary>
+    private static void OperandBackward<T>(BinaryOp op, bool first, Tensor ta, Tensor tb, Tensor tdy, Tensor tdx, BroadcastRows br)
+        where T : unmanaged, IFloatingPointIeee754<T>
+    {
         int n = br.Last;
-        long la = br.LastStrideA, lb = br.LastStrideB;
-        // Rows of a broadcast operand receive from several output rows: accumulate serially then.
-        bool serial = (tda is not null && ta.Numel != tdy.Numel) || (tdb is not null && tb.Numel != tdy.Numel);
-        void Row(int row)
+        var sx = first ? br.Sa : br.Sb;
+        long lo = first ? br.LastStrideB : br.LastStrideA;
+        var tx = first ? ta : tb;
+        if (tx.Numel == tdy.Numel)
         {
-            var a = S<T>(ta); var b = S<T>(tb); var dy = S<T>(tdy).Slice(row * n, n);
-            var da = S<T>(tda, true); var db = S<T>(tdb, true);
+            For(br.Rows, n, row =>
+            {
+                var (oa, ob) = br.RowOffsets(row);
+                RowGrad(op, first, S<T>(ta), S<T>(tb), oa, ob, lo, S<T>(tdy).Slice(row * n, n), S<T>(tdx).Slice(row * n, n), 0, n);
+            });
+            return;
+        }
+        bool rowVector = tx.Numel == n && (first ? br.LastStrideA : br.LastStrideB) == 1 && sx.Take(sx.Length - 1).All(v => v == 0);
+        if (rowVector)
+        {
+            const int Chunk = 256;
+            For((n + Chunk - 1) / Chunk, br.Rows * Chunk, chunk =>
+            {
+                int j0 = chunk * Chunk, len = Math.Min(Chunk, n - j0);
+                var dx = S<T>(tdx).Slice(j0, len);
+                for (long row = 0; row < br.Rows; row++)
+                {
+                    var (oa, ob) = br.RowOffsets(row);
+                    RowGrad(op, first, S<T>(ta), S<T>(tb), oa, ob, lo, S<T>(tdy).Slice((int)(row * n) + j0, len), dx, j0, len);
+                }
+            });
+            return;
+        }
+        long la = br.LastStrideA, lb = br.LastStrideB;
+        var a = S<T>(ta); var b = S<T>(tb); var dyAll = S<T>(tdy); var dxAll = S<T>(tdx);
+        for (long row = 0; row < br.Rows; row++)
+        {
             var (oa, ob) = br.RowOffsets(row);
             for (int j = 0; j < n; j++)
             {
-                int ia = (int)(oa + j * la), ib = (int)(ob + j * lb);
-                T g = dy[j];
-                switch (op)
-                {
-                    case BinaryOp.Add:
-                        if (tda is not null) da[ia] += g;
-                        if (tdb is not null) db[ib] += g;
-                        break;
-                    case BinaryOp.Sub:
-                        if (tda is not null) da[ia] += g;
-                        if (tdb is not null) db[ib] -= g;
-                        break;
-                    case BinaryOp.Mul:
-                        if (tda is not null) da[ia] += g * b[ib];
-                        if (tdb is not null) db[ib] += g * a[ia];
-                        break;
-                    default:
-                        if (tda is not null) da[ia] += g / b[ib];
-                        if (tdb is not null) db[ib] -= g * a[ia] / (b[ib] * b[ib]);
-                        break;
-                }
+                T g = dyAll[(int)(row * n + j)], av = a[(int)(oa + j * la)], bv = b[(int)(ob + j * lb)];
+                dxAll[(int)(first ? oa + j * la : ob + j * lb)] += Local(op, first, g, av, bv);
             }
         }
-        if (serial) for (int r = 0; r < br.Rows; r++) Row(r);
-        else For(br.Rows, n, Row);
+    }
+
+    /// <summary>dy · ∂(a op b)/∂a (first) or ∂/∂b at one element.</summary>
+    private static T Local<T>(BinaryOp op, bool first, T g, T a, T b) where T : IFloatingPointIeee754<T> => op switch
+    {
+        BinaryOp.Add => g,
+        BinaryOp.Sub => first ? g : -g,
+        BinaryOp.Mul => g * (first ? b : a),
+        _ => first ? g / b : -(g * a / (b * b)),
+    };
+
+    /// <summary>One row piece: dx[0..len) += local gradient for output columns j0..j0+len of a
+    /// row whose a and b start at oa, ob; the other operand's last stride is <paramref name="lo"/>
+    /// (1: a row, 0: one value). x itself is read (Div's ∂/∂b) only where it has the output's shape.</summary>
+    private static void RowGrad<T>(BinaryOp op, bool first, ReadOnlySpan<T> a, ReadOnlySpan<T> b, long oa, long ob, long lo,
+        ReadOnlySpan<T> dy, Span<T> dx, int j0, int len) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        var other = first ? b : a;
+        long oo = (first ? ob : oa) + j0 * lo;
+        switch (op)
+        {
+            case BinaryOp.Add: TensorPrimitives.Add(dx, dy, dx); return;
+            case BinaryOp.Sub when first: TensorPrimitives.Add(dx, dy, dx); return;
+            case BinaryOp.Sub: TensorPrimitives.Subtract(dx, dy, dx); return;
+            case BinaryOp.Mul when lo == 1: TensorPrimitives.MultiplyAdd(dy, other.Slice((int)oo, len), dx, dx); return;
+            case BinaryOp.Mul when lo == 0: TensorPrimitives.MultiplyAdd(dy, other[(int)oo], dx, dx); return;
+        }
+        long la = first ? 1 : lo, lb = first ? lo : 1;
+        long a0 = oa + j0 * la, b0 = ob + j0 * lb;
+        for (int j = 0; j < len; j++)
+            dx[j] += Local(op, first, dy[j], a[(int)(a0 + j * la)], b[(int)(b0 + j * lb)]);
     }
 
     // ------------------------------------------------------------- activations
