@@ -309,25 +309,33 @@ public sealed partial class CpuBackend
 
     public void Dropout(Tensor x, Tensor y, double p, ulong seed)
     {
-        if (IsF64(x)) Dropout<double>(S<double>(x), S<double>(y), p, seed, accumulate: false);
-        else Dropout<float>(S<float>(x), S<float>(y), p, seed, accumulate: false);
+        if (IsF64(x)) Dropout<double>(x, y, p, seed, accumulate: false);
+        else Dropout<float>(x, y, p, seed, accumulate: false);
     }
 
     public void DropoutBackward(Tensor dy, Tensor dx, double p, ulong seed)
     {
-        if (IsF64(dy)) Dropout<double>(S<double>(dy), S<double>(dx), p, seed, accumulate: true);
-        else Dropout<float>(S<float>(dy), S<float>(dx), p, seed, accumulate: true);
+        if (IsF64(dy)) Dropout<double>(dy, dx, p, seed, accumulate: true);
+        else Dropout<float>(dy, dx, p, seed, accumulate: true);
     }
 
-    /// <summary>The mask keeps element i when Rng.Uniform(seed, i) ≥ p; kept values are scaled by 1/(1−p).</summary>
-    private static void Dropout<T>(Span<T> x, Span<T> y, double p, ulong seed, bool accumulate) where T : unmanaged, IFloatingPointIeee754<T>
+    /// <summary>The mask keeps element i when Rng.Uniform(seed, i) ≥ p; kept values are scaled by
+    /// 1/(1−p). Elements are independent (the draw is a function of the index), so chunks run in parallel.</summary>
+    private static void Dropout<T>(Tensor tx, Tensor ty, double p, ulong seed, bool accumulate) where T : unmanaged, IFloatingPointIeee754<T>
     {
+        const int Chunk = 16384;
         T scale = T.CreateTruncating(1.0 / (1.0 - p));
         float pf = (float)p;
-        for (int i = 0; i < x.Length; i++)
+        long n = tx.Numel;
+        For((n + Chunk - 1) / Chunk, Chunk * 8L, c =>
         {
-            T v = Rng.Uniform(seed, (ulong)i) >= pf ? x[i] * scale : T.Zero;
-            if (accumulate) y[i] += v; else y[i] = v;
-        }
+            var x = S<T>(tx); var y = S<T>(ty);
+            int i0 = c * Chunk, i1 = (int)Math.Min(n, i0 + (long)Chunk);
+            for (int i = i0; i < i1; i++)
+            {
+                T v = Rng.Uniform(seed, (ulong)i) >= pf ? x[i] * scale : T.Zero;
+                if (accumulate) y[i] += v; else y[i] = v;
+            }
+        });
     }
 }
