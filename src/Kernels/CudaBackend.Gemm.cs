@@ -6,6 +6,13 @@ namespace Engine.Kernels;
 // one strided-batched call (a stride of 0 for A or B repeats that matrix); a batch summed into
 // one C (strideC = 0) is a sequence of calls into the same C, beta on the first and 1 after it,
 // in batch order, so it is deterministic.
+//
+// bf16 mixed precision (MixedPrecision.Bf16() open on the calling thread, F32 tensors): the
+// matrices of A and B the product reads are packed into bf16 scratch buffers by the pack_bf16
+// kernel (round to nearest even, as the CPU reference CpuBackend.GemmBf16.cs), then
+// cublasGemmStridedBatchedEx multiplies them with CUDA_R_16BF inputs, a CUDA_R_32F C and
+// CUBLAS_COMPUTE_32F (float32 accumulation; tensor cores). C, alpha and beta stay float32.
+// F64 GEMMs ignore the setting.
 public sealed unsafe partial class CudaBackend
 {
     public void Gemm(Tensor a, long offA, long strideA, bool transA,
@@ -18,6 +25,11 @@ public sealed unsafe partial class CudaBackend
         int size = a.DType.SizeOf();
         ulong pa = P(a) + (ulong)(offA * size), pb = P(b) + (ulong)(offB * size), pc = P(c) + (ulong)(offC * size);
         var map = GemmMapping.RowMajor(transA, transB, m, n, k);
+        if (a.DType == DType.F32 && MixedPrecision.GemmInBf16)
+        {
+            GemmBf16(map, pa, strideA, pb, strideB, pc, strideC, batch, m, n, k, alpha, beta);
+            return;
+        }
         if (strideC == 0 && batch > 1)
         {
             for (int i = 0; i < batch; i++)
@@ -43,5 +55,45 @@ public sealed unsafe partial class CudaBackend
                 &al, first, map.LdFirst, strideFirst, second, map.LdSecond, strideSecond, &be, c, map.LdC, strideC, batch), "cublasSgemmStridedBatched");
         }
         else throw new EngineException($"cuda GEMM computes in F32 or F64, not {like.DType}");
+    }
+
+    /// <summary>The bf16 path: pack A and B to bf16 scratch, then bf16 × bf16 → float32 GEMMs.</summary>
+    private void GemmBf16(GemmMapping map, ulong pa, long strideA, ulong pb, long strideB, ulong pc, long strideC,
+                          int batch, int m, int n, int k, double alpha, double beta)
+    {
+        long countA = (long)m * k, countB = (long)k * n;
+        var sa = PackBf16(pa, strideA, countA, batch);
+        var sb = PackBf16(pb, strideB, countB, batch);
+        // Packed strides: matrix i at i·count (2 bytes each), or 0 for a shared matrix.
+        long packedA = strideA == 0 ? 0 : countA, packedB = strideB == 0 ? 0 : countB;
+        if (strideC == 0 && batch > 1)
+        {
+            for (int i = 0; i < batch; i++)
+                CallBf16(map, sb.Pointer + (ulong)(i * packedB * 2), 0, sa.Pointer + (ulong)(i * packedA * 2), 0, pc, 0, 1, alpha, i == 0 ? beta : 1.0);
+        }
+        else CallBf16(map, sb.Pointer, packedB, sa.Pointer, packedA, pc, strideC, batch, alpha, beta);
+        Free(sa);
+        Free(sb);
+    }
+
+    /// <summary>The matrices i &lt; batch at src + i·stride (count floats each; one for stride 0)
+    /// rounded to bf16 into a dense scratch buffer (returned to the cache by the caller; the
+    /// stream orders its reuse after the GEMM).</summary>
+    private (ulong Pointer, long Rounded) PackBf16(ulong src, long stride, long count, int batch)
+    {
+        int matrices = stride == 0 ? 1 : batch;
+        var scratch = Scratch(Math.Max(2, matrices * count * 2));
+        if (count > 0) gpu.Launch("pack_bf16", Blocks(matrices * count), Block, src, stride, count, matrices, scratch.Pointer);
+        return scratch;
+    }
+
+    /// <summary>One cublasGemmStridedBatchedEx call on packed bf16 operands: first B, second A, C float32.</summary>
+    private void CallBf16(GemmMapping map, ulong first, long strideFirst, ulong second, long strideSecond, ulong c, long strideC, int batch, double alpha, double beta)
+    {
+        int opFirst = map.TransFirst ? Native.Cublas.OpT : Native.Cublas.OpN, opSecond = map.TransSecond ? Native.Cublas.OpT : Native.Cublas.OpN;
+        float al = (float)alpha, be = (float)beta;
+        Native.Cublas.Check(Native.Cublas.cublasGemmStridedBatchedEx(gpu.Cublas, opFirst, opSecond, map.M, map.N, map.K,
+            &al, first, Native.Cublas.R16BF, map.LdFirst, strideFirst, second, Native.Cublas.R16BF, map.LdSecond, strideSecond,
+            &be, c, Native.Cublas.R32F, map.LdC, strideC, batch, Native.Cublas.Compute32F, Native.Cublas.GemmDefault), "cublasGemmStridedBatchedEx");
     }
 }

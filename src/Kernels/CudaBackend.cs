@@ -66,7 +66,7 @@ public sealed unsafe partial class CudaBackend : IBackend
     ];
 
     /// <summary>Kernels with one entry point for every type.</summary>
-    public static IReadOnlyList<string> UntypedKernels { get; } = ["fill_f64", "cast", "count_targets", "rng_uniform_f32"];
+    public static IReadOnlyList<string> UntypedKernels { get; } = ["fill_f64", "cast", "pack_bf16", "count_targets", "rng_uniform_f32"];
 
     private const uint Block = 256;
 

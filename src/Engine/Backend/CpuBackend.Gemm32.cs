@@ -20,9 +20,9 @@ public sealed partial class CpuBackend
     /// <summary>ENGINE_GEMM=simple selects the generic kernel for float32 too (for side-by-side timing).</summary>
     private static readonly bool SimpleGemm = Environment.GetEnvironmentVariable("ENGINE_GEMM") == "simple";
 
-    private static unsafe void GemmF32(Tensor ta, long offA, long strideA, bool transA,
-                                       Tensor tb, long offB, long strideB, bool transB,
-                                       Tensor tc, long offC, long strideC,
+    private static unsafe void GemmF32(Span<float> allA, long offA, long strideA, bool transA,
+                                       Span<float> allB, long offB, long strideB, bool transB,
+                                       Span<float> allC, long offC, long strideC,
                                        int batch, int m, int n, int k, float alpha, float beta)
     {
         var pool = ArrayPool<float>.Shared;
@@ -32,9 +32,9 @@ public sealed partial class CpuBackend
         {
             for (int bi = 0; bi < batch; bi++)
             {
-                var a = S<float>(ta).Slice((int)(offA + bi * strideA), m * k);
-                var b = S<float>(tb).Slice((int)(offB + bi * strideB), k * n);
-                var c = S<float>(tc).Slice((int)(offC + bi * strideC), m * n);
+                var a = allA.Slice((int)(offA + bi * strideA), m * k);
+                var b = allB.Slice((int)(offB + bi * strideB), k * n);
+                var c = allC.Slice((int)(offC + bi * strideC), m * n);
                 if (transA) { Transpose(a, packA!, k, m); a = packA.AsSpan(0, m * k); }
                 if (transB && (bi == 0 || strideB != 0)) Transpose(b, packB!, n, k);
                 if (transB) b = packB.AsSpan(0, k * n);

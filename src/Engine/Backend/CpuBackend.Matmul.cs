@@ -4,7 +4,7 @@ using System.Numerics.Tensors;
 namespace Engine.Backend;
 
 // GEMM, the generic kernel (float64, and float32 with ENGINE_GEMM=simple; the float32 default is
-// CpuBackend.Gemm32.cs). One output row per work item (rows of all batches run in parallel unless the batch
+// CpuBackend.Gemm32.cs, and under MixedPrecision.Bf16() CpuBackend.GemmBf16.cs, which always uses it). One output row per work item (rows of all batches run in parallel unless the batch
 // writes one shared C, stride 0, which then runs serially). For op(B) = B the row is built as
 // a sum of scaled rows of B (SIMD axpy); for op(B) = Bᵀ each element is a SIMD dot product.
 // op(A) = Aᵀ reads a column of A into a scratch row first.
@@ -15,9 +15,11 @@ public sealed partial class CpuBackend
                      Tensor c, long offC, long strideC,
                      int batch, int m, int n, int k, double alpha, double beta)
     {
+        // Float64 ignores MixedPrecision (it is the checking type); a bf16 scope rounds float32 inputs.
         if (IsF64(a)) Gemm<double>(a, offA, strideA, transA, b, offB, strideB, transB, c, offC, strideC, batch, m, n, k, alpha, beta);
+        else if (MixedPrecision.GemmInBf16) GemmBf16(a, offA, strideA, transA, b, offB, strideB, transB, c, offC, strideC, batch, m, n, k, (float)alpha, (float)beta);
         else if (SimpleGemm) Gemm<float>(a, offA, strideA, transA, b, offB, strideB, transB, c, offC, strideC, batch, m, n, k, alpha, beta);
-        else GemmF32(a, offA, strideA, transA, b, offB, strideB, transB, c, offC, strideC, batch, m, n, k, (float)alpha, (float)beta);
+        else GemmF32(S<float>(a), offA, strideA, transA, S<float>(b), offB, strideB, transB, S<float>(c), offC, strideC, batch, m, n, k, (float)alpha, (float)beta);
     }
 
     private static void Gemm<T>(Tensor ta, long offA, long strideA, bool transA,

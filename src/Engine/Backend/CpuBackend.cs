@@ -1,5 +1,6 @@
 using System.Numerics;
 using System.Numerics.Tensors;
+using System.Runtime.Intrinsics;
 
 namespace Engine.Backend;
 
@@ -128,6 +129,31 @@ public static class HalfBits
         if (float.IsNaN(f)) return (ushort)((u >> 16) | 0x40);
         uint rounding = 0x7FFF + ((u >> 16) & 1);
         return (ushort)((u + rounding) >> 16);
+    }
+
+    /// <summary>dst[i] = src[i] rounded to the nearest bf16 value (ties to even, NaN stays NaN), kept
+    /// as a float32: the same bits as Bf16ToFloat(FloatToBf16(src[i])), eight lanes at a time.
+    /// src and dst may be the same span.</summary>
+    public static void RoundToBf16(ReadOnlySpan<float> src, Span<float> dst)
+    {
+        if (dst.Length < src.Length) throw new ArgumentException("dst is shorter than src", nameof(dst));
+        int i = 0;
+        if (Vector256.IsHardwareAccelerated)
+        {
+            var one = Vector256.Create(1u);
+            var half = Vector256.Create(0x7FFFu);
+            var top = Vector256.Create(0xFFFF0000u);
+            var quiet = Vector256.Create(0x00400000u);
+            for (; i <= src.Length - 8; i += 8)
+            {
+                var x = Vector256.Create(src.Slice(i, 8));
+                var u = x.AsUInt32();
+                var rounded = (u + half + (Vector256.ShiftRightLogical(u, 16) & one)) & top;
+                var nan = ~Vector256.Equals(x, x).AsUInt32();
+                Vector256.ConditionalSelect(nan, (u & top) | quiet, rounded).AsSingle().CopyTo(dst.Slice(i, 8));
+            }
+        }
+        for (; i < src.Length; i++) dst[i] = Bf16ToFloat(FloatToBf16(src[i]));
     }
 
     public static float F16ToFloat(ushort bits) => (float)BitConverter.UInt16BitsToHalf(bits);

@@ -1,4 +1,5 @@
-// elementwise.cu: fills, scalar updates, broadcasting binary ops, activations, dropout, casts.
+// elementwise.cu: fills, scalar updates, broadcasting binary ops, activations, dropout, casts,
+// bf16 packing of GEMM operands.
 //
 // Conventions (llm.c style): forward kernels overwrite their outputs; backward kernels
 // accumulate (+=) into the gradient buffers. All buffers are contiguous; pointers arrive
@@ -213,4 +214,16 @@ __device__ __forceinline__ void store_from_double(void* p, int type, i64 i, doub
 }
 extern "C" __global__ void cast(const void* src, int src_type, void* dst, int dst_type, i64 n) {
     GRID_STRIDE_LOOP(i, n) store_from_double(dst, dst_type, i, load_as_double(src, src_type, i));
+}
+
+// GEMM operands in bf16 mixed precision (MixedPrecision.Bf16 on the host): packs the matrices a
+// product reads into one dense bf16 buffer for cublasGemmStridedBatchedEx.
+// src: float32, matrix b (b < batch) at src + b·stride, count elements each;
+// dst [batch, count] = bf16(src[b·stride + i]), rounded to nearest even (NaN stays NaN).
+// A stride-0 operand (one matrix shared by the batch) is packed once: the host passes batch 1.
+extern "C" __global__ void pack_bf16(const float* src, i64 stride, i64 count, int batch, unsigned short* dst) {
+    GRID_STRIDE_LOOP(i, count * batch) {
+        i64 b = i / count, j = i - b * count;
+        dst[i] = float_to_bf16(src[b * stride + j]);
+    }
 }

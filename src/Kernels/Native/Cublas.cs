@@ -10,6 +10,12 @@ internal static unsafe partial class Cublas
 
     public const int OpN = 0, OpT = 1;
     public const int DefaultMath = 0, Tf32TensorOpMath = 3;
+    /// <summary>cudaDataType_t (library_types.h): CUDA_R_32F 0, CUDA_R_16BF 14.</summary>
+    public const int R32F = 0, R16BF = 14;
+    /// <summary>cublasComputeType_t CUBLAS_COMPUTE_32F (float32 accumulation, alpha and beta float).</summary>
+    public const int Compute32F = 68;
+    /// <summary>cublasGemmAlgo_t CUBLAS_GEMM_DEFAULT.</summary>
+    public const int GemmDefault = -1;
 
     [LibraryImport(Lib, EntryPoint = "cublasCreate_v2")] public static partial int cublasCreate(out IntPtr handle);
     [LibraryImport(Lib, EntryPoint = "cublasSetStream_v2")] public static partial int cublasSetStream(IntPtr handle, IntPtr stream);
@@ -22,6 +28,13 @@ internal static unsafe partial class Cublas
     public static partial int cublasDgemmStridedBatched(IntPtr handle, int transA, int transB, int m, int n, int k,
         double* alpha, ulong a, int lda, long strideA, ulong b, int ldb, long strideB,
         double* beta, ulong c, int ldc, long strideC, int batchCount);
+
+    /// <summary>Mixed-type strided-batched GEMM (A, B, C types and the compute type given separately);
+    /// alpha and beta point to float for CUBLAS_COMPUTE_32F.</summary>
+    [LibraryImport(Lib)]
+    public static partial int cublasGemmStridedBatchedEx(IntPtr handle, int transA, int transB, int m, int n, int k,
+        void* alpha, ulong a, int aType, int lda, long strideA, ulong b, int bType, int ldb, long strideB,
+        void* beta, ulong c, int cType, int ldc, long strideC, int batchCount, int computeType, int algo);
 
     public static void Check(int status, string call)
     {

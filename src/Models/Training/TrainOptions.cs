@@ -43,6 +43,11 @@ public sealed record TrainOptions
     /// <summary>Where to train: the model is moved there after its method is applied (its
     /// checkpoints are still written from host copies). Null: leave the model where it is.</summary>
     public Device? Device { get; init; }
+    /// <summary>GEMM precision of the training forward and backward (<c>--dtype</c>): "f32", or "bf16" —
+    /// every float32 GEMM rounds its inputs to bfloat16 and accumulates in float32, while
+    /// parameters (master weights), gradients, optimizer state and activations stay float32
+    /// (<see cref="MixedPrecision"/>). Evaluation runs in float32 either way.</summary>
+    public string Precision { get; init; } = "f32";
 
     public void Validate()
     {
@@ -55,6 +60,7 @@ public sealed record TrainOptions
         if (WarmupRatio is < 0 or > 1) throw new EngineException($"train: warmup ratio must be in [0, 1], got {WarmupRatio}");
         if (Schedule is not ("constant" or "linear" or "cosine")) throw new EngineException($"train: unknown schedule '{Schedule}' (constant, linear, cosine)");
         if (EvalEvery is < 1) throw new EngineException($"train: eval-every must be at least 1, got {EvalEvery}");
+        MixedPrecision.Parse(Precision, "train: precision (--dtype)");
         Peft.Validate();
     }
 }

@@ -114,6 +114,7 @@ public sealed class Trainer
                 var batch = Batches.Collate(train, order![(int)(micro % perEpoch)], tokenizer.PadId);
                 tokens += batch.Tokens;
                 using var scope = Scope.Begin();
+                using var precision = MixedPrecision.Use(MixedPrecision.Parse(o.Precision)); // bf16: GEMM inputs rounded (forward and backward)
                 var output = model.Forward(batch.Ids, batch.Mask, batch.Types);
                 var loss = model.Loss(output.Logits, regression ? batch.Values : batch.Labels);
                 double value = loss.Item();

@@ -35,15 +35,18 @@ public static class BenchCommand
         var iters = new Option<int>("--iters") { Description = "timed iterations per case", DefaultValueFactory = _ => 10 };
         var json = new Option<bool>("--json") { Description = "one JSON object per case instead of a table" };
         var only = new Option<string?>("--case") { Description = "run one case" };
-        var ops = new Command("ops", "Time op forward and forward+backward (float32, CPU)") { iters, json, only };
+        var dtype = DTypeOption.Create();
+        var ops = new Command("ops", "Time op forward and forward+backward (float32 tensors, CPU; --dtype bf16 rounds GEMM inputs)") { iters, json, only, dtype };
         ops.SetAction(Cli.Action(parse =>
         {
+            var precision = DTypeOption.Read(parse, dtype);
+            using var mixed = MixedPrecision.Use(precision);
             int n = Math.Max(1, parse.GetValue(iters));
             bool asJson = parse.GetValue(json);
             var name = parse.GetValue(only);
             var cases = name is null ? Cases : Cases.Where(c => c.Name == name).ToList();
             if (cases.Count == 0) throw new EngineException($"bench: unknown case '{name}'");
-            if (!asJson) Console.WriteLine($"{"case",-14} {"shape",-28} {"fwd ms",9} {"fwd+bwd ms",11}  (median of {n}, {Environment.ProcessorCount} threads)");
+            if (!asJson) Console.WriteLine($"{"case",-14} {"shape",-28} {"fwd ms",9} {"fwd+bwd ms",11}  (median of {n}, {Environment.ProcessorCount} threads, GEMMs {MixedPrecision.Name(precision)})");
             foreach (var c in cases)
             {
                 var (inputs, apply) = c.Make(new Random(1));
@@ -56,7 +59,7 @@ public static class BenchCommand
                     y.Backward(y.Numel == 1 ? null : Tensor.Full(y.ShapeArray, 1.0));
                     foreach (var t in inputs) if (t.Grad is { } g) g.Backend.Fill(g, 0); // kept and zeroed, as parameter gradients are
                 });
-                if (asJson) Console.WriteLine(JsonSerializer.Serialize(new { engine = "engine", @case = c.Name, shape = c.Shape, fwd_ms = fwd, fwd_bwd_ms = both }));
+                if (asJson) Console.WriteLine(JsonSerializer.Serialize(new { engine = "engine", @case = c.Name, shape = c.Shape, dtype = MixedPrecision.Name(precision), fwd_ms = fwd, fwd_bwd_ms = both }));
                 else Console.WriteLine($"{c.Name,-14} {c.Shape,-28} {fwd,9:F2} {both,11:F2}");
             }
             return 0;
@@ -75,10 +78,12 @@ public static class BenchCommand
         var iters = new Option<int>("--iters") { Description = "timed steps", DefaultValueFactory = _ => 5 };
         var device = Cli.DeviceOption();
         var profile = new Option<bool>("--profile") { Description = "also time every op's forward and backward (synchronising the device after each; slower)" };
-        var cmd = new Command("step", "Time a training step of a model folder (float32)") { model, batch, length, iters, device, profile };
+        var dtype = DTypeOption.Create();
+        var cmd = new Command("step", "Time a training step of a model folder (float32 weights; --dtype bf16 rounds GEMM inputs)") { model, batch, length, iters, device, profile, dtype };
         cmd.SetAction(Cli.Action(parse =>
         {
             var on = Cli.OpenDevice(parse.GetValue(device));
+            var precision = DTypeOption.Read(parse, dtype);
             var folder = Engine.Models.HfModelFolder.Open(parse.GetValue(model)!);
             var net = Engine.Models.SequenceClassifier.FromFolder(folder, numLabels: 2);
             net.To(on);
@@ -98,12 +103,16 @@ public static class BenchCommand
                 if (i == 1 && profiling) ops = Engine.Autograd.OpProfile.Start(backend);
                 ops?.Mark();
                 var sw = Stopwatch.StartNew();
-                var loss = net.Loss(net.Forward(ids).Logits, labels);
-                loss.Item();
-                double f = sw.Elapsed.TotalMilliseconds;
-                loss.Backward();
-                backend.Synchronize();
-                double bw = sw.Elapsed.TotalMilliseconds;
+                double f, bw;
+                using (MixedPrecision.Use(precision)) // forward and backward, as the Trainer does
+                {
+                    var loss = net.Loss(net.Forward(ids).Logits, labels);
+                    loss.Item();
+                    f = sw.Elapsed.TotalMilliseconds;
+                    loss.Backward();
+                    backend.Synchronize();
+                    bw = sw.Elapsed.TotalMilliseconds;
+                }
                 Engine.Optim.GradClip.ClipByGlobalNorm(opt.Parameters, 1.0);
                 backend.Synchronize();
                 double c = sw.Elapsed.TotalMilliseconds;
@@ -115,7 +124,7 @@ public static class BenchCommand
                 parts["forward"].Add(f); parts["backward"].Add(bw - f); parts["clip"].Add(c - bw); parts["optimizer"].Add(o - c);
             }
             double total = 0;
-            Console.WriteLine($"{folder.ModelType}, {net.ParameterCount():N0} parameters, batch {b} × {t} tokens, on {backend.Name}, median of {n}");
+            Console.WriteLine($"{folder.ModelType}, {net.ParameterCount():N0} parameters, batch {b} × {t} tokens, on {backend.Name}, GEMMs {MixedPrecision.Name(precision)}, median of {n}");
             foreach (var (k, v) in parts)
             {
                 v.Sort();

@@ -28,13 +28,15 @@ public static class LlamaScale
         var batch = new Option<int>("--batch") { DefaultValueFactory = _ => 4 };
         var seq = new Option<int>("--seq") { DefaultValueFactory = _ => 256 };
         var dir = new Option<string?>("--dir") { Description = "where to write the temporary model folder (default: the system temp folder)" };
+        var dtype = DTypeOption.Create();
         var cmd = new Command("llama-scale", "Llama-3.2-1B-shaped forward + backward on the CPU with random bf16 weights")
-            { hidden, layers, heads, kvHeads, intermediate, vocab, batch, seq, dir };
+            { hidden, layers, heads, kvHeads, intermediate, vocab, batch, seq, dir, dtype };
         cmd.Hidden = true;
         cmd.SetAction(Cli.Action(parse =>
         {
             int d = parse.GetValue(hidden), l = parse.GetValue(layers), h = parse.GetValue(heads), kv = parse.GetValue(kvHeads);
             int ff = parse.GetValue(intermediate), v = parse.GetValue(vocab), b = parse.GetValue(batch), t = parse.GetValue(seq);
+            var precision = DTypeOption.Read(parse, dtype);
             var folder = Path.Combine(parse.GetValue(dir) ?? Path.GetTempPath(), "engine-llama-scale-" + Guid.NewGuid().ToString("N"));
             Directory.CreateDirectory(folder);
             try
@@ -56,12 +58,13 @@ public static class LlamaScale
                 var labels = Tensor.FromArray(Enumerable.Range(0, b).Select(i => i % 2).ToArray(), b);
                 double fwd, bwd;
                 using (Scope.Begin())
+                using (MixedPrecision.Use(precision))
                 {
                     sw.Restart();
                     var output = model.Forward(ids, mask);
                     var loss = model.Loss(output.Logits, labels);
                     fwd = sw.Elapsed.TotalSeconds;
-                    Report($"forward {b} × {t} tokens: {fwd:F1} s, loss {loss.ToDoubleArray()[0]:F4}");
+                    Report($"forward {b} × {t} tokens (GEMMs {MixedPrecision.Name(precision)}): {fwd:F1} s, loss {loss.ToDoubleArray()[0]:F4}");
                     sw.Restart();
                     loss.Backward();
                     bwd = sw.Elapsed.TotalSeconds;

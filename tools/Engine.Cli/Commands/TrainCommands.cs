@@ -97,11 +97,13 @@ public static class TrainCommands
         var resume = new Option<string?>("--resume") { Description = "continue from a checkpoint folder (OUT/checkpoint-last)" };
         var logEvery = new Option<int>("--log-every") { Description = "write a training line to metrics.jsonl every N steps", DefaultValueFactory = _ => 10 };
         var adapter = AdapterOption("to load onto --model and keep training");
+        var dtype = DTypeOption.Create();
         var methods = new MethodArgs();
         var cmd = new Command("train", "Fine-tune a Hugging Face folder for text classification")
             { model, train, eval, epochs, steps, lr, seed, device, output, accum, warmup, decay, schedule, clip, evalEvery, patience, bucket, resume, logEvery, adapter };
         data.AddTo(cmd);
         methods.AddTo(cmd);
+        cmd.Options.Add(dtype);
         cmd.SetAction(Cli.Action(p =>
         {
             var on = Cli.OpenDevice(p.GetValue(device));
@@ -120,7 +122,7 @@ public static class TrainCommands
                 WarmupRatio = p.GetValue(warmup), WeightDecay = p.GetValue(decay), Schedule = p.GetValue(schedule)!, MaxGradNorm = p.GetValue(clip),
                 EvalEvery = p.GetValue(evalEvery), EarlyStoppingPatience = p.GetValue(patience), BucketByLength = p.GetValue(bucket),
                 Task = task, OutDir = p.GetValue(output), LogEvery = Math.Max(1, p.GetValue(logEvery)), Peft = methods.Read(p),
-                Device = on,
+                Device = on, Precision = p.GetValue(dtype)!,
             };
             var adapterDir = p.GetValue(adapter);
             if (adapterDir is not null && options.Peft.Method is not (PeftOptions.Lora or PeftOptions.Full))
