@@ -27,6 +27,8 @@ if [ -f "$vocab" ] && python3 -c "import torch, transformers" 2>/dev/null; then
   ./engine init --vocab "$vocab" --layers 12 --hidden 768 --heads 12 --out /tmp/bert-base-random > /dev/null 2>&1
   python3 "$here/step_vs_torch.py" ./engine /tmp/bert-base-random --device cuda --batch 32 --len 128 --iters 10 > "$OUT/bench-step-cuda.log" 2>&1
   bench_rc=$?
+  python3 "$here/step_vs_torch.py" ./engine /tmp/bert-base-random --device cuda --batch 32 --len 128 --iters 10 --dtype bf16 > "$OUT/bench-step-cuda-bf16.log" 2>&1
+  ./engine bench step --model /tmp/bert-base-random --device cuda --batch 32 --len 128 --iters 3 --profile > "$OUT/profile-cuda.log" 2>&1
 fi
 
 count() { grep -E "^\s*$1:\s*[0-9]+" "$OUT/tests.log" | grep -oE '[0-9]+' | awk '{s+=$1} END {print s+0}'; }
@@ -40,6 +42,8 @@ echo "| engine demo --device cuda      | $demo_rc | $(grep -E '^(held-out|done)'
 echo
 echo "training step, BERT-base shape, batch 32 x 128, float32 (exit $bench_rc):"
 cat "$OUT/bench-step-cuda.log" 2>/dev/null | tail -n 9
+cat "$OUT/bench-step-cuda-bf16.log" 2>/dev/null | tail -n 9
+echo "per-op profile on the GPU (top 8):"; sed -n '/^op /,$p' "$OUT/profile-cuda.log" 2>/dev/null | head -n 9
 echo
 echo "skipped tests (reason):"; grep -A1 "^skipped" "$OUT/tests.log" | head -40
 echo "failed tests:"; grep -A6 "^failed" "$OUT/tests.log" | head -80

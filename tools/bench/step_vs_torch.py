@@ -2,11 +2,14 @@
 """Side-by-side training-step timings: `engine bench step` and PyTorch + transformers on the same
 model folder, same batch, same device, same run. Prints a table with the ratio engine/torch.
 
-    python3 tools/bench/step_vs_torch.py ENGINE MODEL_DIR [--device cuda] [--batch 32] [--len 128] [--iters 10]
+    python3 tools/bench/step_vs_torch.py ENGINE MODEL_DIR [--device cuda] [--batch 32] [--len 128] [--iters 10] [--dtype f32|bf16]
 
 The step is split the same way on both sides: forward + loss (read back to the host), backward,
 gradient clipping (global norm 1.0), AdamW update + zero_grad; each part ends with a device
-synchronisation. Float32 on both sides, TF32 off on both (torch.backends.*.allow_tf32 = False).
+synchronisation. Float32 on both sides, TF32 off on both (torch.backends.*.allow_tf32 = False);
+with --dtype bf16 the engine rounds GEMM inputs to bf16 (float32 accumulation) and PyTorch runs
+the forward under torch.autocast(dtype=torch.bfloat16) (which also lowers some other ops, so the
+comparison is of the user-facing modes, not identical arithmetic).
 Needs torch and transformers (the GPU host has them; Debian's python3-torch has no transformers).
 """
 import re
@@ -22,10 +25,11 @@ def arg(name, default):
 
 engine, model_dir = sys.argv[1], sys.argv[2]
 device, batch, length, iters = arg("--device", "cuda"), arg("--batch", 32), arg("--len", 128), arg("--iters", 10)
+dtype = arg("--dtype", "f32")
 
 # ---------------------------------------------------------------- the engine
 out = subprocess.run([engine, "bench", "step", "--model", model_dir, "--batch", str(batch), "--len", str(length),
-                      "--iters", str(iters), "--device", device], capture_output=True, text=True)
+                      "--iters", str(iters), "--device", device, "--dtype", dtype], capture_output=True, text=True)
 if out.returncode != 0:
     sys.exit(f"engine bench step failed ({out.returncode}): {out.stderr.strip() or out.stdout.strip()}")
 ours = {m.group(1): float(m.group(2)) for m in re.finditer(r"^(forward|backward|clip|optimizer|step)\s+([\d.]+) ms", out.stdout, re.M)}
@@ -54,7 +58,8 @@ def sync():
 parts = {"forward": [], "backward": [], "clip": [], "optimizer": []}
 for i in range(iters + 1):
     t0 = time.perf_counter()
-    loss = model(input_ids=ids, labels=labels).loss
+    with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=dtype == "bf16"):
+        loss = model(input_ids=ids, labels=labels).loss
     loss.item()
     t1 = time.perf_counter()
     loss.backward()
@@ -75,7 +80,7 @@ theirs = {k: statistics.median(v) for k, v in parts.items()}
 theirs["step"] = sum(theirs.values())
 
 print(header)
-print(f"torch {torch.__version__}, {torch.cuda.get_device_name(0) if dev.type == 'cuda' else 'cpu'}")
+print(f"torch {torch.__version__}, {torch.cuda.get_device_name(0) if dev.type == 'cuda' else 'cpu'}, {dtype}")
 print(f"| part      | engine ms | torch ms | engine/torch |")
 print(f"|-----------|-----------|----------|--------------|")
 for k in ("forward", "backward", "clip", "optimizer", "step"):
