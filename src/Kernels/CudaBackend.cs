@@ -209,8 +209,10 @@ public sealed unsafe partial class CudaBackend : IBackend
         }
     }
 
-    /// <summary>A scalar of the tensor's type as a kernel argument.</summary>
-    private static KernelArg Scalar(Tensor like, double value) => like.DType == DType.F64 ? value : (float)value;
+    /// <summary>A scalar of the tensor's type as a kernel argument. (Both branches are cast to
+    /// KernelArg: a bare `f64 ? value : (float)value` is a double expression, which would hand
+    /// the F32 kernels 8 bytes of a double where they read a 4-byte float.)</summary>
+    private static KernelArg Scalar(Tensor like, double value) => like.DType == DType.F64 ? (KernelArg)value : (KernelArg)(float)value;
 
     public void AddScalar(Tensor t, double value)
     {
