@@ -223,7 +223,7 @@ public sealed unsafe partial class CudaBackend
     {
         gpu.MakeCurrent();
         long bytes = y.Numel * y.DType.SizeOf();
-        if (bytes > 0) Native.Driver.Check(Native.Driver.cuMemsetD8Async(P(y), 0, (nuint)bytes, gpu.Stream), "cuMemsetD8Async");
+        gpu.MemsetD8(P(y), 0, bytes);
         for (int l = 0; l < xs.Length; l++)
             gpu.Launch(K("axpy_indexed", w), Blocks(y.Numel), Block, P(xs[l]), P(y), y.Numel, P(w), l);
     }
