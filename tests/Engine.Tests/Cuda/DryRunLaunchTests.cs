@@ -1,6 +1,4 @@
-using System.Reflection;
 using System.Runtime.CompilerServices;
-using System.Runtime.ExceptionServices;
 using System.Runtime.InteropServices;
 using System.Text.RegularExpressions;
 using Engine.Backend;
@@ -20,71 +18,6 @@ namespace Engine.Tests.Cuda;
 /// </summary>
 public class DryRunLaunchTests
 {
-    /// <summary>The device index the dry-run backend claims (a stand-in, like the mirror's 15).</summary>
-    private const int DryIndex = 13;
-
-    private sealed class Dry
-    {
-        public readonly List<KernelLaunch> Launches = new();
-        public readonly CudaBackend Backend;
-        public readonly Device Device = Device.Cuda(DryIndex);
-        public readonly IBackend Served;
-
-        public Dry()
-        {
-            var device = CudaDevice.DryRun(l => { lock (Launches) Launches.Add(l); }, DryIndex);
-            Backend = new CudaBackend(device, Device);
-            Served = GemmlessProxy.Wrap(Backend);
-            Backends.Register(Served);
-        }
-
-        public Tensor Empty(int[] shape, DType dtype = DType.F32) => Tensor.Empty(shape, dtype, Device);
-        public Tensor Zeros(int[] shape, DType dtype = DType.F32) => Tensor.Zeros(shape, dtype, Device);
-    }
-
-    /// <summary>The dry-run backend as an IBackend whose Gemm only checks that the operands fit
-    /// their tensors (cuBLAS cannot run on a dry-run device); everything else goes to the CUDA backend.</summary>
-    public class GemmlessProxy : DispatchProxy
-    {
-        private IBackend inner = null!;
-
-        internal static IBackend Wrap(IBackend backend)
-        {
-            var proxy = Create<IBackend, GemmlessProxy>();
-            ((GemmlessProxy)(object)proxy).inner = backend;
-            return proxy;
-        }
-
-        protected override object? Invoke(MethodInfo? method, object?[]? args)
-        {
-            if (method!.Name == nameof(IBackend.Gemm)) { CheckGemm(args!); return null; }
-            try { return method.Invoke(inner, args); }
-            catch (TargetInvocationException e) when (e.InnerException is not null)
-            {
-                ExceptionDispatchInfo.Capture(e.InnerException).Throw();
-                throw;
-            }
-        }
-
-        private static void CheckGemm(object?[] a)
-        {
-            var (ta, offA, strideA, transA) = ((Tensor)a[0]!, (long)a[1]!, (long)a[2]!, (bool)a[3]!);
-            var (tb, offB, strideB) = ((Tensor)a[4]!, (long)a[5]!, (long)a[6]!);
-            var (tc, offC, strideC) = ((Tensor)a[8]!, (long)a[9]!, (long)a[10]!);
-            int batch = (int)a[11]!, m = (int)a[12]!, n = (int)a[13]!, k = (int)a[14]!;
-            if (batch == 0 || m == 0 || n == 0) return;
-            void Fits(Tensor t, long off, long stride, long size, string name)
-            {
-                long end = off + (batch - 1) * stride + size;
-                if (off < 0 || stride < 0 || end > t.Numel) throw new EngineException($"Gemm: {name} [{off}, {end}) outside its {t.Numel} elements");
-            }
-            Fits(ta, offA, strideA, (long)m * k, "A");
-            Fits(tb, offB, strideB, (long)k * n, "B");
-            Fits(tc, offC, strideC, (long)m * n, "C");
-            _ = transA;
-        }
-    }
-
     // ------------------------------------------------------------- the signature parser and the checks
 
     [Test]
@@ -123,11 +56,11 @@ public class DryRunLaunchTests
     [Test]
     public unsafe void WrongArgumentsBadShapesAndDeadMemoryAreRefused()
     {
-        var dry = new Dry();
+        var dry = new DryGpu();
         var x = dry.Empty([1000]);
         var y = dry.Empty([1000]);
         ulong px = ((CudaStorage)x.Storage).Pointer, py = ((CudaStorage)y.Storage).Pointer;
-        var device = DeviceOf(dry.Backend);
+        var device = dry.Gpu;
 
         device.Launch("axpy_f32", 4, 256, px, py, 1000L, 2.0f);
         Assert.That(dry.Launches, Has.Count.EqualTo(1));
@@ -147,19 +80,16 @@ public class DryRunLaunchTests
         Assert.That(dry.Launches, Has.Count.EqualTo(1));
     }
 
-    private static CudaDevice DeviceOf(CudaBackend backend) =>
-        (CudaDevice)typeof(CudaBackend).GetField("gpu", BindingFlags.NonPublic | BindingFlags.Instance)!.GetValue(backend)!;
-
     // ------------------------------------------------------------- every backend method
 
-    private static Tensor Ids(Dry dry, int n, int max)
+    private static Tensor Ids(DryGpu dry, int n, int max)
     {
         var ids = Tensor.FromArray(Enumerable.Range(0, n).Select(i => i * 7 % max).ToArray(), n);
         return ids.To(dry.Device);
     }
 
     /// <summary>Calls every kernel-launching backend method (GEMM aside) in one element type.</summary>
-    private static void DriveEveryMethod(Dry dry, DType t)
+    private static void DriveEveryMethod(DryGpu dry, DType t)
     {
         var b = dry.Backend;
         Tensor E(params int[] shape) => dry.Empty(shape, t);
@@ -257,7 +187,7 @@ public class DryRunLaunchTests
     [Test]
     public void EveryBackendMethodLaunchesItsKernelsAsTheyAreDeclared()
     {
-        var dry = new Dry();
+        var dry = new DryGpu();
         // Any mismatch, bad launch shape or dead pointer throws from the launcher.
         DriveEveryMethod(dry, DType.F32);
         DriveEveryMethod(dry, DType.F64);
@@ -277,7 +207,7 @@ public class DryRunLaunchTests
     [Test]
     public void EveryTensorCopyAndMemsetStaysInsideItsBuffer()
     {
-        var dry = new Dry();
+        var dry = new DryGpu();
         var x = dry.Empty([100]);
         var view = x.Reshape(10, 10);
         var host = Tensor.Zeros([10, 10]);
@@ -289,7 +219,7 @@ public class DryRunLaunchTests
         Assert.Throws<EngineException>(() => dry.Backend.Fill(x, 1));
         var storage = dry.Backend.Allocate(DType.F32, 4, zero: true);
         dry.Backend.Release(storage);
-        Assert.Throws<EngineException>(() => DeviceOf(dry.Backend).Allocator.Return(((CudaStorage)storage).Pointer, 512));
+        Assert.Throws<EngineException>(() => dry.Gpu.Allocator.Return(((CudaStorage)storage).Pointer, 512));
     }
 
     // ------------------------------------------------------------- every catalog op, forward and backward
@@ -299,7 +229,7 @@ public class DryRunLaunchTests
     [TestCaseSource(nameof(OpNames))]
     public void EveryCatalogOpRunsForwardAndBackwardOnADryRunDevice(string name)
     {
-        var dry = new Dry();
+        var dry = new DryGpu();
         var entry = OpCatalog.Find(name)!;
         foreach (var seed in new[] { 1, 2, 3 })
         {
