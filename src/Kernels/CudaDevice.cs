@@ -65,6 +65,11 @@ internal sealed unsafe class CudaDevice
     private readonly object stagingGate = new();
     private IntPtr staging;
 
+    /// <summary>ENGINE_CUDA_SYNC=1: wait for every kernel right after its launch, so an error in
+    /// it (an illegal address, say) is reported with the kernel's name instead of by whichever
+    /// later call happens to synchronize. Slow; for debugging.</summary>
+    public static bool SynchronizeEachLaunch { get; set; } = Environment.GetEnvironmentVariable("ENGINE_CUDA_SYNC") == "1";
+
     /// <summary>Bytes of the pinned host buffer that host↔device copies go through.</summary>
     public const int StagingBytes = 8 << 20;
 
@@ -186,6 +191,8 @@ internal sealed unsafe class CudaDevice
             for (int i = 0; i < args.Length; i++) pointers[i] = a[i].Struct != null ? a[i].Struct : (byte*)&a[i];
             Driver.Check(Driver.cuLaunchKernel(f.Function, gridX, gridY, 1, block, 1, 1, 0, Stream, pointers, null), $"cuLaunchKernel({kernel})");
         }
+        if (SynchronizeEachLaunch)
+            Driver.Check(Driver.cuStreamSynchronize(Stream), $"{kernel} (grid {gridX}×{gridY}, block {block}; ENGINE_CUDA_SYNC=1)");
     }
 
     /// <summary>Throws unless the arguments match the kernel's C parameters one for one.</summary>
