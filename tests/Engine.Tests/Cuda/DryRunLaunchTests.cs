@@ -202,6 +202,20 @@ public class DryRunLaunchTests
             Assert.That(l.Block, Is.InRange(32u, 1024u), l.Kernel);
             Assert.That(l.GridY, Is.InRange(1u, 65535u), l.Kernel);
         }
+        // The norms' column partials: grid y chunks of chunk_rows rows cover every row, and the
+        // finishing pass sums exactly those chunks.
+        for (int i = 0; i < dry.Launches.Count; i++)
+        {
+            var l = dry.Launches[i];
+            if (!l.Kernel.StartsWith("layer_norm_backward_params") && !l.Kernel.StartsWith("rms_norm_backward_weight")) continue;
+            int last = l.Values.Length - 1;
+            long rows = (long)l.Values[last - 2], chunkRows = (int)l.Values[last];
+            Assert.That(chunkRows, Is.GreaterThanOrEqualTo(64));
+            Assert.That(l.GridY * chunkRows, Is.GreaterThanOrEqualTo(rows).And.LessThan(rows + chunkRows), l.Kernel);
+            var finish = dry.Launches[i + 1];
+            Assert.That(finish.Kernel, Does.StartWith("column_sum_finish"));
+            Assert.That((long)finish.Values[1], Is.EqualTo(l.GridY), "chunks summed by column_sum_finish");
+        }
     }
 
     [Test]
