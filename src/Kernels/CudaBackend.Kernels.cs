@@ -111,6 +111,14 @@ public sealed unsafe partial class CudaBackend
     /// <summary>Rows per chunk in the first pass of a parameter-gradient column sum.</summary>
     private const int ChunkRows = 64;
 
+    /// <summary>The chunking of a column sum over <paramref name="rows"/>: 64 rows per chunk, or
+    /// more when that would need more chunks than a grid's y dimension holds (65535).</summary>
+    private static (int ChunkRows, long Chunks) Chunking(long rows)
+    {
+        int chunkRows = (int)Math.Max(ChunkRows, (rows + 65534) / 65535);
+        return (chunkRows, (rows + chunkRows - 1) / chunkRows);
+    }
+
     public void LayerNorm(Tensor x, Tensor w, Tensor b, Tensor y, Tensor mean, Tensor rstd, double eps)
     {
         gpu.MakeCurrent();
@@ -127,13 +135,13 @@ public sealed unsafe partial class CudaBackend
         if (dx is not null)
             gpu.Launch(K("layer_norm_backward_input", x), RowBlocks(rows), RowThreads(n), P(x), P(w), P(mean), P(rstd), P(dy), P(dx), rows, n);
         if (dw is null && db is null) return;
-        long chunks = (rows + ChunkRows - 1) / ChunkRows;
+        var (chunkRows, chunks) = Chunking(rows);
         long partBytes = chunks * n * x.DType.SizeOf();
         var pw = dw is null ? default : Scratch(partBytes);
         var pb = db is null ? default : Scratch(partBytes);
         uint colBlocks = (uint)((n + Block - 1) / Block);
         gpu.Launch(K("layer_norm_backward_params", x), colBlocks, (uint)chunks, Block,
-            [P(x), P(mean), P(rstd), P(dy), pw.Pointer, pb.Pointer, rows, n, ChunkRows]);
+            [P(x), P(mean), P(rstd), P(dy), pw.Pointer, pb.Pointer, rows, n, chunkRows]);
         if (dw is not null) { gpu.Launch(K("column_sum_finish", x), colBlocks, Block, pw.Pointer, chunks, n, P(dw)); Free(pw); }
         if (db is not null) { gpu.Launch(K("column_sum_finish", x), colBlocks, Block, pb.Pointer, chunks, n, P(db)); Free(pb); }
     }
@@ -154,10 +162,10 @@ public sealed unsafe partial class CudaBackend
         if (dx is not null)
             gpu.Launch(K("rms_norm_backward_input", x), RowBlocks(rows), RowThreads(n), P(x), P(w), P(rstd), P(dy), P(dx), rows, n);
         if (dw is null) return;
-        long chunks = (rows + ChunkRows - 1) / ChunkRows;
+        var (chunkRows, chunks) = Chunking(rows);
         var pw = Scratch(chunks * n * x.DType.SizeOf());
         uint colBlocks = (uint)((n + Block - 1) / Block);
-        gpu.Launch(K("rms_norm_backward_weight", x), colBlocks, (uint)chunks, Block, [P(x), P(rstd), P(dy), pw.Pointer, rows, n, ChunkRows]);
+        gpu.Launch(K("rms_norm_backward_weight", x), colBlocks, (uint)chunks, Block, [P(x), P(rstd), P(dy), pw.Pointer, rows, n, chunkRows]);
         gpu.Launch(K("column_sum_finish", x), colBlocks, Block, pw.Pointer, chunks, n, P(dw));
         Free(pw);
     }
@@ -215,7 +223,7 @@ public sealed unsafe partial class CudaBackend
     {
         gpu.MakeCurrent();
         long bytes = y.Numel * y.DType.SizeOf();
-        if (bytes > 0) Native.Driver.Check(Native.Driver.cuMemsetD8Async(P(y), 0, (nuint)bytes, gpu.Stream), "cuMemsetD8Async");
+        gpu.MemsetD8(P(y), 0, bytes);
         for (int l = 0; l < xs.Length; l++)
             gpu.Launch(K("axpy_indexed", w), Blocks(y.Numel), Block, P(xs[l]), P(y), y.Numel, P(w), l);
     }

@@ -30,6 +30,16 @@ public sealed unsafe partial class CudaBackend : IBackend
         AllowTf32 = Environment.GetEnvironmentVariable("ENGINE_CUDA_TF32") == "1";
     }
 
+    /// <summary>The backend on a dry-run device (<see cref="CudaDevice.DryRun"/>): every kernel
+    /// launch, copy and memset is checked and recorded instead of run (tests without a GPU; GEMMs,
+    /// which go to cuBLAS, cannot run on it).</summary>
+    internal CudaBackend(CudaDevice dryRun, Device device)
+    {
+        if (!dryRun.IsDryRun) throw new ArgumentException("a dry-run device was expected", nameof(dryRun));
+        gpu = dryRun;
+        Device = device;
+    }
+
     public Device Device { get; }
     public string Name => $"cuda ({gpu.Name}, {gpu.Arch})";
 
@@ -115,7 +125,7 @@ public sealed unsafe partial class CudaBackend : IBackend
         gpu.MakeCurrent();
         long bytes = length * dtype.SizeOf();
         ulong p = gpu.Allocator.Allocate(bytes, out long rounded);
-        if (zero && bytes > 0) Driver.Check(Driver.cuMemsetD8Async(p, 0, (nuint)bytes, gpu.Stream), "cuMemsetD8Async");
+        if (zero) gpu.MemsetD8(p, 0, bytes);
         return new CudaStorage(Device, dtype, length, p, rounded);
     }
 
@@ -126,10 +136,6 @@ public sealed unsafe partial class CudaBackend : IBackend
         gpu.Allocator.Return(s.Pointer, s.AllocatedBytes);
     }
 
-    /// <summary>Pinned host staging buffer for transfers (allocated on first use).</summary>
-    private IntPtr pinned;
-    private const int PinnedBytes = 8 << 20;
-
     public void Copy(Tensor src, Tensor dst)
     {
         gpu.MakeCurrent();
@@ -138,45 +144,20 @@ public sealed unsafe partial class CudaBackend : IBackend
         bool srcGpu = src.Storage is CudaStorage, dstGpu = dst.Storage is CudaStorage;
         if (srcGpu && dstGpu)
         {
-            Driver.Check(Driver.cuMemcpyDtoDAsync(P(dst), P(src), (nuint)bytes, gpu.Stream), "cuMemcpyDtoDAsync");
+            gpu.CopyDeviceToDevice(P(dst), P(src), bytes);
             return;
-        }
-        if (pinned == IntPtr.Zero)
-        {
-            Driver.Check(Driver.cuMemHostAlloc(out var h, PinnedBytes, 0), "cuMemHostAlloc");
-            pinned = h;
         }
         if (dstGpu)
         {
             var host = (CpuStorage)src.Storage;
-            ref byte first = ref MemoryMarshal.GetArrayDataReference(host.Data);
-            fixed (byte* h = &first)
-            {
-                byte* from = h + src.Offset * src.DType.SizeOf();
-                for (long done = 0; done < bytes; done += PinnedBytes)
-                {
-                    long chunk = Math.Min(PinnedBytes, bytes - done);
-                    Buffer.MemoryCopy(from + done, (void*)pinned, PinnedBytes, chunk);
-                    Driver.Check(Driver.cuMemcpyHtoDAsync(P(dst) + (ulong)done, (void*)pinned, (nuint)chunk, gpu.Stream), "cuMemcpyHtoDAsync");
-                    gpu.Synchronize(); // the staging buffer is reused by the next chunk
-                }
-            }
+            fixed (byte* h = &MemoryMarshal.GetArrayDataReference(host.Data))
+                gpu.CopyFromHost(P(dst), h + src.Offset * src.DType.SizeOf(), bytes);
         }
         else
         {
             var host = (CpuStorage)dst.Storage;
-            ref byte first = ref MemoryMarshal.GetArrayDataReference(host.Data);
-            fixed (byte* h = &first)
-            {
-                byte* to = h + dst.Offset * dst.DType.SizeOf();
-                for (long done = 0; done < bytes; done += PinnedBytes)
-                {
-                    long chunk = Math.Min(PinnedBytes, bytes - done);
-                    Driver.Check(Driver.cuMemcpyDtoHAsync((void*)pinned, P(src) + (ulong)done, (nuint)chunk, gpu.Stream), "cuMemcpyDtoHAsync");
-                    gpu.Synchronize();
-                    Buffer.MemoryCopy((void*)pinned, to + done, chunk, chunk);
-                }
-            }
+            fixed (byte* h = &MemoryMarshal.GetArrayDataReference(host.Data))
+                gpu.CopyToHost(h + dst.Offset * dst.DType.SizeOf(), P(src), bytes);
         }
     }
 
@@ -200,17 +181,19 @@ public sealed unsafe partial class CudaBackend : IBackend
         if (t.Numel == 0) return;
         switch (t.DType)
         {
-            case DType.F32: Driver.Check(Driver.cuMemsetD32Async(P(t), BitConverter.SingleToUInt32Bits((float)value), (nuint)t.Numel, gpu.Stream), "cuMemsetD32Async"); break;
-            case DType.I32: Driver.Check(Driver.cuMemsetD32Async(P(t), (uint)checked((int)value), (nuint)t.Numel, gpu.Stream), "cuMemsetD32Async"); break;
+            case DType.F32: gpu.MemsetD32(P(t), BitConverter.SingleToUInt32Bits((float)value), t.Numel); break;
+            case DType.I32: gpu.MemsetD32(P(t), (uint)checked((int)value), t.Numel); break;
             case DType.F64: gpu.Launch("fill_f64", Blocks(t.Numel), Block, P(t), t.Numel, value); break;
-            case DType.BF16: Driver.Check(Driver.cuMemsetD16Async(P(t), HalfBits.FloatToBf16((float)value), (nuint)t.Numel, gpu.Stream), "cuMemsetD16Async"); break;
-            case DType.F16: Driver.Check(Driver.cuMemsetD16Async(P(t), BitConverter.HalfToUInt16Bits((Half)value), (nuint)t.Numel, gpu.Stream), "cuMemsetD16Async"); break;
+            case DType.BF16: gpu.MemsetD16(P(t), HalfBits.FloatToBf16((float)value), t.Numel); break;
+            case DType.F16: gpu.MemsetD16(P(t), BitConverter.HalfToUInt16Bits((Half)value), t.Numel); break;
             default: throw new EngineException($"Fill: unsupported {t.DType}");
         }
     }
 
-    /// <summary>A scalar of the tensor's type as a kernel argument.</summary>
-    private static KernelArg Scalar(Tensor like, double value) => like.DType == DType.F64 ? value : (float)value;
+    /// <summary>A scalar of the tensor's type as a kernel argument. (Both branches are cast to
+    /// KernelArg: a bare `f64 ? value : (float)value` is a double expression, which would hand
+    /// the F32 kernels 8 bytes of a double where they read a 4-byte float.)</summary>
+    private static KernelArg Scalar(Tensor like, double value) => like.DType == DType.F64 ? (KernelArg)value : (KernelArg)(float)value;
 
     public void AddScalar(Tensor t, double value)
     {
@@ -239,8 +222,7 @@ public sealed unsafe partial class CudaBackend : IBackend
         gpu.Launch(K("sum_squares_partials", x), blocks, Block, P(x), x.Numel, partials.Pointer);
         gpu.Launch(K("finish_sum", x), 1, Block, partials.Pointer, (int)blocks, 1.0, 0UL, 0, total);
         double result;
-        Driver.Check(Driver.cuMemcpyDtoHAsync(&result, total, 8, gpu.Stream), "cuMemcpyDtoHAsync");
-        gpu.Synchronize();
+        gpu.CopyToHost((byte*)&result, total, 8);
         Free(partials);
         return result;
     }

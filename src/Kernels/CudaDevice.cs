@@ -3,22 +3,30 @@ using Engine.Kernels.Native;
 
 namespace Engine.Kernels;
 
+/// <summary>What a kernel parameter is, as far as cuLaunchKernel's argument buffer goes: the
+/// launcher checks every launch against the kernel's C signature (<see cref="KernelSources.Signatures"/>).</summary>
+internal enum KernelArgKind : byte { Pointer, Int32, Int64, Float32, Float64, Layout }
+
 /// <summary>One kernel argument: a value of up to 8 bytes (pointers, integers, floats) or the
-/// address of a larger struct passed by value (<see cref="Layout"/>).</summary>
+/// address of a larger struct passed by value (<see cref="Layout"/>), with its kind.</summary>
+[StructLayout(LayoutKind.Sequential)]
 internal readonly unsafe struct KernelArg
 {
+    // The value's bytes start at offset 0 of the struct: the launcher hands &arg to the driver,
+    // which reads as many bytes as the kernel's parameter has (little-endian, so an int is the low 4).
     private readonly ulong bits;
     public readonly void* Struct;
+    public readonly KernelArgKind Kind;
 
-    private KernelArg(ulong bits, void* structPointer) { this.bits = bits; Struct = structPointer; }
+    private KernelArg(ulong bits, void* structPointer, KernelArgKind kind) { this.bits = bits; Struct = structPointer; Kind = kind; }
 
     public ulong Bits => bits;
-    public static implicit operator KernelArg(ulong devicePointer) => new(devicePointer, null);
-    public static implicit operator KernelArg(long value) => new((ulong)value, null);
-    public static implicit operator KernelArg(int value) => new((uint)value, null);
-    public static implicit operator KernelArg(float value) => new(BitConverter.SingleToUInt32Bits(value), null);
-    public static implicit operator KernelArg(double value) => new(BitConverter.DoubleToUInt64Bits(value), null);
-    public static KernelArg Of(Layout* layout) => new(0, layout);
+    public static implicit operator KernelArg(ulong devicePointer) => new(devicePointer, null, KernelArgKind.Pointer);
+    public static implicit operator KernelArg(long value) => new((ulong)value, null, KernelArgKind.Int64);
+    public static implicit operator KernelArg(int value) => new((uint)value, null, KernelArgKind.Int32);
+    public static implicit operator KernelArg(float value) => new(BitConverter.SingleToUInt32Bits(value), null, KernelArgKind.Float32);
+    public static implicit operator KernelArg(double value) => new(BitConverter.DoubleToUInt64Bits(value), null, KernelArgKind.Float64);
+    public static KernelArg Of(Layout* layout) => new(0, layout, KernelArgKind.Layout);
 }
 
 /// <summary>Shape and strides handed to broadcasting and permute kernels by value (common.cuh's struct Layout).</summary>
@@ -33,15 +41,37 @@ internal unsafe struct Layout
     public fixed long Stride1[MaxRank];
 }
 
+/// <summary>One launch as a dry-run device records it: the kernel, the launch shape and every
+/// argument (kind and value; a Layout's value is 0).</summary>
+internal sealed record KernelLaunch(string Kernel, uint GridX, uint GridY, uint Block, KernelArgKind[] Kinds, ulong[] Values);
+
 /// <summary>
 /// One GPU: the primary context made current, a stream, the loaded kernel modules (compiled for
 /// the device's own architecture through <see cref="KernelCompiler"/>), a cuBLAS handle and the
 /// caching allocator. Every entry point makes the context current first, so any thread may call.
+/// Every launch is checked against the kernel's C signature (argument count and kinds) and the
+/// launch limits before it reaches the driver.
+///
+/// A dry-run device (<see cref="DryRun"/>, for tests without a GPU) does everything on the host
+/// side except talking to the driver: launches are checked and recorded, memory is fake
+/// addresses whose every use (kernel pointer arguments, copies, memsets) is checked against the
+/// live allocations.
 /// </summary>
 internal sealed unsafe class CudaDevice
 {
     private readonly IntPtr context;
-    private readonly Dictionary<string, IntPtr> functions = new();
+    private readonly Dictionary<string, (IntPtr Function, KernelArgKind[] Signature)> functions = new();
+    private readonly Action<KernelLaunch>? dryRun;
+    private readonly object stagingGate = new();
+    private IntPtr staging;
+
+    /// <summary>ENGINE_CUDA_SYNC=1: wait for every kernel right after its launch, so an error in
+    /// it (an illegal address, say) is reported with the kernel's name instead of by whichever
+    /// later call happens to synchronize. Slow; for debugging.</summary>
+    public static bool SynchronizeEachLaunch { get; set; } = Environment.GetEnvironmentVariable("ENGINE_CUDA_SYNC") == "1";
+
+    /// <summary>Bytes of the pinned host buffer that host↔device copies go through.</summary>
+    public const int StagingBytes = 8 << 20;
 
     public int Index { get; }
     public string Name { get; }
@@ -50,6 +80,7 @@ internal sealed unsafe class CudaDevice
     public IntPtr Stream { get; }
     public IntPtr Cublas { get; }
     public DeviceAllocator Allocator { get; }
+    public bool IsDryRun => dryRun is not null;
 
     public CudaDevice(int index)
     {
@@ -78,9 +109,33 @@ internal sealed unsafe class CudaDevice
         Native.Cublas.Check(Native.Cublas.cublasSetStream(handle, Stream), "cublasSetStream");
     }
 
-    public void MakeCurrent() => Driver.Check(Driver.cuCtxSetCurrent(context), "cuCtxSetCurrent");
+    private CudaDevice(int index, string arch, int multiprocessors, Action<KernelLaunch> record)
+    {
+        Index = index;
+        Name = "dry run (no GPU)";
+        Arch = arch;
+        Multiprocessors = multiprocessors;
+        dryRun = record;
+        Allocator = new DeviceAllocator(this);
+        foreach (var family in KernelSources.Families)
+            foreach (var (kernel, signature) in KernelSources.Signatures(family))
+                functions[kernel] = (IntPtr.Zero, signature);
+    }
 
-    public void Synchronize() => Driver.Check(Driver.cuStreamSynchronize(Stream), "cuStreamSynchronize");
+    /// <summary>A device that needs no GPU, driver or NVRTC: launches are checked as on a GPU and
+    /// handed to <paramref name="record"/> instead of run; memory is fake and checked (a test hook).</summary>
+    public static CudaDevice DryRun(Action<KernelLaunch> record, int index = 0, string arch = "sm_90", int multiprocessors = 132) =>
+        new(index, arch, multiprocessors, record);
+
+    public void MakeCurrent()
+    {
+        if (dryRun is null) Driver.Check(Driver.cuCtxSetCurrent(context), "cuCtxSetCurrent");
+    }
+
+    public void Synchronize()
+    {
+        if (dryRun is null) Driver.Check(Driver.cuStreamSynchronize(Stream), "cuStreamSynchronize");
+    }
 
     /// <summary>Compiles (or reads from the cache) every family for this device's arch and loads
     /// it. An NVRTC too old for the arch falls back to PTX for its newest virtual arch, which the
@@ -96,10 +151,10 @@ internal sealed unsafe class CudaDevice
             var compiled = KernelCompiler.Compile(family, arch);
             IntPtr module;
             fixed (byte* image = compiled.Image) Driver.Check(Driver.cuModuleLoadData(out module, image), $"cuModuleLoadData({family}, {arch})");
-            foreach (var kernel in KernelSources.DeclaredKernels(family))
+            foreach (var (kernel, signature) in KernelSources.Signatures(family))
             {
                 Driver.Check(Driver.cuModuleGetFunction(out var fn, module, kernel), $"cuModuleGetFunction({kernel})");
-                functions[kernel] = fn;
+                functions[kernel] = (fn, signature);
             }
         }
     }
@@ -109,14 +164,135 @@ internal sealed unsafe class CudaDevice
 
     public void Launch(string kernel, uint gridX, uint gridY, uint block, ReadOnlySpan<KernelArg> args)
     {
-        if (!functions.TryGetValue(kernel, out var fn)) throw new EngineException($"CUDA kernel {kernel} is not defined by any kernel file");
+        if (!functions.TryGetValue(kernel, out var f)) throw new EngineException($"CUDA kernel {kernel} is not defined by any kernel file");
+        CheckArguments(kernel, f.Signature, args);
         if (gridX == 0 || gridY == 0) return;
+        // Limits of every GPU the backend targets; the kernels' block reductions need whole warps.
+        if (block == 0 || block > 1024 || block % 32 != 0)
+            throw new EngineException($"CUDA launch of {kernel}: {block} threads per block (must be a multiple of 32, at most 1024)");
+        if (gridX > int.MaxValue || gridY > 65535)
+            throw new EngineException($"CUDA launch of {kernel}: grid {gridX}×{gridY} exceeds the limits (2³¹−1 × 65535)");
+        if (dryRun is not null)
+        {
+            var kinds = new KernelArgKind[args.Length];
+            var values = new ulong[args.Length];
+            for (int i = 0; i < args.Length; i++)
+            {
+                kinds[i] = args[i].Kind;
+                values[i] = args[i].Bits;
+                if (args[i].Kind == KernelArgKind.Pointer && args[i].Bits != 0) Allocator.CheckLive(args[i].Bits, 0, $"argument {i} of {kernel}");
+            }
+            dryRun(new KernelLaunch(kernel, gridX, gridY, block, kinds, values));
+            return;
+        }
         var pointers = stackalloc void*[args.Length];
         fixed (KernelArg* a = args)
         {
             for (int i = 0; i < args.Length; i++) pointers[i] = a[i].Struct != null ? a[i].Struct : (byte*)&a[i];
-            Driver.Check(Driver.cuLaunchKernel(fn, gridX, gridY, 1, block, 1, 1, 0, Stream, pointers, null), $"cuLaunchKernel({kernel})");
+            Driver.Check(Driver.cuLaunchKernel(f.Function, gridX, gridY, 1, block, 1, 1, 0, Stream, pointers, null), $"cuLaunchKernel({kernel})");
         }
+        if (SynchronizeEachLaunch)
+            Driver.Check(Driver.cuStreamSynchronize(Stream), $"{kernel} (grid {gridX}×{gridY}, block {block}; ENGINE_CUDA_SYNC=1)");
+    }
+
+    /// <summary>Throws unless the arguments match the kernel's C parameters one for one.</summary>
+    private static void CheckArguments(string kernel, KernelArgKind[] signature, ReadOnlySpan<KernelArg> args)
+    {
+        bool ok = args.Length == signature.Length;
+        for (int i = 0; ok && i < args.Length; i++) ok = args[i].Kind == signature[i];
+        if (ok) return;
+        var given = new string[args.Length];
+        for (int i = 0; i < args.Length; i++) given[i] = args[i].Kind.ToString();
+        throw new EngineException($"CUDA launch of {kernel}: arguments ({string.Join(", ", given)}) do not match its parameters ({string.Join(", ", signature)})");
+    }
+
+    // ------------------------------------------------------------- memory operations on the stream
+
+    public void MemsetD8(ulong dst, byte value, long count)
+    {
+        if (count <= 0) return;
+        if (dryRun is not null) { Allocator.CheckLive(dst, count, "cuMemsetD8Async"); return; }
+        Driver.Check(Driver.cuMemsetD8Async(dst, value, (nuint)count, Stream), "cuMemsetD8Async");
+    }
+
+    public void MemsetD16(ulong dst, ushort value, long count)
+    {
+        if (count <= 0) return;
+        if (dryRun is not null) { Allocator.CheckLive(dst, count * 2, "cuMemsetD16Async"); return; }
+        Driver.Check(Driver.cuMemsetD16Async(dst, value, (nuint)count, Stream), "cuMemsetD16Async");
+    }
+
+    public void MemsetD32(ulong dst, uint value, long count)
+    {
+        if (count <= 0) return;
+        if (dryRun is not null) { Allocator.CheckLive(dst, count * 4, "cuMemsetD32Async"); return; }
+        Driver.Check(Driver.cuMemsetD32Async(dst, value, (nuint)count, Stream), "cuMemsetD32Async");
+    }
+
+    public void CopyDeviceToDevice(ulong dst, ulong src, long bytes)
+    {
+        if (bytes <= 0) return;
+        if (dryRun is not null)
+        {
+            Allocator.CheckLive(src, bytes, "cuMemcpyDtoDAsync source");
+            Allocator.CheckLive(dst, bytes, "cuMemcpyDtoDAsync destination");
+            return;
+        }
+        Driver.Check(Driver.cuMemcpyDtoDAsync(dst, src, (nuint)bytes, Stream), "cuMemcpyDtoDAsync");
+    }
+
+    /// <summary>Host → device through the pinned staging buffer, chunk by chunk; returns when the
+    /// host memory may be reused (the copy has reached the device).</summary>
+    public void CopyFromHost(ulong dst, byte* src, long bytes)
+    {
+        if (bytes <= 0) return;
+        if (dryRun is not null) { Allocator.CheckLive(dst, bytes, "cuMemcpyHtoDAsync"); return; }
+        lock (stagingGate)
+        {
+            var buffer = Staging();
+            for (long done = 0; done < bytes; done += StagingBytes)
+            {
+                long chunk = Math.Min(StagingBytes, bytes - done);
+                Buffer.MemoryCopy(src + done, (void*)buffer, StagingBytes, chunk);
+                Driver.Check(Driver.cuMemcpyHtoDAsync(dst + (ulong)done, (void*)buffer, (nuint)chunk, Stream), "cuMemcpyHtoDAsync");
+                Synchronize(); // the staging buffer is reused by the next chunk
+            }
+        }
+    }
+
+    /// <summary>Device → host through the pinned staging buffer; waits for every earlier kernel
+    /// on the stream (the copy is queued behind them) before the host reads. A dry run writes zeros.</summary>
+    public void CopyToHost(byte* dst, ulong src, long bytes)
+    {
+        if (bytes <= 0) return;
+        if (dryRun is not null)
+        {
+            Allocator.CheckLive(src, bytes, "cuMemcpyDtoHAsync");
+            new Span<byte>(dst, checked((int)bytes)).Clear();
+            return;
+        }
+        lock (stagingGate)
+        {
+            var buffer = Staging();
+            for (long done = 0; done < bytes; done += StagingBytes)
+            {
+                long chunk = Math.Min(StagingBytes, bytes - done);
+                Driver.Check(Driver.cuMemcpyDtoHAsync((void*)buffer, src + (ulong)done, (nuint)chunk, Stream), "cuMemcpyDtoHAsync");
+                Synchronize();
+                Buffer.MemoryCopy((void*)buffer, dst + done, chunk, chunk);
+            }
+        }
+    }
+
+    /// <summary>The pinned staging buffer (allocated on first use; callers hold stagingGate).</summary>
+    private IntPtr Staging()
+    {
+        if (staging == IntPtr.Zero)
+        {
+            Driver.Check(Driver.cuMemHostAlloc(out var h, StagingBytes, 0), "cuMemHostAlloc");
+            staging = h;
+        }
+        return staging;
     }
 }
 
@@ -125,11 +301,14 @@ internal sealed unsafe class CudaDevice
 /// request of that size, so steady-state training steps never call cuMemAlloc or cuMemFree.
 /// All work runs on one stream, so a buffer released by a step can be reused by later work on
 /// that stream without waiting. When cuMemAlloc runs out of memory the cache is emptied and the
-/// allocation retried once.
+/// allocation retried once. On a dry-run device the addresses are fake (never dereferenced) and
+/// every buffer handed out is tracked, so uses of memory that is not live, and double returns, throw.
 /// </summary>
 internal sealed class DeviceAllocator(CudaDevice device)
 {
     private readonly Dictionary<long, Stack<ulong>> free = new();
+    private readonly Dictionary<ulong, long> live = new(); // dry run only: base → rounded bytes
+    private ulong nextFake = 0x7f00_0000_0000UL;
 
     public long DriverAllocations { get; private set; }
     public long CachedBytes { get; private set; }
@@ -148,7 +327,17 @@ internal sealed class DeviceAllocator(CudaDevice device)
             if (free.TryGetValue(rounded, out var stack) && stack.Count > 0)
             {
                 CachedBytes -= rounded;
-                return stack.Pop();
+                var reused = stack.Pop();
+                if (device.IsDryRun) live[reused] = rounded;
+                return reused;
+            }
+            if (device.IsDryRun)
+            {
+                ulong fake = nextFake;
+                nextFake += (ulong)rounded + 4096; // a gap, so one buffer's end is not the next one's start
+                live[fake] = rounded;
+                DriverAllocations++;
+                return fake;
             }
         }
         int r = Driver.cuMemAlloc(out ulong p, (nuint)rounded);
@@ -162,7 +351,7 @@ internal sealed class DeviceAllocator(CudaDevice device)
             lock (free) InUseBytes -= rounded;
             throw new EngineException($"CUDA error in {Driver.Describe("cuMemAlloc", r)} allocating {rounded} bytes on cuda:{device.Index}");
         }
-        DriverAllocations++;
+        lock (free) DriverAllocations++;
         return p;
     }
 
@@ -170,11 +359,24 @@ internal sealed class DeviceAllocator(CudaDevice device)
     {
         lock (free)
         {
+            if (device.IsDryRun && !(live.Remove(pointer, out var size) && size == rounded))
+                throw new EngineException($"device buffer 0x{pointer:x} ({rounded} bytes) returned to the allocator but not live (double release?)");
             InUseBytes -= rounded;
             if (!free.TryGetValue(rounded, out var stack)) free[rounded] = stack = new Stack<ulong>();
             stack.Push(pointer);
             CachedBytes += rounded;
         }
+    }
+
+    /// <summary>Dry run: throws unless [pointer, pointer + bytes) lies inside one live buffer.</summary>
+    public void CheckLive(ulong pointer, long bytes, string use)
+    {
+        lock (free)
+        {
+            foreach (var (start, size) in live)
+                if (pointer >= start && pointer + (ulong)bytes <= start + (ulong)size) return;
+        }
+        throw new EngineException($"{use}: device memory 0x{pointer:x} (+{bytes} bytes) is not inside a live buffer");
     }
 
     /// <summary>Frees every cached buffer (waits for the stream first).</summary>
@@ -183,8 +385,9 @@ internal sealed class DeviceAllocator(CudaDevice device)
         device.Synchronize();
         lock (free)
         {
-            foreach (var stack in free.Values)
-                while (stack.Count > 0) Driver.Check(Driver.cuMemFree(stack.Pop()), "cuMemFree");
+            if (!device.IsDryRun)
+                foreach (var stack in free.Values)
+                    while (stack.Count > 0) Driver.Check(Driver.cuMemFree(stack.Pop()), "cuMemFree");
             free.Clear();
             CachedBytes = 0;
         }

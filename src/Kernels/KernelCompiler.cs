@@ -19,7 +19,7 @@ public sealed record CompiledKernels(string Family, string Arch, byte[] Image, b
 public static unsafe class KernelCompiler
 {
     /// <summary>Options every family is compiled with (besides the architecture).</summary>
-    public static IReadOnlyList<string> BaseOptions { get; } = ["--std=c++14"];
+    public static IReadOnlyList<string> BaseOptions { get; } = ["--std=c++17"];
 
     public static string CacheDirectory
     {
