@@ -41,6 +41,7 @@ public sealed unsafe partial class CudaBackend
     /// <summary>One cuBLAS strided-batched call: first operand B, second A (see <see cref="GemmMapping"/>).</summary>
     private void Call(Tensor like, GemmMapping map, ulong first, long strideFirst, ulong second, long strideSecond, ulong c, long strideC, int batch, double alpha, double beta)
     {
+        if (gpu.IsDryRun) return;
         int opFirst = map.TransFirst ? Native.Cublas.OpT : Native.Cublas.OpN, opSecond = map.TransSecond ? Native.Cublas.OpT : Native.Cublas.OpN;
         if (like.DType == DType.F64)
         {
@@ -90,6 +91,7 @@ public sealed unsafe partial class CudaBackend
     /// <summary>One cublasGemmStridedBatchedEx call on packed bf16 operands: first B, second A, C float32.</summary>
     private void CallBf16(GemmMapping map, ulong first, long strideFirst, ulong second, long strideSecond, ulong c, long strideC, int batch, double alpha, double beta)
     {
+        if (gpu.IsDryRun) return; // a dry run has no cuBLAS: the packing launches and the pointers were checked
         int opFirst = map.TransFirst ? Native.Cublas.OpT : Native.Cublas.OpN, opSecond = map.TransSecond ? Native.Cublas.OpT : Native.Cublas.OpN;
         float al = (float)alpha, be = (float)beta;
         Native.Cublas.Check(Native.Cublas.cublasGemmStridedBatchedEx(gpu.Cublas, opFirst, opSecond, map.M, map.N, map.K,

@@ -178,6 +178,16 @@ public class DryRunLaunchTests
         b.Mse(x, y, loss); b.MseBackward(x, y, E(1), Z(3, 37));
         b.BceWithLogits(x, y, loss); b.BceWithLogitsBackward(x, y, E(1), Z(3, 37));
 
+        // GEMMs (a dry run skips the cuBLAS call itself); in bf16 mode the operands are packed first,
+        // a shared C summing the batch takes the per-matrix path
+        b.Gemm(E(2, 3, 4), 0, 12, false, E(2, 5, 4), 0, 20, true, E(2, 3, 5), 0, 15, 2, 3, 5, 4, 1, 0);
+        if (t == DType.F32)
+            using (MixedPrecision.Bf16())
+            {
+                b.Gemm(E(2, 4, 3), 0, 12, true, E(4, 5), 0, 0, false, E(2, 3, 5), 0, 15, 2, 3, 5, 4, 1, 0);
+                b.Gemm(E(2, 4, 3), 0, 12, true, E(2, 4, 5), 0, 20, false, Z(3, 5), 0, 0, 2, 3, 5, 4, 1, 1);
+            }
+
         // optimizers
         b.AdamW(x, y, Z(3, 37), Z(3, 37), 1e-3, 0.9, 0.999, 1e-8, 0.01, 3);
         b.Sgd(x, y, Z(3, 37), 0.1, 0.9, 0, 1e-4, nesterov: true, firstStep: true);
