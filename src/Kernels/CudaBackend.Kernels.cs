@@ -179,11 +179,25 @@ public sealed unsafe partial class CudaBackend
         gpu.Launch(K("embedding", w), Blocks(ids.Numel * d), Block, P(ids), P(w), P(y), ids.Numel, w.Dim(0), d);
     }
 
+    /// <summary>The ids come back to the host (n ints) to be grouped by id (<see cref="EmbeddingSegments"/>);
+    /// the kernel then runs one block per (distinct id, 256 columns). The old kernel gave each
+    /// column one thread walking all n tokens: d threads in all, a few hundred on a GPU with
+    /// thousands of cores.</summary>
     public void EmbeddingBackward(Tensor ids, Tensor dy, Tensor dw)
     {
         gpu.MakeCurrent();
-        int d = dw.Dim(-1);
-        gpu.Launch(K("embedding_backward", dw), (uint)((d + Block - 1) / Block), Block, P(ids), P(dy), P(dw), ids.Numel, dw.Dim(0), d);
+        int d = dw.Dim(-1), n = checked((int)ids.Numel);
+        if (n == 0 || d == 0) return;
+        var host = new int[n];
+        fixed (int* h = host) gpu.CopyToHost((byte*)h, P(ids), n * 4L);
+        var plan = EmbeddingSegments.Plan(host, dw.Dim(0));
+        if (plan.Segments == 0) return;
+        var scratch = Scratch(plan.Packed.Length * 4L);
+        fixed (int* h = plan.Packed) gpu.CopyFromHost(scratch.Pointer, (byte*)h, plan.Packed.Length * 4L);
+        ulong order = scratch.Pointer, starts = order + (ulong)plan.Tokens * 4, segIds = starts + (ulong)(plan.Segments + 1) * 4;
+        gpu.Launch(K("embedding_backward", dw), (uint)plan.Segments, (uint)((d + Block - 1) / Block), Block,
+            [order, starts, segIds, P(dy), P(dw), plan.Segments, d]);
+        Free(scratch);
     }
 
     public void GatherRows(Tensor x, Tensor idx, Tensor y)

@@ -3,7 +3,7 @@
 //
 // Conventions (llm.c style): forward kernels overwrite their outputs; backward kernels (and
 // copies with accumulate = 1) accumulate (+=). Every kernel here is deterministic: the
-// embedding scatter-add gives each column of the table to one thread, which walks the tokens in
+// embedding scatter-add gives each (id, column) to one thread, which adds that id's rows in token
 // order (so repeated ids add in the CPU's order, no atomics).
 #include "common.cuh"
 
@@ -20,19 +20,23 @@ __device__ __forceinline__ void embedding(const int* ids, const T* w, T* y, i64 
 extern "C" __global__ void embedding_f32(const int* ids, const float* w, float* y, i64 n, int vocab, int d) { embedding(ids, w, y, n, vocab, d); }
 extern "C" __global__ void embedding_f64(const int* ids, const double* w, double* y, i64 n, int vocab, int d) { embedding(ids, w, y, n, vocab, d); }
 
-// dw [vocab, d] += scatter of dy [n, d] by ids [n]: one thread per column j walks the n tokens
-// in order. Out-of-range ids are skipped.
+// dw [vocab, d] += scatter of dy [n, d] by ids [n], grouped on the host (CudaBackend.EmbeddingBackward,
+// EmbeddingSegments): the tokens sorted by id (stable) in order[0..m), segment s holding the
+// tokens of id seg_ids[s] at order[starts[s] .. starts[s + 1]). Block (s, column chunk) gives
+// each thread one column j of one id, which adds that id's rows in token order: parallel over
+// distinct ids × columns, no atomics, and the same order of additions as the CPU.
 template <typename T>
-__device__ __forceinline__ void embedding_backward(const int* ids, const T* dy, T* dw, i64 n, int vocab, int d) {
-    int j = blockIdx.x * blockDim.x + threadIdx.x;
-    if (j >= d) return;
-    for (i64 r = 0; r < n; r++) {
-        int id = ids[r];
-        if (id >= 0 && id < vocab) dw[(i64)id * d + j] += dy[r * d + j];
-    }
+__device__ __forceinline__ void embedding_backward(const int* order, const int* starts, const int* seg_ids, const T* dy, T* dw, int segments, int d) {
+    int s = blockIdx.x;
+    int j = blockIdx.y * blockDim.x + threadIdx.x;
+    if (s >= segments || j >= d) return;
+    T* out = dw + (i64)seg_ids[s] * d + j;
+    T acc = *out;
+    for (int r = starts[s]; r < starts[s + 1]; r++) acc += dy[(i64)order[r] * d + j];
+    *out = acc;
 }
-extern "C" __global__ void embedding_backward_f32(const int* ids, const float* dy, float* dw, i64 n, int vocab, int d) { embedding_backward(ids, dy, dw, n, vocab, d); }
-extern "C" __global__ void embedding_backward_f64(const int* ids, const double* dy, double* dw, i64 n, int vocab, int d) { embedding_backward(ids, dy, dw, n, vocab, d); }
+extern "C" __global__ void embedding_backward_f32(const int* order, const int* starts, const int* seg_ids, const float* dy, float* dw, int segments, int d) { embedding_backward(order, starts, seg_ids, dy, dw, segments, d); }
+extern "C" __global__ void embedding_backward_f64(const int* order, const int* starts, const int* seg_ids, const double* dy, double* dw, int segments, int d) { embedding_backward(order, starts, seg_ids, dy, dw, segments, d); }
 
 // x [B, T, D], idx [B] → y [B, D] = x[b, idx[b], :]; with accumulate the direction flips:
 // x[b, idx[b], :] += y[b, :] (the backward; rows of different b never overlap).

@@ -83,4 +83,45 @@ public class HostSideTests
                 Assert.That(BitConverter.SingleToInt32Bits(PortedUniform(seed, i)), Is.EqualTo(BitConverter.SingleToInt32Bits(Rng.Uniform(seed, i))));
         }
     }
+
+    /// <summary>The GPU embedding backward's grouping, run through a host copy of the kernel's
+    /// loop: equal to the CPU scatter-add bit for bit (same order of additions per row), with
+    /// repeated ids, ids in any order and out-of-range ids left out.</summary>
+    [Test]
+    public void EmbeddingSegmentsGiveTheCpuScatterAdd()
+    {
+        var rng = new Random(4);
+        int vocab = 23, d = 5, n = 200;
+        var ids = Enumerable.Range(0, n).Select(_ => rng.Next(0, 12) * 2 % vocab).ToArray();
+        ids[7] = -1; ids[50] = vocab; // left out (the kernel must not write outside the table)
+        var dy = Tensor.Randn([n, d], rng);
+        var plan = EmbeddingSegments.Plan(ids, vocab);
+        Assert.That(plan.Tokens, Is.EqualTo(n - 2));
+        Assert.That(plan.Segments, Is.EqualTo(ids.Where(i => i >= 0 && i < vocab).Distinct().Count()));
+
+        var order = plan.Packed.AsSpan(0, plan.Tokens);
+        var starts = plan.Packed.AsSpan(plan.Tokens, plan.Segments + 1);
+        var segIds = plan.Packed.AsSpan(plan.Tokens + plan.Segments + 1, plan.Segments);
+        var dyv = dy.ToFloatArray();
+        var dw = new float[vocab * d];
+        for (int s = 0; s < plan.Segments; s++)
+            for (int j = 0; j < d; j++)
+            {
+                float acc = dw[segIds[s] * d + j];
+                for (int r = starts[s]; r < starts[s + 1]; r++)
+                {
+                    Assert.That(ids[order[r]], Is.EqualTo(segIds[s]));
+                    if (r > starts[s]) Assert.That(order[r], Is.GreaterThan(order[r - 1]), "token order within an id");
+                    acc += dyv[order[r] * d + j];
+                }
+                dw[segIds[s] * d + j] = acc;
+            }
+
+        var inRange = ids.Select((id, r) => (id, r)).Where(p => p.id >= 0 && p.id < vocab).ToArray();
+        var cpuIds = Tensor.FromArray(inRange.Select(p => p.id).ToArray(), inRange.Length);
+        var cpuDy = Tensor.FromArray(inRange.SelectMany(p => dyv.Skip(p.r * d).Take(d)).ToArray(), inRange.Length, d);
+        var cpuDw = Tensor.Zeros([vocab, d]);
+        Backends.Cpu.EmbeddingBackward(cpuIds, cpuDy, cpuDw);
+        Assert.That(dw, Is.EqualTo(cpuDw.ToFloatArray()));
+    }
 }
