@@ -69,7 +69,9 @@ public static class PeftSetup
         var pooling = Effective(model, o.Pooling is null ? null : PoolingSpec.Parse(o.Pooling, PeftFamily.DefaultPooling(model)));
         if (pooling is not null && installPooling) model.UsePooling(new SequencePooling(pooling, PeftFamily.BlockCount(model), dtype));
         IReadOnlyDictionary<string, LoraAdapter>? adapters = null;
-        var rng = new Random(HashCode.Combine(seed, 0x9eF7));
+        // A pure function of the seed (HashCode.Combine is randomised per process, which made LoRA,
+        // prefix and prompt initialisation differ from run to run under the same --seed).
+        var rng = new Random((int)(Engine.Rng.Mix((ulong)(uint)seed, 0x9eF7) & 0x7FFFFFFF));
         switch (o.Method)
         {
             case PeftOptions.Lora when !merged:
