@@ -65,12 +65,12 @@ public class PeftTests
         return model.Forward(batch.Ids, batch.Mask, batch.Types).Logits.ToFloatArray();
     }
 
-    /// <summary>Mean loss over the training set in evaluation mode.</summary>
-    private double Loss(SequenceClassifier model)
+    /// <summary>Mean loss over <paramref name="examples"/> in evaluation mode.</summary>
+    private static double Loss(SequenceClassifier model, IReadOnlyList<Models.Data.Example> examples, TextTokenizer tokenizer)
     {
         bool training = model.Training;
         model.Eval();
-        var data = Batches.Encode(Train.Examples, tokenizer, 32);
+        var data = Batches.Encode(examples, tokenizer, 32);
         double sum = 0;
         int count = 0;
         using (Tape.NoGrad())
@@ -121,24 +121,146 @@ public class PeftTests
         if (method != "full") Assert.That(model.ParameterCount(trainableOnly: true), Is.LessThan(model.ParameterCount() / 5));
     }
 
-    [TestCase("full", null, 1e-3)]
-    [TestCase("head", null, 1e-2)]
-    [TestCase("lora", null, 1e-2)]
-    [TestCase("bitfit", null, 1e-2)]
-    [TestCase("prefix", null, 1e-2)]
-    [TestCase("prompt", null, 1e-2)]
-    [TestCase("head", "depthwise", 1e-2)]
-    public void EachMethodReducesTheLossOnTheDemoTask(string method, string? pooling, double lr)
+    // ------------------------------------------------------------------ each method learns
+
+    /// <summary>
+    /// A backbone with useful features, made once per fixture (on first use): the demo BERT
+    /// (width 32, 2 layers, seed 3) fully fine-tuned on the demo task (the polarity of the last
+    /// clause) until it solves it, saved as a Hugging Face folder WITHOUT its classifier (like a
+    /// pretrained checkpoint such as bert-base-uncased), so every model loaded from it gets a
+    /// freshly initialised head. Each training sentence is preceded by 0–4 filler words
+    /// ("honestly"), so the backbone reads a sentence at any offset, as a pretrained one does:
+    /// prompt tuning shifts the text right by its length, and a backbone that had only seen text
+    /// from position 1 fell to 55% accuracy with the text 4 positions later (measured).
+    /// </summary>
+    private sealed class TunedBackbone(TempFolder temp, HfModelFolder folder, TextTokenizer tokenizer) : IDisposable
     {
+        public HfModelFolder Folder { get; } = folder;
+        public TextTokenizer Tokenizer { get; } = tokenizer;
+        public void Dispose() => temp.Dispose();
+    }
+
+    private TunedBackbone? tuned;
+
+    [OneTimeTearDown] public void DisposeTunedBackbone() => tuned?.Dispose();
+
+    private static string Lead(int fillers) => string.Concat(Enumerable.Repeat("honestly ", fillers));
+
+    private TunedBackbone Tuned() => tuned ??= TuneBackbone();
+
+    private static TunedBackbone TuneBackbone()
+    {
+        var temp = new TempFolder();
+        var init = DemoModel.CreateFolder(Path.Combine(temp.Path, "init"), 3, hidden: 32);
+        var tok = TextTokenizer.FromFolder(init);
+        var model = SequenceClassifier.FromFolder(init, 3, numLabels: 2);
+        var leads = new Random(11);
+        var train = NegationTask.Make(3000, 11).Select(e => e with { Text = Lead(leads.Next(5)) + e.Text }).ToList();
+        var held = DemoModel.Data(400, 12, "held out").Examples;
+        var shifted = held.Select(e => e with { Text = Lead(4) + e.Text }).ToList();
+        // Rounds of 100 steps (batch 32, lr 2e-3) until it solves the task: the escape from the
+        // chance plateau comes at a seed-dependent step (measured for this seed: 50.5, 59.3, 97.5,
+        // 96.5, 100% after 100…500 steps; demo seeds 1, 2, 4 needed 700, 400, 600), so a fixed
+        // count would be too short on some machines or too long on others.
+        double accuracy = 0, shiftedAccuracy = 0;
+        int steps = 0;
+        while (steps < 1200 && (accuracy < 0.98 || shiftedAccuracy < 0.98))
+        {
+            var trainer = new Trainer(model, init, tok, new TrainOptions
+            {
+                MaxSteps = 100, BatchSize = 32, LearningRate = 2e-3, Schedule = "constant", WarmupRatio = 0.1, MaxLength = 32, Seed = 3 + steps, LogEvery = 1000,
+            }, DemoModel.LabelNames, regression: false);
+            trainer.Train(train, null);
+            steps += 100;
+            accuracy = trainer.Evaluate(held)["accuracy"];
+            shiftedAccuracy = trainer.Evaluate(shifted)["accuracy"];
+        }
+        Assert.That(Math.Min(accuracy, shiftedAccuracy), Is.GreaterThanOrEqualTo(0.98),
+            $"the backbone did not solve the demo task in {steps} steps: {accuracy:P1}, {shiftedAccuracy:P1} with the text 4 positions later");
+        var dir = Path.Combine(temp.Path, "tuned");
+        AtomicFolder.Write(dir, tmp =>
+        {
+            model.SaveInto(tmp, init);
+            SafeTensors.Save(Path.Combine(tmp, SafeTensors.SingleFileName), model.NamedParameters()
+                .Where(p => !p.Name.StartsWith("classifier.", StringComparison.Ordinal))
+                .Select(p => new KeyValuePair<string, Tensor>(model.CheckpointName(p.Name), p.Param)));
+        });
+        return new TunedBackbone(temp, HfModelFolder.Open(dir), tok);
+    }
+
+    /// <summary>The downstream task: the demo sentences labelled by whether the last clause is
+    /// NEGATIVE (the demo's labels flipped). The backbone's features support it; the head starts
+    /// from random (the saved backbone has none), so it cannot start solved. Held-out data come
+    /// from another seed.</summary>
+    private static List<Models.Data.Example> Flipped(int count, int seed) =>
+        DemoModel.Data(count, seed, "negative last clause").Examples.Select(e => e with { Label = 1 - e.Label }).ToList();
+
+    private static readonly List<Models.Data.Example> DownstreamTrain = Flipped(320, 5), DownstreamHeldOut = Flipped(400, 6);
+
+    [Test]
+    public void AFreshHeadOnTheTunedBackboneStartsAtChance()
+    {
+        // A fresh head (std 0.02) on the tuned backbone's saturated pooled features (tanh, ±1)
+        // gives all sentences of a class nearly the same logits, so its accuracy is 0% or 100% by
+        // the draw (measured over head seeds 1–8: 100, 100, 0, 0, 0, 0, 0, 100%): accuracy says
+        // nothing before training. The loss does: with zero biases, |logit difference| ≤ Σ|w₀ − w₁|,
+        // about 0.7 (32 differences of std 0.028), so a fresh head's loss is ln 2 on average and stays
+        // above ≈ 0.4. Measured: 0.566, 0.635, 0.893, 0.722, 0.750, 0.717, 0.742, 0.567 (mean 0.699).
+        var losses = new List<double>();
+        for (int seed = 1; seed <= 8; seed++)
+        {
+            var model = SequenceClassifier.FromFolder(Tuned().Folder, seed, numLabels: 2);
+            Assert.That(model.HeadInitialisedRandomly, "the saved backbone has no classifier");
+            losses.Add(Loss(model, DownstreamTrain, Tuned().Tokenizer));
+        }
+        Assert.That(losses, Has.All.GreaterThan(0.45));
+        Assert.That(losses.Average(), Is.EqualTo(Math.Log(2)).Within(0.1));
+    }
+
+    // Measured (train loss in evaluation mode before → after; held-out accuracy on 400 sentences;
+    // the backbone took 500 steps):
+    //   full                  lr 2e-3,  60 steps: 0.893 → 0.050, 100%
+    //   head                  lr 1e-2,  60 steps: 0.893 → 0.001, 100%
+    //   lora                  lr 1e-2,  60 steps: 0.893 → 0.000, 100%
+    //   bitfit                lr 1e-2,  60 steps: 0.893 → 0.000, 100%
+    //   prefix                lr 1e-1, 120 steps: 0.771 → 0.007, 100%
+    //   prompt                lr 1e-2,  60 steps: 0.891 → 0.004, 99.8%
+    //   head + depthwise      lr 1e-2,  60 steps: 0.845 → 0.001, 100%
+    //   lora + depthwise:mean lr 1e-2,  60 steps: 0.839 → 0.001, 100%
+    // With method seeds 1, 2, 4, 5 every case ended ≤ 0.048 and ≥ 99.8%; with backbones from demo
+    // seeds 1, 2, 4, ≤ 0.091 and ≥ 99.0%. Prefix tuning needs more steps: its N(0, 1) key/value
+    // prefixes first scramble a 32-wide model's attention (60 steps at lr 1e-1: 0.257, 74.8%;
+    // 120 steps at lr 1e-2: 0.325, 86.8%; at 3e-2: 0.240, 87.5%; near 75% the one-clause half is
+    // right and the rest at chance: word order lost). Thresholds: loss below 0.2 (a fresh head
+    // stays above ≈ 0.4, see above) and 95% held out.
+    [TestCase("full", null, 2e-3, 60)]
+    [TestCase("head", null, 1e-2, 60)]
+    [TestCase("lora", null, 1e-2, 60)]
+    [TestCase("bitfit", null, 1e-2, 60)]
+    [TestCase("prefix", null, 1e-1, 120)]
+    [TestCase("prompt", null, 1e-2, 60)]
+    [TestCase("head", "depthwise", 1e-2, 60)]
+    [TestCase("lora", "depthwise:mean", 1e-2, 60)]
+    public void EachMethodLearnsANewHeadOnATunedBackbone(string method, string? pooling, double lr, int steps)
+    {
+        var backbone = Tuned();
         var peft = Options(method, pooling);
-        var model = Model(peft);
-        double before = Loss(model);
-        TrainerFor(model, peft, 30, lr).Train(Train.Examples, null);
-        double after = Loss(model);
-        // The demo backbone is random: in 30 steps every method only starts down from the chance
-        // plateau (0.693), so this checks the direction, not the size (a 150–600 step full
-        // fine-tune first gave 0.692 → 0.67–0.68 for every method but prompt; too slow for a unit test).
-        Assert.That(after, Is.LessThan(before - 5e-4), $"{method}: loss {before:F4} → {after:F4}");
+        var model = SequenceClassifier.FromFolder(backbone.Folder, 3, numLabels: 2);
+        Assert.That(model.HeadInitialisedRandomly);
+        PeftSetup.Apply(model, peft, backbone.Folder.Path, t => backbone.Tokenizer.EncodeWithoutSpecialTokens(t), 3);
+        Assert.That(model.Pooling?.Spec.ToString(), Is.EqualTo(pooling is null ? null : PoolingSpec.Parse(pooling, "cls").ToString()));
+        double before = Loss(model, DownstreamTrain, backbone.Tokenizer);
+        Assert.That(before, Is.GreaterThan(0.45), "a fresh head (and fresh method parameters) start near chance");
+
+        var trainer = new Trainer(model, backbone.Folder, backbone.Tokenizer, new TrainOptions
+        {
+            MaxSteps = steps, BatchSize = 16, LearningRate = lr, MaxLength = 32, Seed = 3, WarmupRatio = 0, LogEvery = 1000, Peft = peft,
+        }, DemoModel.LabelNames, regression: false);
+        trainer.Train(DownstreamTrain, null);
+        double after = Loss(model, DownstreamTrain, backbone.Tokenizer);
+        double accuracy = trainer.Evaluate(DownstreamHeldOut)["accuracy"];
+        Assert.That(after, Is.LessThan(0.2), $"{method}: training loss {before:F3} → {after:F3}");
+        Assert.That(accuracy, Is.GreaterThanOrEqualTo(0.95), $"{method}: held-out accuracy {accuracy:P1} (loss {before:F3} → {after:F3})");
     }
 
     [Test]
