@@ -31,6 +31,7 @@ cases = {
     "linear": ([r(512, 768), r(768, 768, std=0.02), r(768)], lambda x, w, b: F.linear(x, w, b)),
     "linear_up": ([r(512, 768), r(3072, 768, std=0.02), r(3072)], lambda x, w, b: F.linear(x, w, b)),
     "attention": ([r(4, 12, 128, 64) for _ in range(3)], lambda q, k, v: torch.softmax(q @ k.transpose(-1, -2) / 8.0, -1) @ v),
+    "bmm": ([r(48, 128, 64), r(48, 128, 64)], lambda q, k: q @ k.transpose(-1, -2)),
     "layer_norm": ([r(512, 768), r(768), r(768)], lambda x, w, b: F.layer_norm(x, (768,), w, b, 1e-12)),
     "gelu": ([r(512, 3072)], lambda x: F.gelu(x)),
     "softmax": ([r(6144, 128)], lambda x: torch.softmax(x, -1)),

@@ -5,9 +5,9 @@ namespace Engine.Backend;
 
 // The float32 GEMM: packed operands and a 4×16 register-blocked micro-kernel.
 //
-// Both operands are first brought to plain row-major form (A as [M, K], B as [K, N]; a
-// transposed operand is copied once per matrix into pooled scratch). C is then computed in
-// tiles of 4 rows × 16 columns: for each p of K, two 8-wide vectors of B's row p are multiplied
+// A is first brought to plain row-major form ([M, K]; a transposed A is copied once per matrix
+// into pooled scratch) and op(B) is packed into column panels of 16 (PackPanels). C is then
+// computed in tiles of 4 rows × 16 columns: for each p of K, two 8-wide vectors of B's row p are multiplied
 // by four broadcast values of A's column p and added into 8 accumulators held in registers;
 // the tile is written once at the end (C += alpha·acc, after C was scaled by beta). Blocks of
 // rows run in parallel; each writes only its own rows, so results do not depend on the thread
@@ -27,7 +27,8 @@ public sealed partial class CpuBackend
     {
         var pool = ArrayPool<float>.Shared;
         float[]? packA = transA ? pool.Rent(m * k) : null;
-        float[]? packB = transB ? pool.Rent(k * n) : null;
+        int panels = (n + 15) / 16;
+        float[] packB = pool.Rent(Math.Max(1, panels * 16 * k));
         try
         {
             for (int bi = 0; bi < batch; bi++)
@@ -36,15 +37,14 @@ public sealed partial class CpuBackend
                 var b = allB.Slice((int)(offB + bi * strideB), k * n);
                 var c = allC.Slice((int)(offC + bi * strideC), m * n);
                 if (transA) { Transpose(a, packA!, k, m); a = packA.AsSpan(0, m * k); }
-                if (transB && (bi == 0 || strideB != 0)) Transpose(b, packB!, n, k);
-                if (transB) b = packB.AsSpan(0, k * n);
+                if (bi == 0 || strideB != 0) PackPanels(b, transB, k, n, packB);
 
                 // A shared C (stride 0) sums the batch: beta applies once, before the first matrix.
                 float bt = strideC == 0 && bi > 0 ? 1f : beta;
                 if (bt == 0f) c.Clear();
                 else if (bt != 1f) System.Numerics.Tensors.TensorPrimitives.Multiply(c, bt, c);
 
-                fixed (float* pa = a, pb = b, pc = c)
+                fixed (float* pa = a, pb = packB, pc = c)
                 {
                     float* A = pa, B = pb, C = pc;
                     // Work item: a block of RowBlock rows. Within it, column panels of 16 go outermost,
@@ -60,8 +60,9 @@ public sealed partial class CpuBackend
                             for (int i0 = r0; i0 < r1; i0 += 4)
                             {
                                 int rows = Math.Min(4, r1 - i0);
-                                if (rows == 4 && cols == 16) Tile4x16(A + (long)i0 * k, B + j0, C + (long)i0 * n + j0, n, k, alpha);
-                                else TileEdge(A + (long)i0 * k, B + j0, C + (long)i0 * n + j0, n, k, rows, cols, alpha);
+                                float* panel = B + (long)j0 * k; // panel j0/16 starts at (j0/16)·16·k
+                                if (rows == 4 && cols == 16) Tile4x16(A + (long)i0 * k, panel, C + (long)i0 * n + j0, n, k, alpha);
+                                else TileEdge(A + (long)i0 * k, panel, C + (long)i0 * n + j0, n, k, rows, cols, alpha);
                             }
                         }
                     });
@@ -71,7 +72,7 @@ public sealed partial class CpuBackend
         finally
         {
             if (packA is not null) pool.Return(packA);
-            if (packB is not null) pool.Return(packB);
+            pool.Return(packB);
         }
     }
 
@@ -100,7 +101,45 @@ public sealed partial class CpuBackend
         }
     }
 
-    /// <summary>C[0..4, 0..16] += alpha · A[0..4, :] · B[:, 0..16] (row strides k, n, n).</summary>
+    /// <summary>
+    /// op(B) [K, N] copied into column panels of 16: panel q holds columns 16q..16q+15 as K rows of
+    /// 16 consecutive floats (the last panel's missing columns are never read). The micro-kernel
+    /// then walks one contiguous K×16 block instead of 16 floats from each of K rows N apart, which
+    /// for wide N touched a new page per row. Panels are packed in parallel.
+    /// </summary>
+    private static unsafe void PackPanels(ReadOnlySpan<float> b, bool trans, int k, int n, Span<float> dst)
+    {
+        fixed (float* ps = b, pd = dst)
+        {
+            float* s = ps, d = pd;
+            For((n + 15) / 16, 16L * k, q =>
+            {
+                int j0 = q * 16, cols = Math.Min(16, n - j0);
+                float* panel = d + (long)j0 * k;
+                if (!trans)
+                {
+                    for (int p = 0; p < k; p++)
+                    {
+                        float* row = s + (long)p * n + j0;
+                        if (cols == 16) { Vector256.Load(row).Store(panel + p * 16); Vector256.Load(row + 8).Store(panel + p * 16 + 8); }
+                        else for (int c = 0; c < cols; c++) panel[p * 16 + c] = row[c];
+                    }
+                }
+                else
+                {
+                    // B stored [N, K]: column j of op(B) is stored row j, contiguous over p.
+                    for (int c = 0; c < cols; c++)
+                    {
+                        float* col = s + (long)(j0 + c) * k;
+                        for (int p = 0; p < k; p++) panel[p * 16 + c] = col[p];
+                    }
+                }
+            });
+        }
+    }
+
+    /// <summary>C[0..4, 0..16] += alpha · A[0..4, :] · B[:, 0..16] (A row stride k, B a packed panel
+    /// of rows of 16, C row stride n).</summary>
     private static unsafe void Tile4x16(float* a, float* b, float* c, int n, int k, float alpha)
     {
         Vector256<float> c00 = default, c01 = default, c10 = default, c11 = default;
@@ -108,8 +147,8 @@ public sealed partial class CpuBackend
         float* a0 = a, a1 = a + k, a2 = a + 2 * k, a3 = a + 3 * k;
         for (int p = 0; p < k; p++)
         {
-            var b0 = Vector256.Load(b + (long)p * n);
-            var b1 = Vector256.Load(b + (long)p * n + 8);
+            var b0 = Vector256.Load(b + p * 16);
+            var b1 = Vector256.Load(b + p * 16 + 8);
             var x = Vector256.Create(a0[p]);
             c00 = Vector256.FusedMultiplyAdd(x, b0, c00); c01 = Vector256.FusedMultiplyAdd(x, b1, c01);
             x = Vector256.Create(a1[p]);
@@ -139,7 +178,7 @@ public sealed partial class CpuBackend
         new Span<float>(acc, 64).Clear();
         for (int p = 0; p < k; p++)
         {
-            float* brow = b + (long)p * n;
+            float* brow = b + p * 16;
             for (int r = 0; r < rows; r++)
             {
                 float av = a[(long)r * k + p];

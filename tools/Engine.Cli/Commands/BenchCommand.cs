@@ -22,6 +22,8 @@ public static class BenchCommand
             i => Ops.Linear(i[0], i[1], i[2]))),
         new("attention", "q,k,v[4,12,128,64]", r => ([Tensor.Randn([4, 12, 128, 64], r), Tensor.Randn([4, 12, 128, 64], r), Tensor.Randn([4, 12, 128, 64], r)],
             i => Ops.Attention(i[0], i[1], i[2]))),
+        new("bmm", "q[48,128,64]·k[48,128,64]ᵀ", r => ([Tensor.Randn([48, 128, 64], r), Tensor.Randn([48, 128, 64], r)],
+            i => Ops.MatMul(i[0], i[1], transB: true))),
         new("layer_norm", "x[512,768]", r => ([Tensor.Randn([512, 768], r), Tensor.Randn([768], r), Tensor.Randn([768], r)],
             i => Ops.LayerNorm(i[0], i[1], i[2], 1e-12))),
         new("gelu", "x[512,3072]", r => ([Tensor.Randn([512, 3072], r)], i => Ops.Gelu(i[0]))),
