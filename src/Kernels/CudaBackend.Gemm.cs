@@ -21,41 +21,61 @@ public sealed unsafe partial class CudaBackend
                      int batch, int m, int n, int k, double alpha, double beta)
     {
         gpu.MakeCurrent();
-        if (batch == 0 || m == 0 || n == 0) return;
         int size = a.DType.SizeOf();
         ulong pa = P(a) + (ulong)(offA * size), pb = P(b) + (ulong)(offB * size), pc = P(c) + (ulong)(offC * size);
-        var map = GemmMapping.RowMajor(transA, transB, m, n, k);
-        if (a.DType == DType.F32 && MixedPrecision.GemmInBf16)
+        Gemm(a.DType, pa, pb, pc, new GemmSpec(strideA, transA, strideB, transB, strideC, batch, m, n, k, alpha, beta),
+             bf16: a.DType == DType.F32 && MixedPrecision.GemmInBf16);
+    }
+
+    /// <summary>The pointer-level GEMM (the attention products call it directly). On a dry-run
+    /// device every matrix the product reads or writes is checked against the live buffers.</summary>
+    private void Gemm(DType dtype, ulong pa, ulong pb, ulong pc, GemmSpec g, bool bf16)
+    {
+        if (g.Batch == 0 || g.M == 0 || g.N == 0) return;
+        int size = dtype.SizeOf();
+        if (gpu.IsDryRun)
         {
-            GemmBf16(map, pa, strideA, pb, strideB, pc, strideC, batch, m, n, k, alpha, beta);
+            void Check(ulong p, long stride, long count, string what)
+            {
+                int matrices = stride == 0 ? 1 : g.Batch;
+                gpu.Allocator.CheckLive(p, ((matrices - 1) * stride + count) * size, "gemm " + what);
+            }
+            Check(pa, g.StrideA, (long)g.M * g.K, "A");
+            Check(pb, g.StrideB, (long)g.K * g.N, "B");
+            Check(pc, g.StrideC, (long)g.M * g.N, "C");
+        }
+        var map = GemmMapping.RowMajor(g.TransA, g.TransB, g.M, g.N, g.K);
+        if (bf16)
+        {
+            GemmBf16(map, pa, g.StrideA, pb, g.StrideB, pc, g.StrideC, g.Batch, g.M, g.N, g.K, g.Alpha, g.Beta);
             return;
         }
-        if (strideC == 0 && batch > 1)
+        if (g.StrideC == 0 && g.Batch > 1)
         {
-            for (int i = 0; i < batch; i++)
-                Call(a, map, pb + (ulong)(i * strideB * size), 0, pa + (ulong)(i * strideA * size), 0, pc, 0, 1, alpha, i == 0 ? beta : 1.0);
+            for (int i = 0; i < g.Batch; i++)
+                Call(dtype, map, pb + (ulong)(i * g.StrideB * size), 0, pa + (ulong)(i * g.StrideA * size), 0, pc, 0, 1, g.Alpha, i == 0 ? g.Beta : 1.0);
         }
-        else Call(a, map, pb, strideB, pa, strideA, pc, strideC, batch, alpha, beta);
+        else Call(dtype, map, pb, g.StrideB, pa, g.StrideA, pc, g.StrideC, g.Batch, g.Alpha, g.Beta);
     }
 
     /// <summary>One cuBLAS strided-batched call: first operand B, second A (see <see cref="GemmMapping"/>).</summary>
-    private void Call(Tensor like, GemmMapping map, ulong first, long strideFirst, ulong second, long strideSecond, ulong c, long strideC, int batch, double alpha, double beta)
+    private void Call(DType dtype, GemmMapping map, ulong first, long strideFirst, ulong second, long strideSecond, ulong c, long strideC, int batch, double alpha, double beta)
     {
         if (gpu.IsDryRun) return;
         int opFirst = map.TransFirst ? Native.Cublas.OpT : Native.Cublas.OpN, opSecond = map.TransSecond ? Native.Cublas.OpT : Native.Cublas.OpN;
-        if (like.DType == DType.F64)
+        if (dtype == DType.F64)
         {
             double al = alpha, be = beta;
             Native.Cublas.Check(Native.Cublas.cublasDgemmStridedBatched(gpu.Cublas, opFirst, opSecond, map.M, map.N, map.K,
                 &al, first, map.LdFirst, strideFirst, second, map.LdSecond, strideSecond, &be, c, map.LdC, strideC, batch), "cublasDgemmStridedBatched");
         }
-        else if (like.DType == DType.F32)
+        else if (dtype == DType.F32)
         {
             float al = (float)alpha, be = (float)beta;
             Native.Cublas.Check(Native.Cublas.cublasSgemmStridedBatched(gpu.Cublas, opFirst, opSecond, map.M, map.N, map.K,
                 &al, first, map.LdFirst, strideFirst, second, map.LdSecond, strideSecond, &be, c, map.LdC, strideC, batch), "cublasSgemmStridedBatched");
         }
-        else throw new EngineException($"cuda GEMM computes in F32 or F64, not {like.DType}");
+        else throw new EngineException($"cuda GEMM computes in F32 or F64, not {dtype}");
     }
 
     /// <summary>The bf16 path: pack A and B to bf16 scratch, then bf16 × bf16 → float32 GEMMs.</summary>

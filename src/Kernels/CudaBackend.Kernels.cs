@@ -254,14 +254,18 @@ public sealed unsafe partial class CudaBackend
 
     // ------------------------------------------------------------- attention, rotary
 
+    /// <summary>Attention as batched cuBLAS GEMMs around a masked-softmax kernel (<see cref="AttentionGemms"/>).
+    /// The products stay in the tensors' type in bf16 mode too, as the CPU reference's fused op does.</summary>
     public void Attention(Tensor q, Tensor k, Tensor v, Tensor? mask, bool causal, double scale, Tensor o, Tensor probs)
     {
         gpu.MakeCurrent();
         int B = q.Dim(0), H = q.Dim(1), T = q.Dim(2), D = q.Dim(3), Hkv = k.Dim(1), S = k.Dim(2);
         long rows = (long)B * H * T;
         if (rows == 0) return;
-        gpu.Launch(K("attention_forward", q), RowBlocks(rows), RowThreads(Math.Max(S, D)),
-            [P(q), P(k), P(v), P(mask, true), causal ? 1 : 0, Scalar(q, scale), P(o), P(probs), B, H, T, D, Hkv, S]);
+        Gemm(q.DType, P(q), P(k), P(probs), AttentionGemms.Scores(B, H, T, D, Hkv, S, scale), bf16: false);
+        if (S > 0) gpu.Launch(K("attention_softmax", q), RowBlocks(rows), RowThreads(S), [P(mask, true), causal ? 1 : 0, P(probs), B, H, T, S]);
+        if (S == 0) { gpu.MemsetD8(P(o), 0, o.Numel * o.DType.SizeOf()); return; }
+        Gemm(q.DType, P(probs), P(v), P(o), AttentionGemms.Output(B, H, T, D, Hkv, S), bf16: false);
     }
 
     public void AttentionBackward(Tensor q, Tensor k, Tensor v, Tensor probs, Tensor dO, double scale, Tensor? dq, Tensor? dk, Tensor? dv)
@@ -270,19 +274,21 @@ public sealed unsafe partial class CudaBackend
         int B = q.Dim(0), H = q.Dim(1), T = q.Dim(2), D = q.Dim(3), Hkv = k.Dim(1), S = k.Dim(2);
         long rows = (long)B * H * T;
         if (rows == 0 || S == 0) return;
-        var scores = default((ulong Pointer, long Rounded));
+        var dt = q.DType;
         if (dq is not null || dk is not null)
         {
-            scores = Scratch(rows * S * q.DType.SizeOf());
-            gpu.Launch(K("attention_backward_scores", q), RowBlocks(rows), RowThreads(S),
-                [P(v), P(probs), P(dO), Scalar(q, scale), scores.Pointer, B, H, T, D, Hkv, S]);
+            long bytes = rows * S * dt.SizeOf();
+            var dP = Scratch(bytes);
+            var dS = Scratch(bytes);
+            Gemm(dt, P(dO), P(v), dP.Pointer, AttentionGemms.ProbabilityGradient(B, H, T, D, Hkv, S), bf16: false);
+            gpu.MemsetD8(dS.Pointer, 0, bytes);
+            gpu.Launch(K("softmax_backward", q), RowBlocks(rows), RowThreads(S), P(probs), dP.Pointer, dS.Pointer, rows, S);
+            if (dq is not null) Gemm(dt, dS.Pointer, P(k), P(dq), AttentionGemms.QueryGradient(B, H, T, D, Hkv, S, scale), bf16: false);
+            if (dk is not null) Gemm(dt, dS.Pointer, P(q), P(dk), AttentionGemms.KeyGradient(B, H, T, D, Hkv, S, scale), bf16: false);
+            Free(dP);
+            Free(dS);
         }
-        if (dq is not null)
-            gpu.Launch(K("attention_backward_query", q), Blocks(dq.Numel), Block, [P(k), scores.Pointer, P(dq), B, H, T, D, Hkv, S]);
-        if (dk is not null || dv is not null)
-            gpu.Launch(K("attention_backward_key_value", q), Blocks((long)B * Hkv * S * D), Block,
-                [P(q), P(probs), P(dO), scores.Pointer, P(dk, true), P(dv, true), B, H, T, D, Hkv, S]);
-        if (scores.Pointer != 0) Free(scores);
+        if (dv is not null) Gemm(dt, P(probs), P(dO), P(dv), AttentionGemms.ValueGradient(B, H, T, D, Hkv, S), bf16: false);
     }
 
     public void Rope(Tensor x, Tensor cos, Tensor sin, Tensor y, bool transpose)

@@ -71,7 +71,7 @@ public sealed unsafe partial class CudaBackend : IBackend
         "layer_norm", "layer_norm_backward_input", "layer_norm_backward_params", "rms_norm", "rms_norm_backward_input", "rms_norm_backward_weight",
         "softmax", "softmax_backward", "cross_entropy_rows", "cross_entropy_finish", "cross_entropy_backward",
         "mse_partials", "mse_backward", "bce_partials", "bce_backward",
-        "attention_forward", "attention_backward_scores", "attention_backward_query", "attention_backward_key_value",
+        "attention_softmax",
         "embedding", "embedding_backward", "gather_rows", "copy_block", "permute", "rope", "adamw", "sgd",
     ];
 

@@ -124,4 +124,65 @@ public class HostSideTests
         Backends.Cpu.EmbeddingBackward(cpuIds, cpuDy, cpuDw);
         Assert.That(dw, Is.EqualTo(cpuDw.ToFloatArray()));
     }
+
+    /// <summary>The GEMM decomposition the CUDA attention runs (<see cref="AttentionGemms"/>),
+    /// executed with the CPU's GEMM and softmax backward and a host copy of the masked-softmax
+    /// kernel: equal to the CPU's fused attention forward and backward in float64, for grouped
+    /// heads, a padding mask, and causal masking with as many or fewer queries than keys (the op
+    /// refuses more).</summary>
+    [TestCase(2, 4, 2, 5, 7, 3, true, false)]
+    [TestCase(2, 4, 2, 5, 7, 3, false, true)]
+    [TestCase(1, 3, 1, 4, 6, 2, true, true)]
+    [TestCase(3, 2, 2, 4, 4, 5, false, false)]
+    public void AttentionAsBatchedGemmsEqualsTheFusedOp(int B, int H, int Hkv, int T, int S, int D, bool causal, bool masked)
+    {
+        var be = Backends.Cpu;
+        var rng = new Random(B * 100 + T * 10 + S);
+        var q = Tensor.Randn([B, H, T, D], rng, DType.F64);
+        var k = Tensor.Randn([B, Hkv, S, D], rng, DType.F64);
+        var v = Tensor.Randn([B, Hkv, S, D], rng, DType.F64);
+        var dO = Tensor.Randn([B, H, T, D], rng, DType.F64);
+        var mask = masked ? Tensor.FromDoubles(Enumerable.Range(0, B * S).Select(i => i % S == S - 1 ? double.MinValue : 0.0).ToArray(), [B, S], DType.F64) : null;
+        double scale = 1 / Math.Sqrt(D);
+        void Run(GemmSpec g, Tensor a, Tensor b, Tensor c) =>
+            be.Gemm(a, 0, g.StrideA, g.TransA, b, 0, g.StrideB, g.TransB, c, 0, g.StrideC, g.Batch, g.M, g.N, g.K, g.Alpha, g.Beta);
+
+        var probs = Tensor.Zeros([B, H, T, S], DType.F64);
+        Run(AttentionGemms.Scores(B, H, T, D, Hkv, S, scale), q, k, probs);
+        // attention_softmax, on the host
+        var p = probs.Span<double>();
+        var m = mask?.ToDoubleArray();
+        for (int row = 0; row < B * H * T; row++)
+        {
+            int t = row % T, b = row / T / H;
+            int visible = causal ? Math.Clamp(t + S - T + 1, 0, S) : S;
+            var r = p.Slice(row * S, S);
+            double max = double.NegativeInfinity, sum = 0;
+            for (int s2 = 0; s2 < visible; s2++) { if (m is not null) r[s2] += m[b * S + s2]; max = Math.Max(max, r[s2]); }
+            for (int s2 = 0; s2 < S; s2++) { if (s2 < visible) { r[s2] = Math.Exp(r[s2] - max); sum += r[s2]; } else r[s2] = 0; }
+            for (int s2 = 0; s2 < visible; s2++) r[s2] /= sum;
+        }
+        var o = Tensor.Zeros([B, H, T, D], DType.F64);
+        Run(AttentionGemms.Output(B, H, T, D, Hkv, S), probs, v, o);
+
+        var o2 = Tensor.Zeros([B, H, T, D], DType.F64);
+        var probs2 = Tensor.Zeros([B, H, T, S], DType.F64);
+        be.Attention(q, k, v, mask, causal, scale, o2, probs2);
+        Assert.That(probs.ToDoubleArray(), Is.EqualTo(probs2.ToDoubleArray()).Within(1e-12), "probabilities");
+        Assert.That(o.ToDoubleArray(), Is.EqualTo(o2.ToDoubleArray()).Within(1e-12), "output");
+
+        var dP = Tensor.Zeros([B, H, T, S], DType.F64);
+        var dS = Tensor.Zeros([B, H, T, S], DType.F64);
+        Run(AttentionGemms.ProbabilityGradient(B, H, T, D, Hkv, S), dO, v, dP);
+        be.SoftmaxBackward(probs, dP, dS);
+        Tensor dq = Tensor.Zeros([B, H, T, D], DType.F64), dk = Tensor.Zeros([B, Hkv, S, D], DType.F64), dv = Tensor.Zeros([B, Hkv, S, D], DType.F64);
+        Run(AttentionGemms.QueryGradient(B, H, T, D, Hkv, S, scale), dS, k, dq);
+        Run(AttentionGemms.KeyGradient(B, H, T, D, Hkv, S, scale), dS, q, dk);
+        Run(AttentionGemms.ValueGradient(B, H, T, D, Hkv, S), probs, dO, dv);
+        Tensor dq2 = Tensor.Zeros([B, H, T, D], DType.F64), dk2 = Tensor.Zeros([B, Hkv, S, D], DType.F64), dv2 = Tensor.Zeros([B, Hkv, S, D], DType.F64);
+        be.AttentionBackward(q, k, v, probs2, dO, scale, dq2, dk2, dv2);
+        Assert.That(dq.ToDoubleArray(), Is.EqualTo(dq2.ToDoubleArray()).Within(1e-12), "dq");
+        Assert.That(dk.ToDoubleArray(), Is.EqualTo(dk2.ToDoubleArray()).Within(1e-12), "dk");
+        Assert.That(dv.ToDoubleArray(), Is.EqualTo(dv2.ToDoubleArray()).Within(1e-12), "dv");
+    }
 }
