@@ -23,34 +23,17 @@ public class DryRunModelTests
     [SetUp] public void SetUp() => temp = new TempFolder();
     [TearDown] public void TearDown() => temp?.Dispose();
 
-    private HfModelFolder Folder(string family) => family == "bert"
-        ? DemoModel.CreateFolder(Path.Combine(temp.Path, "bert"), 3, hidden: 32)
-        : HfModelFolder.Open(Llama.LlamaReferenceTests.Folder("llama"));
+    private HfModelFolder Folder(string family) => Devices.DeviceModelTests.Folder(family, temp.Path);
 
-    private static Tensor Rows(int[] flat, int b) => Tensor.FromArray(flat, b, flat.Length / b);
-
-    [TestCase("bert", "full", null)]
-    [TestCase("bert", "lora", "depthwise")]
-    [TestCase("bert", "prefix", null)]
-    [TestCase("bert", "prompt", "mean")]
-    [TestCase("bert", "bitfit", null)]
-    [TestCase("llama", "full", null)]
-    [TestCase("llama", "lora", "depthwise:last:with-embeddings")]
-    [TestCase("llama", "prefix", null)]
-    [TestCase("llama", "prompt", null)]
+    [TestCaseSource(typeof(Devices.DeviceModelTests), nameof(Devices.DeviceModelTests.Methods))]
     public void AModelStepLaunchesCleanly(string family, string method, string? pooling)
     {
         var dry = new DryGpu();
         var folder = Folder(family);
         var model = SequenceClassifier.FromFolder(folder, seed: 3, numLabels: 2);
-        PeftSetup.Apply(model, new PeftOptions
-        {
-            Method = method, Pooling = pooling, PrefixLength = 3, PromptLength = 3,
-            LoraSettings = new LoraOptions { Rank = 4, Alpha = 8, Dropout = 0.1 },
-        }, folder.Path, seed: 3);
+        PeftSetup.Apply(model, Devices.DeviceModelTests.Options(method, pooling), folder.Path, seed: 3);
         model.To(dry.Device);
-        var ids = family == "bert" ? Rows([2, 10, 11, 12, 3, 0, 0, 2, 13, 14, 15, 16, 17, 3], 2) : Rows([0, 0, 1, 9, 14, 33, 50, 1, 9, 14, 33, 50, 71, 80], 2);
-        var mask = family == "bert" ? Rows([1, 1, 1, 1, 1, 0, 0, 1, 1, 1, 1, 1, 1, 1], 2) : Rows([0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1], 2);
+        var (ids, mask) = Devices.DeviceModelTests.Batch(family);
         var trainable = model.Parameters().Where(p => p.RequiresGrad).ToList();
         var opt = new AdamW(trainable, learningRate: 1e-3);
         model.Train();

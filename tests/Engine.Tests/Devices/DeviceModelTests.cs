@@ -44,7 +44,7 @@ public class DeviceModelTests(string which)
             Assert.That(Math.Abs(actual[i] - expected[i]), Is.LessThanOrEqualTo(Tolerance * scale), $"{what}[{i}]: {actual[i]} vs {expected[i]}");
     }
 
-    private static PeftOptions Options(string method, string? pooling) => new()
+    internal static PeftOptions Options(string method, string? pooling) => new()
     {
         Method = method, Pooling = pooling, PrefixLength = 3, PromptLength = 3,
         LoraSettings = new LoraOptions { Rank = 4, Alpha = 8, Dropout = 0.1 },
@@ -58,20 +58,29 @@ public class DeviceModelTests(string which)
         return Tensor.FromArray(flat, b, t);
     }
 
-    private HfModelFolder Folder(string family) => family == "bert"
-        ? DemoModel.CreateFolder(Path.Combine(temp.Path, "bert"), 3, hidden: 32)
+    /// <summary>The demo's small BERT (made in <paramref name="dir"/>) or the tiny Llama fixture.</summary>
+    internal static HfModelFolder Folder(string family, string dir) => family == "bert"
+        ? DemoModel.CreateFolder(Path.Combine(dir, "bert"), 3, hidden: 32)
         : HfModelFolder.Open(Llama.LlamaReferenceTests.Folder("llama"));
 
-    /// <summary>A padded batch (right padding for BERT, left for Llama), labels, and the logits,
-    /// loss and every parameter gradient of one training-mode step (dropout on).</summary>
+    private HfModelFolder Folder(string family) => Folder(family, temp.Path);
+
+    /// <summary>A padded batch: right padding for BERT, left for Llama.</summary>
+    internal static (Tensor Ids, Tensor Mask) Batch(string family) => family == "bert"
+        ? (Rows(new[,] { { 2, 10, 11, 12, 3, 0, 0 }, { 2, 13, 14, 15, 16, 17, 3 } }), Rows(new[,] { { 1, 1, 1, 1, 1, 0, 0 }, { 1, 1, 1, 1, 1, 1, 1 } }))
+        : (Rows(new[,] { { 0, 0, 1, 9, 14, 33, 50 }, { 1, 9, 14, 33, 50, 71, 80 } }), Rows(new[,] { { 0, 0, 1, 1, 1, 1, 1 }, { 1, 1, 1, 1, 1, 1, 1 } }));
+
+    /// <summary>Family, method, pooling: every method on both families.</summary>
+    internal static readonly object?[][] Methods =
+    [
+        ["bert", "full", null], ["bert", "lora", "depthwise"], ["bert", "prefix", null], ["bert", "prompt", "mean"], ["bert", "bitfit", null],
+        ["llama", "full", null], ["llama", "lora", "depthwise:last:with-embeddings"], ["llama", "prefix", null], ["llama", "prompt", null],
+    ];
+
+    /// <summary>The logits, loss and every parameter gradient of one training-mode step (dropout on) on <see cref="Batch"/>.</summary>
     private static (double[] Logits, double Loss, Dictionary<string, double[]> Grads) Step(SequenceClassifier model, string family)
     {
-        var ids = family == "bert"
-            ? Rows(new[,] { { 2, 10, 11, 12, 3, 0, 0 }, { 2, 13, 14, 15, 16, 17, 3 } })
-            : Rows(new[,] { { 0, 0, 1, 9, 14, 33, 50 }, { 1, 9, 14, 33, 50, 71, 80 } });
-        var mask = family == "bert"
-            ? Rows(new[,] { { 1, 1, 1, 1, 1, 0, 0 }, { 1, 1, 1, 1, 1, 1, 1 } })
-            : Rows(new[,] { { 0, 0, 1, 1, 1, 1, 1 }, { 1, 1, 1, 1, 1, 1, 1 } });
+        var (ids, mask) = Batch(family);
         var labels = Tensor.FromArray([1, 0], 2);
         model.Train();
         using var scope = Scope.Begin();
@@ -82,15 +91,7 @@ public class DeviceModelTests(string which)
         return (logits.ToDoubleArray(), loss.Item(), grads);
     }
 
-    [TestCase("bert", "full", null)]
-    [TestCase("bert", "lora", "depthwise")]
-    [TestCase("bert", "prefix", null)]
-    [TestCase("bert", "prompt", "mean")]
-    [TestCase("bert", "bitfit", null)]
-    [TestCase("llama", "full", null)]
-    [TestCase("llama", "lora", "depthwise:last:with-embeddings")]
-    [TestCase("llama", "prefix", null)]
-    [TestCase("llama", "prompt", null)]
+    [TestCaseSource(nameof(Methods))]
     public void AModelStepOnTheDeviceMatchesTheCpu(string family, string method, string? pooling)
     {
         var folder = Folder(family);
