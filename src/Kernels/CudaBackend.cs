@@ -227,6 +227,30 @@ public sealed unsafe partial class CudaBackend : IBackend
         return result;
     }
 
+    /// <summary>Each tensor's partials and total as in <see cref="SumSquares(Tensor)"/>, the totals into
+    /// one device array read back once (a sync per list, not per tensor), added in list order.</summary>
+    public double SumSquares(IReadOnlyList<Tensor> xs)
+    {
+        gpu.MakeCurrent();
+        if (xs.Count == 0) return 0;
+        var blocks = xs.Select(x => Math.Min(Blocks(x.Numel), 1024u)).ToArray();
+        long partialCount = blocks.Sum(b => (long)b);
+        var scratch = Scratch((partialCount + xs.Count) * 8);
+        ulong totals = scratch.Pointer + (ulong)(partialCount * 8), at = scratch.Pointer;
+        for (int i = 0; i < xs.Count; i++)
+        {
+            gpu.Launch(K("sum_squares_partials", xs[i]), blocks[i], Block, P(xs[i]), xs[i].Numel, at);
+            gpu.Launch(K("finish_sum", xs[i]), 1, Block, at, (int)blocks[i], 1.0, 0UL, 0, totals + (ulong)i * 8);
+            at += blocks[i] * 8UL;
+        }
+        var host = new double[xs.Count];
+        fixed (double* h = host) gpu.CopyToHost((byte*)h, totals, xs.Count * 8L);
+        Free(scratch);
+        double sum = 0;
+        foreach (var t in host) sum += t;
+        return sum;
+    }
+
     /// <summary>out[0] (+)= Σ a ⊙ b in two deterministic passes (float64 partials).</summary>
     private void Dot(Tensor a, Tensor b, ulong output, bool accumulate)
     {

@@ -56,6 +56,13 @@ public sealed partial class CpuBackend : IBackend
 
     public void Synchronize() { }
 
+    public double SumSquares(IReadOnlyList<Tensor> xs)
+    {
+        double sum = 0;
+        foreach (var x in xs) sum += SumSquares(x);
+        return sum;
+    }
+
     public void Cast(Tensor src, Tensor dst)
     {
         if (src.DType == dst.DType) { Copy(src, dst); return; }

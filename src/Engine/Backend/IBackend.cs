@@ -38,6 +38,10 @@ public interface IBackend
     void Scale(Tensor x, Tensor y, double alpha);
     /// <summary>Σ x² over all elements, as a float64 on the host.</summary>
     double SumSquares(Tensor x);
+    /// <summary>Σ over <paramref name="xs"/> (all on this device) of <see cref="SumSquares(Tensor)"/>,
+    /// the per-tensor totals added on the host in list order (so the result equals the loop of
+    /// single calls), with one device round trip for the whole list (gradient clipping).</summary>
+    double SumSquares(IReadOnlyList<Tensor> xs);
     /// <summary>Waits until every kernel queued on this device has finished (a no-op where kernels
     /// run synchronously, as on the CPU); for timing.</summary>
     void Synchronize();

@@ -7,9 +7,17 @@ public static class GradClip
     /// computed in float64; parameters without a gradient count for nothing.</summary>
     public static double GlobalNorm(IEnumerable<Tensor> parameters)
     {
+        // Runs of consecutive gradients on one device go to their backend as one list (one device
+        // round trip per run instead of one per parameter); totals add in parameter order.
         double sum = 0;
+        var run = new List<Tensor>();
         foreach (var p in parameters)
-            if (p.Grad is { } g) sum += g.Backend.SumSquares(g);
+        {
+            if (p.Grad is not { } g) continue;
+            if (run.Count > 0 && run[0].Device != g.Device) { sum += run[0].Backend.SumSquares(run); run.Clear(); }
+            run.Add(g);
+        }
+        if (run.Count > 0) sum += run[0].Backend.SumSquares(run);
         return Math.Sqrt(sum);
     }
 

@@ -87,6 +87,11 @@ public class ParityTests
         var rng = new Random(9);
         var x = Tensor.Randn([3, 1000], rng, DType.F64);
         Assert.That(gpu.SumSquares(x.To(gpu.Device)), Is.EqualTo(Backends.Cpu.SumSquares(x)).Within(1e-9).Percent);
+        // The list form (gradient clipping): one readback for several tensors, the same total as single calls.
+        var xs = new[] { x, Tensor.Randn([7], rng, DType.F64), Tensor.Randn([300, 41], rng, DType.F64) };
+        var onGpu = xs.Select(t => t.To(gpu.Device)).ToList();
+        Assert.That(gpu.SumSquares(onGpu), Is.EqualTo(onGpu.Sum(t => gpu.SumSquares(t))));
+        Assert.That(gpu.SumSquares(onGpu), Is.EqualTo(Backends.Cpu.SumSquares(xs)).Within(1e-9).Percent);
 
         // A batch of 4 products summed into one C (stride 0), beta applied once.
         var a = Tensor.Randn([4, 3, 5], rng, DType.F64); var b = Tensor.Randn([4, 5, 2], rng, DType.F64);

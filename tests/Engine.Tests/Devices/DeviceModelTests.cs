@@ -181,6 +181,24 @@ public class DeviceModelTests(string which)
     }
 
     [Test]
+    public void TheGlobalGradientNormCountsEveryDeviceOnce()
+    {
+        var rng = new Random(2);
+        var ps = new List<Tensor>();
+        double expected = 0;
+        foreach (var onDevice in new[] { false, true, true, false, true })
+        {
+            var p = Tensor.Parameter(Tensor.Zeros([5]));
+            var g = Tensor.Randn([5], rng);
+            expected += g.ToDoubleArray().Sum(v => v * v);
+            if (onDevice) p.MoveTo(device);
+            p.Grad = g.To(p.Device);
+            ps.Add(p);
+        }
+        Assert.That(Engine.Optim.GradClip.GlobalNorm(ps), Is.EqualTo(Math.Sqrt(expected)).Within(1e-6));
+    }
+
+    [Test]
     public void TheDeviceBoundaryHolds()
     {
         var x = Tensor.Zeros([4], DType.F32, device);

@@ -66,6 +66,7 @@ internal sealed class MirrorBackend : IBackend
     public void Axpy(Tensor x, Tensor y, double alpha) => Cpu.Axpy(H(x), H(y), alpha);
     public void Scale(Tensor x, Tensor y, double alpha) => Cpu.Scale(H(x), H(y), alpha);
     public double SumSquares(Tensor x) => Cpu.SumSquares(H(x));
+    public double SumSquares(IReadOnlyList<Tensor> xs) => Cpu.SumSquares(xs.Select(H).ToList());
     public void Synchronize() { }
 
     public void Binary(BinaryOp op, Tensor a, Tensor b, Tensor y) => Cpu.Binary(op, H(a), H(b), H(y));
