@@ -9,6 +9,13 @@ here="$(cd "$(dirname "$0")" && pwd)"
 OUT="${OUT:-/tmp/engine-out}"
 mkdir -p "$OUT"
 export ENGINE_KERNEL_CACHE="$OUT/kernel-cache"
+# Where python3's pip-installed CUDA libraries are (torch's nvidia-* wheels): probed anyway, but
+# asking the interpreter that has them is the surest way (an ENGINE_CUDA_LIB_DIR given stays).
+if [ -z "${ENGINE_CUDA_LIB_DIR:-}" ]; then
+  nvdir=$(python3 -c 'import nvidia; print(list(nvidia.__path__)[0])' 2>/dev/null || true)
+  for lib in cuda_nvrtc/lib cu13/lib; do [ -d "$nvdir/$lib" ] && export ENGINE_CUDA_LIB_DIR="$nvdir/$lib" && break; done
+fi
+echo "ENGINE_CUDA_LIB_DIR=${ENGINE_CUDA_LIB_DIR:-unset}" > "$OUT/env.txt"
 cd "$here"
 
 { nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>&1 || echo "nvidia-smi unavailable"; } | tee "$OUT/gpu.txt"

@@ -10,7 +10,7 @@ namespace Engine.Kernels.Native;
 /// .so.12 first, then the older ones); without a driver (a CPU-only machine compiling kernels)
 /// every known major is tried. Folders are probed in this order:
 /// ENGINE_CUDA_LIB_DIR, CUDA_PATH and CUDA_HOME (lib64, targets/x86_64-linux/lib),
-/// /usr/local/cuda (same two), Python site-packages nvidia/cu13/lib and nvidia/*/lib (pip
+/// /usr/local/cuda (same two), Python site-packages (system, ~/.local, venv/conda, pyenv versions) nvidia/cu13/lib and nvidia/*/lib (pip
 /// wheels), then the plain soname through the system loader (LD_LIBRARY_PATH, ldconfig).
 /// One <see cref="NativeLibrary.SetDllImportResolver"/> for this assembly maps the logical names
 /// "cuda", "nvrtc", "cublasLt" and "cublas" of the bindings to the handles loaded here.
@@ -131,6 +131,11 @@ public static class CudaLibraries
             if (Environment.GetEnvironmentVariable(env) is { Length: > 0 } p) roots.Add(Path.Combine(p, "lib"));
         var home = Environment.GetEnvironmentVariable("HOME");
         if (!string.IsNullOrEmpty(home)) roots.Add(Path.Combine(home, ".local/lib"));
+        // pyenv interpreters (the GPU hosts' python3 may be one): PYENV_ROOT or ~/.pyenv, every version.
+        var pyenv = Environment.GetEnvironmentVariable("PYENV_ROOT") is { Length: > 0 } pr ? pr : string.IsNullOrEmpty(home) ? null : Path.Combine(home, ".pyenv");
+        if (pyenv is not null && Directory.Exists(Path.Combine(pyenv, "versions")))
+            foreach (var version in Directory.GetDirectories(Path.Combine(pyenv, "versions")).Order(StringComparer.Ordinal))
+                roots.Add(Path.Combine(version, "lib"));
         roots.AddRange(["/usr/local/lib", "/usr/lib", "/opt/conda/lib"]);
         foreach (var root in roots)
         {
