@@ -27,9 +27,19 @@ if [ -f .carry/tokenizers/bert-base-uncased/vocab.txt ]; then
 else
   rc[tokenizers]="skipped (no .carry/tokenizers)"
 fi
+# The other direction of the PEFT interop: the engine loads PEFT's adapter (the test), writes its
+# own with its logits to $TMPDIR/engine-peft-adapter, and PEFT loads that one (--check).
+rc[peft_check]="skipped (no /tmp/engine bundle or no PEFT fixture)"
+if [ -x /tmp/engine/Engine.Tests ] && [ -f "$fx/peft_lora/adapter_config.json" ]; then
+  mkdir -p /tmp/engine/Fixtures && rm -rf /tmp/engine/Fixtures/peft_lora && cp -r "$fx/peft_lora" /tmp/engine/Fixtures/
+  /tmp/engine/Engine.Tests --filter "FullyQualifiedName~PeftInterop" > "$OUT/peft-interop-tests.log" 2>&1
+  rc[peft_engine_loads_peft]=$?
+  python3 tools/reference/peft_reference.py --check "${TMPDIR:-/tmp}/engine-peft-adapter" > "$OUT/peft-check.log" 2>&1
+  rc[peft_check]="$? ($(tail -n 1 "$OUT/peft-check.log"))"
+fi
 tar -C "$fx" -czf "$OUT/fixtures.tar.gz" bert_tiny llama_tiny safetensors peft_lora tokenizer_reference.json 2>/dev/null
 echo
 echo "| fixture     | exit |"
 echo "|-------------|------|"
-for k in bert llama safetensors peft tokenizers; do echo "| $k | ${rc[$k]} |"; done
+for k in "${!rc[@]}"; do echo "| $k | ${rc[$k]} |"; done
 ls -la "$OUT/fixtures.tar.gz"
