@@ -188,15 +188,30 @@ public sealed partial class CpuBackend
 
     // ------------------------------------------------------------- activations
 
+    /// <summary>Elements per parallel piece of an activation: every element is independent, so any
+    /// split gives the same bits.</summary>
+    private const int UnaryChunk = 16384;
+
     public void Unary(UnaryOp op, Tensor x, Tensor y)
     {
-        if (IsF64(x)) Unary<double>(op, S<double>(x), S<double>(y)); else Unary<float>(op, S<float>(x), S<float>(y));
+        long n = x.Numel;
+        For((n + UnaryChunk - 1) / UnaryChunk, UnaryChunk * 8L, c =>
+        {
+            int i0 = c * UnaryChunk, len = (int)Math.Min(UnaryChunk, n - i0);
+            if (IsF64(x)) Unary<double>(op, S<double>(x).Slice(i0, len), S<double>(y).Slice(i0, len));
+            else Unary<float>(op, S<float>(x).Slice(i0, len), S<float>(y).Slice(i0, len));
+        });
     }
 
     public void UnaryBackward(UnaryOp op, Tensor x, Tensor y, Tensor dy, Tensor dx)
     {
-        if (IsF64(x)) UnaryBackward<double>(op, S<double>(x), S<double>(y), S<double>(dy), S<double>(dx));
-        else UnaryBackward<float>(op, S<float>(x), S<float>(y), S<float>(dy), S<float>(dx));
+        long n = x.Numel;
+        For((n + UnaryChunk - 1) / UnaryChunk, UnaryChunk * 8L, c =>
+        {
+            int i0 = c * UnaryChunk, len = (int)Math.Min(UnaryChunk, n - i0);
+            if (IsF64(x)) UnaryBackward<double>(op, S<double>(x).Slice(i0, len), S<double>(y).Slice(i0, len), S<double>(dy).Slice(i0, len), S<double>(dx).Slice(i0, len));
+            else UnaryBackward<float>(op, S<float>(x).Slice(i0, len), S<float>(y).Slice(i0, len), S<float>(dy).Slice(i0, len), S<float>(dx).Slice(i0, len));
+        });
     }
 
     private const double SqrtTwoOverPi = 0.7978845608028654, GeluCoef = 0.044715, InvSqrt2 = 0.7071067811865476, InvSqrt2Pi = 0.3989422804014327;
@@ -271,14 +286,16 @@ public sealed partial class CpuBackend
             var az = Vector256.Abs(z);
             var t = one / (one + p * az);
             var poly = t * (a1 + t * (a2 + t * (a3 + t * (a4 + t * a5))));
-            var r = one - poly * Vector256.Exp(-(az * az));
+            var e = ExpF32(-(az * az));
+            var r = one - poly * e;
             var erf = Vector256.ConditionalSelect(Vector256.LessThan(z, Vector256<float>.Zero), -r, r);
             if (!backward)
             {
                 (half * v * (one + erf)).CopyTo(outp.Slice(i, 8));
                 continue;
             }
-            var d = half * (one + erf) + v * invSqrt2Pi * Vector256.Exp(-(half * v * v));
+            // exp(−z²) = exp(−x²/2): the forward's exponential is φ's too (one Exp, not two).
+            var d = half * (one + erf) + v * invSqrt2Pi * e;
             var acc = Vector256.Create(outp.Slice(i, 8)) + Vector256.Create(dy.Slice(i, 8)) * d;
             acc.CopyTo(outp.Slice(i, 8));
         }
@@ -288,6 +305,33 @@ public sealed partial class CpuBackend
             if (!backward) outp[i] = 0.5f * v * (1f + erf);
             else outp[i] += dy[i] * (0.5f * (1f + erf) + v * (float)InvSqrt2Pi * MathF.Exp(-0.5f * v * v));
         }
+    }
+
+    /// <summary>
+    /// e^x for float32 lanes in float32 arithmetic (Vector256.Exp widens to float64, twice the work):
+    /// x = n·ln2 + r with |r| ≤ ln2/2 (ln2 split in two parts for an exact reduction), e^r by the
+    /// Cephes expf polynomial (about 1 ulp), 2^n put into the exponent bits. Below −87.3 (where e^x
+    /// would be a denormal) the result is 0, above 88.7 +∞; NaN stays NaN.
+    /// </summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+    private static Vector256<float> ExpF32(Vector256<float> x)
+    {
+        var lo = Vector256.Create(-87.3365447f); var hi = Vector256.Create(88.7228391f);
+        var c = Vector256.Min(Vector256.Max(x, lo), hi);
+        var n = Vector256.Round(c * Vector256.Create(1.44269504088896341f));
+        var r = Vector256.FusedMultiplyAdd(n, Vector256.Create(-0.693359375f), c);
+        r = Vector256.FusedMultiplyAdd(n, Vector256.Create(2.12194440e-4f), r);
+        var p = Vector256.Create(1.9875691500e-4f);
+        p = Vector256.FusedMultiplyAdd(p, r, Vector256.Create(1.3981999507e-3f));
+        p = Vector256.FusedMultiplyAdd(p, r, Vector256.Create(8.3334519073e-3f));
+        p = Vector256.FusedMultiplyAdd(p, r, Vector256.Create(4.1665795894e-2f));
+        p = Vector256.FusedMultiplyAdd(p, r, Vector256.Create(1.6666665459e-1f));
+        p = Vector256.FusedMultiplyAdd(p, r, Vector256.Create(5.0000001201e-1f));
+        p = Vector256.FusedMultiplyAdd(p, r * r, r + Vector256<float>.One);
+        var scale = Vector256.ShiftLeft(Vector256.ConvertToInt32(n) + Vector256.Create(127), 23).AsSingle();
+        var e = p * scale;
+        e = Vector256.ConditionalSelect(Vector256.LessThan(x, lo), Vector256<float>.Zero, e);
+        return Vector256.ConditionalSelect(Vector256.GreaterThan(x, hi), Vector256.Create(float.PositiveInfinity), e);
     }
 
     /// <summary>float64 erf for double tensors, the single-precision one for float tensors.</summary>
