@@ -35,6 +35,7 @@ cases = {
     "layer_norm": ([r(512, 768), r(768), r(768)], lambda x, w, b: F.layer_norm(x, (768,), w, b, 1e-12)),
     "gelu": ([r(512, 3072)], lambda x: F.gelu(x)),
     "softmax": ([r(6144, 128)], lambda x: torch.softmax(x, -1)),
+    "permute": ([r(4, 128, 12, 64)], lambda x: x.transpose(1, 2).contiguous()),
     "cross_entropy": ([r(512, 30522)], lambda x: F.cross_entropy(x, torch.arange(512) * 37 % 30522)),
 }
 
