@@ -63,15 +63,27 @@ public sealed partial class CpuBackend
             var xf = MemoryMarshal.Cast<T, float>(x); var yf = MemoryMarshal.Cast<T, float>(y);
             float m = float.CreateTruncating(max);
             int i = 0;
-            var acc = Vector256<float>.Zero; var mv = Vector256.Create(m);
+            float s = 0;
             ref float rx = ref MemoryMarshal.GetReference(xf); ref float ry = ref MemoryMarshal.GetReference(yf);
+            if (Vector512.IsHardwareAccelerated && xf.Length >= 16)
+            {
+                var acc16 = Vector512<float>.Zero; var mv16 = Vector512.Create(m);
+                for (; i <= xf.Length - 16; i += 16)
+                {
+                    var e = ExpF32x16(Vector512.LoadUnsafe(ref rx, (nuint)i) - mv16);
+                    e.StoreUnsafe(ref ry, (nuint)i);
+                    acc16 += e;
+                }
+                s = Vector512.Sum(acc16);
+            }
+            var acc = Vector256<float>.Zero; var mv = Vector256.Create(m);
             for (; i <= xf.Length - 8; i += 8)
             {
                 var e = ExpF32(Vector256.LoadUnsafe(ref rx, (nuint)i) - mv);
                 e.StoreUnsafe(ref ry, (nuint)i);
                 acc += e;
             }
-            float s = Vector256.Sum(acc);
+            s += Vector256.Sum(acc);
             for (; i < xf.Length; i++) s += yf[i] = MathF.Exp(xf[i] - m);
             sum = T.CreateTruncating(s);
         }
