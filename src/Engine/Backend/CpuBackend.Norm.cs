@@ -281,12 +281,18 @@ public sealed partial class CpuBackend
     private static void RmsNorm<T>(Tensor tx, Tensor tw, Tensor ty, Tensor trstd, double eps) where T : unmanaged, IFloatingPointIeee754<T>
     {
         int n = tx.Dim(-1);
-        For(tx.Numel / n, n, r =>
+        T invN = T.One / T.CreateTruncating(n), e = T.CreateTruncating(eps);
+        ForRowBlocks(tx.Numel / n, 3L * n, (r0, r1) =>
         {
-            var x = S<T>(tx).Slice(r * n, n); var y = S<T>(ty).Slice(r * n, n); var w = S<T>(tw);
-            T rs = T.One / T.Sqrt(TensorPrimitives.SumOfSquares<T>(x) / T.CreateTruncating(n) + T.CreateTruncating(eps));
-            for (int j = 0; j < n; j++) y[j] = x[j] * rs * w[j];
-            S<T>(trstd)[r] = rs;
+            var w = S<T>(tw);
+            for (int r = r0; r < r1; r++)
+            {
+                var x = S<T>(tx).Slice(r * n, n); var y = S<T>(ty).Slice(r * n, n);
+                T rs = T.One / T.Sqrt(TensorPrimitives.SumOfSquares<T>(x) * invN + e);
+                TensorPrimitives.Multiply(x, rs, y);
+                TensorPrimitives.Multiply(y, w, y);
+                S<T>(trstd)[r] = rs;
+            }
         });
     }
 
@@ -303,25 +309,64 @@ public sealed partial class CpuBackend
         long rows = tx.Numel / n;
         if (tdx is not null)
         {
-            For(rows, n, r =>
+            ForRowBlocks(rows, 6L * n, (r0, r1) =>
             {
-                var x = S<T>(tx).Slice(r * n, n); var dy = S<T>(tdy).Slice(r * n, n); var dx = S<T>(tdx).Slice(r * n, n);
                 var w = S<T>(tw);
-                T rs = S<T>(trstd)[r];
-                T dot = T.Zero;
-                for (int j = 0; j < n; j++) dot += dy[j] * w[j] * x[j];
-                T c = rs * rs * dot / T.CreateTruncating(n);
-                for (int j = 0; j < n; j++) dx[j] += rs * (dy[j] * w[j] - x[j] * c);
+                for (int r = r0; r < r1; r++)
+                {
+                    var x = S<T>(tx).Slice(r * n, n); var dy = S<T>(tdy).Slice(r * n, n); var dx = S<T>(tdx).Slice(r * n, n);
+                    T rs = S<T>(trstd)[r];
+                    T c = rs * rs * RmsDot(dy, w, x) / T.CreateTruncating(n);
+                    RmsInputGradRow(x, w, dy, rs, c, dx);
+                }
             });
         }
         if (tdw is null) return;
-        int chunks = (n + ColumnChunk - 1) / ColumnChunk;
-        For(chunks, rows * ColumnChunk, chunk =>
+        // Column chunks in parallel, each summing its columns over the rows in row order.
+        int width = ColumnChunkFor(n);
+        int chunks = (n + width - 1) / width;
+        For(chunks, rows * width, chunk =>
         {
-            var xs = S<T>(tx); var dys = S<T>(tdy); var rstds = S<T>(trstd); var dws = S<T>(tdw);
-            int j0 = chunk * ColumnChunk, j1 = Math.Min(n, j0 + ColumnChunk);
+            int j0 = chunk * width, len = Math.Min(n, j0 + width) - j0;
+            var xs = S<T>(tx); var dys = S<T>(tdy); var rstds = S<T>(trstd); var dw = S<T>(tdw).Slice(j0, len);
             for (int r = 0; r < rows; r++)
-                for (int j = j0; j < j1; j++) dws[j] += dys[r * n + j] * xs[r * n + j] * rstds[r];
+                NormParamGradRow(xs.Slice(r * n + j0, len), dys.Slice(r * n + j0, len), T.Zero, rstds[r], dw, Span<T>.Empty);
         });
+    }
+
+    /// <summary>Σ dy·w·x over one row, SIMD.</summary>
+    private static T RmsDot<T>(ReadOnlySpan<T> dy, ReadOnlySpan<T> w, ReadOnlySpan<T> x) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        int n = x.Length, i = 0;
+        T dot = T.Zero;
+        if (Vector256.IsHardwareAccelerated)
+        {
+            ref T rx = ref MemoryMarshal.GetReference(x); ref T rw = ref MemoryMarshal.GetReference(w); ref T rdy = ref MemoryMarshal.GetReference(dy);
+            var acc = Vector256<T>.Zero;
+            for (; i <= n - Vector256<T>.Count; i += Vector256<T>.Count)
+                acc += Vector256.LoadUnsafe(ref rdy, (nuint)i) * Vector256.LoadUnsafe(ref rw, (nuint)i) * Vector256.LoadUnsafe(ref rx, (nuint)i);
+            dot = Vector256.Sum(acc);
+        }
+        for (; i < n; i++) dot += dy[i] * w[i] * x[i];
+        return dot;
+    }
+
+    /// <summary>dx += rstd·(dy·w − x·c) over one row, SIMD.</summary>
+    private static void RmsInputGradRow<T>(ReadOnlySpan<T> x, ReadOnlySpan<T> w, ReadOnlySpan<T> dy, T rs, T c, Span<T> dx)
+        where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        int n = x.Length, i = 0;
+        if (Vector256.IsHardwareAccelerated)
+        {
+            ref T rx = ref MemoryMarshal.GetReference(x); ref T rw = ref MemoryMarshal.GetReference(w);
+            ref T rdy = ref MemoryMarshal.GetReference(dy); ref T rdx = ref MemoryMarshal.GetReference(dx);
+            var s = Vector256.Create(rs); var cv = Vector256.Create(c);
+            for (; i <= n - Vector256<T>.Count; i += Vector256<T>.Count)
+            {
+                var g = Vector256.LoadUnsafe(ref rdy, (nuint)i) * Vector256.LoadUnsafe(ref rw, (nuint)i);
+                (Vector256.LoadUnsafe(ref rdx, (nuint)i) + s * (g - Vector256.LoadUnsafe(ref rx, (nuint)i) * cv)).StoreUnsafe(ref rdx, (nuint)i);
+            }
+        }
+        for (; i < n; i++) dx[i] += rs * (dy[i] * w[i] - x[i] * c);
     }
 }
