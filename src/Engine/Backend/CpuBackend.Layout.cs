@@ -105,11 +105,24 @@ public sealed partial class CpuBackend
         ForRowBlocks(rows, last, (r0, r1) =>
         {
             var x = S<T>(tx);
+            // The block's first row's index over y's leading dims (divisions once per block), then
+            // an odometer: each next row adds one stride, carrying into the outer dims.
+            Span<int> idx = stackalloc int[Math.Max(1, r - 1)];
+            long off = 0, rem = r0;
+            for (int d = r - 2; d >= 0; d--) { idx[d] = (int)(rem % yShape[d]); off += idx[d] * srcStride[d]; rem /= yShape[d]; }
             for (int row = r0; row < r1; row++)
             {
+                if (row > r0)
+                {
+                    for (int d = r - 2; d >= 0; d--)
+                    {
+                        off += srcStride[d];
+                        if (++idx[d] < yShape[d]) break;
+                        off -= idx[d] * srcStride[d];
+                        idx[d] = 0;
+                    }
+                }
                 var y = S<T>(ty).Slice(row * last, last);
-                long off = 0, rem = row;
-                for (int d = r - 2; d >= 0; d--) { off += rem % yShape[d] * srcStride[d]; rem /= yShape[d]; }
                 if (lastStride == 1)
                 {
                     var src = x.Slice((int)off, last);
