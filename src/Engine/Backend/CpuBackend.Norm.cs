@@ -175,14 +175,13 @@ public sealed partial class CpuBackend
     }
 
     // With x̂ = (x − μ)·rstd and g = dy ⊙ w: dx = rstd · (g − mean(g) − x̂ · mean(g ⊙ x̂)); dw += Σ_rows dy ⊙ x̂; db += Σ_rows dy.
-    // Each step is a SIMD pass over a row (dx part) or a row's piece of a column chunk (dw, db part),
-    // with x̂ and g in a scratch row per block.
+    // dx: two fused SIMD passes per row (LayerNormInputGradRow); dw, db: one fused pass per row's
+    // piece of a column chunk (NormParamGradRow).
     private static void LayerNormBackward<T>(Tensor tx, Tensor tw, Tensor tmean, Tensor trstd, Tensor tdy, Tensor? tdx, Tensor? tdw, Tensor? tdb)
         where T : unmanaged, IFloatingPointIeee754<T>
     {
         int n = tx.Dim(-1);
         long rows = tx.Numel / n;
-        T invN = T.One / T.CreateTruncating(n);
         if (tdx is not null)
         {
             ForRowBlocks(rows, 8L * n, (r0, r1) =>
