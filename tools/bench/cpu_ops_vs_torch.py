@@ -33,8 +33,10 @@ cases = {
     "attention": ([r(4, 12, 128, 64) for _ in range(3)], lambda q, k, v: torch.softmax(q @ k.transpose(-1, -2) / 8.0, -1) @ v),
     "bmm": ([r(48, 128, 64), r(48, 128, 64)], lambda q, k: q @ k.transpose(-1, -2)),
     "layer_norm": ([r(512, 768), r(768), r(768)], lambda x, w, b: F.layer_norm(x, (768,), w, b, 1e-12)),
+    "rms_norm": ([r(512, 2048), r(2048)], lambda x, w: x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + 1e-6) * w),
     "gelu": ([r(512, 3072)], lambda x: F.gelu(x)),
     "softmax": ([r(6144, 128)], lambda x: torch.softmax(x, -1)),
+    "permute": ([r(4, 128, 12, 64)], lambda x: x.transpose(1, 2).contiguous()),
     "cross_entropy": ([r(512, 30522)], lambda x: F.cross_entropy(x, torch.arange(512) * 37 % 30522)),
 }
 

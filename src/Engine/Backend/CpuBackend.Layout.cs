@@ -89,7 +89,9 @@ public sealed partial class CpuBackend
         if (IsF64(x)) Permute<double>(x, perm, y, accumulate); else Permute<float>(x, perm, y, accumulate);
     }
 
-    // Walks y in order; the matching x offset advances by x's stride along each permuted dim.
+    // Walks y in rows of its last dim (blocks of rows in parallel); the matching x offset advances
+    // by x's stride along each permuted dim. When the last dim stays last (x stride 1: splitting or
+    // merging attention heads), each row is one contiguous SIMD copy or add.
     private static void Permute<T>(Tensor tx, int[] perm, Tensor ty, bool accumulate) where T : unmanaged, IFloatingPointIeee754<T>
     {
         int r = perm.Length;
@@ -100,15 +102,38 @@ public sealed partial class CpuBackend
         int last = r == 0 ? 1 : yShape[^1];
         long lastStride = r == 0 ? 1 : srcStride[^1];
         long rows = last == 0 ? 0 : ty.Numel / last;
-        For(rows, last, row =>
+        ForRowBlocks(rows, last, (r0, r1) =>
         {
-            var x = S<T>(tx); var y = S<T>(ty).Slice(row * last, last);
-            long off = 0, rem = row;
-            for (int d = r - 2; d >= 0; d--) { off += rem % yShape[d] * srcStride[d]; rem /= yShape[d]; }
-            for (int j = 0; j < last; j++)
+            var x = S<T>(tx);
+            // The block's first row's index over y's leading dims (divisions once per block), then
+            // an odometer: each next row adds one stride, carrying into the outer dims.
+            Span<int> idx = stackalloc int[Math.Max(1, r - 1)];
+            long off = 0, rem = r0;
+            for (int d = r - 2; d >= 0; d--) { idx[d] = (int)(rem % yShape[d]); off += idx[d] * srcStride[d]; rem /= yShape[d]; }
+            for (int row = r0; row < r1; row++)
             {
-                T v = x[(int)(off + j * lastStride)];
-                if (accumulate) y[j] += v; else y[j] = v;
+                if (row > r0)
+                {
+                    for (int d = r - 2; d >= 0; d--)
+                    {
+                        off += srcStride[d];
+                        if (++idx[d] < yShape[d]) break;
+                        off -= idx[d] * srcStride[d];
+                        idx[d] = 0;
+                    }
+                }
+                var y = S<T>(ty).Slice(row * last, last);
+                if (lastStride == 1)
+                {
+                    var src = x.Slice((int)off, last);
+                    if (accumulate) TensorPrimitives.Add(y, src, y); else src.CopyTo(y);
+                    continue;
+                }
+                for (int j = 0; j < last; j++)
+                {
+                    T v = x[(int)(off + j * lastStride)];
+                    if (accumulate) y[j] += v; else y[j] = v;
+                }
             }
         });
     }

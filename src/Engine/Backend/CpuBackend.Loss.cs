@@ -1,5 +1,7 @@
 using System.Numerics;
 using System.Numerics.Tensors;
+using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
 
 namespace Engine.Backend;
 
@@ -19,10 +21,18 @@ public sealed partial class CpuBackend
         var tg0 = S<int>(ttargets);
         for (int r = 0; r < rows; r++)
             if (tg0[r] != ignoreIndex && (uint)tg0[r] >= (uint)c) throw new EngineException($"cross_entropy: target {tg0[r]} in row {r} is outside 0..{c - 1}");
-        // Log-sum-exp per row, rows in parallel (SIMD exp over a pooled scratch row).
+        // Log-sum-exp per row, rows in parallel: float32 in one fused exp-and-sum pass, float64
+        // through TensorPrimitives' exp over a pooled scratch row.
         For(rows, c, r =>
         {
             var row = S<T>(tlogits).Slice(r * c, c);
+            if (typeof(T) == typeof(float) && Vector256.IsHardwareAccelerated)
+            {
+                var rf = MemoryMarshal.Cast<T, float>(row);
+                float m = TensorPrimitives.Max(rf);
+                S<T>(tlse)[r] = T.CreateTruncating(m + MathF.Log(SumExpF32(rf, m)));
+                return;
+            }
             var scratch = System.Buffers.ArrayPool<T>.Shared.Rent(c);
             var e = scratch.AsSpan(0, c);
             T max = TensorPrimitives.Max<T>(row);
@@ -67,6 +77,12 @@ public sealed partial class CpuBackend
             if (target == ignoreIndex) return;
             var row = S<T>(tlogits).Slice(r * c, c);
             var dx = S<T>(tdlogits).Slice(r * c, c);
+            if (typeof(T) == typeof(float) && Vector256.IsHardwareAccelerated)
+            {
+                AddScaledExpF32(MemoryMarshal.Cast<T, float>(row), float.CreateTruncating(S<T>(tlse)[r]), float.CreateTruncating(g), MemoryMarshal.Cast<T, float>(dx));
+                dx[target] -= g;
+                return;
+            }
             var scratch = System.Buffers.ArrayPool<T>.Shared.Rent(c);
             var p = scratch.AsSpan(0, c);
             TensorPrimitives.Subtract(row, S<T>(tlse)[r], p);
@@ -75,6 +91,43 @@ public sealed partial class CpuBackend
             dx[target] -= g;
             System.Buffers.ArrayPool<T>.Shared.Return(scratch);
         });
+    }
+
+    /// <summary>Σ e^(x − shift) over a float32 row (<see cref="ExpF32"/>, 16 lanes then 8; the sum's
+    /// order is fixed by the row length alone).</summary>
+    private static float SumExpF32(ReadOnlySpan<float> x, float shift)
+    {
+        int i = 0;
+        float s = 0;
+        ref float rx = ref MemoryMarshal.GetReference(x);
+        if (Vector512.IsHardwareAccelerated && x.Length >= 16)
+        {
+            var acc16 = Vector512<float>.Zero; var m16 = Vector512.Create(shift);
+            for (; i <= x.Length - 16; i += 16) acc16 += ExpF32x16(Vector512.LoadUnsafe(ref rx, (nuint)i) - m16);
+            s = Vector512.Sum(acc16);
+        }
+        var acc = Vector256<float>.Zero; var m = Vector256.Create(shift);
+        for (; i <= x.Length - 8; i += 8) acc += ExpF32(Vector256.LoadUnsafe(ref rx, (nuint)i) - m);
+        s += Vector256.Sum(acc);
+        for (; i < x.Length; i++) s += MathF.Exp(x[i] - shift);
+        return s;
+    }
+
+    /// <summary>dx += g · e^(x − shift) over a float32 row, one pass.</summary>
+    private static void AddScaledExpF32(ReadOnlySpan<float> x, float shift, float g, Span<float> dx)
+    {
+        int i = 0;
+        ref float rx = ref MemoryMarshal.GetReference(x); ref float rdx = ref MemoryMarshal.GetReference(dx);
+        if (Vector512.IsHardwareAccelerated)
+        {
+            var m16 = Vector512.Create(shift); var g16 = Vector512.Create(g);
+            for (; i <= x.Length - 16; i += 16)
+                Vector512.FusedMultiplyAdd(ExpF32x16(Vector512.LoadUnsafe(ref rx, (nuint)i) - m16), g16, Vector512.LoadUnsafe(ref rdx, (nuint)i)).StoreUnsafe(ref rdx, (nuint)i);
+        }
+        var m = Vector256.Create(shift); var gv = Vector256.Create(g);
+        for (; i <= x.Length - 8; i += 8)
+            Vector256.FusedMultiplyAdd(ExpF32(Vector256.LoadUnsafe(ref rx, (nuint)i) - m), gv, Vector256.LoadUnsafe(ref rdx, (nuint)i)).StoreUnsafe(ref rdx, (nuint)i);
+        for (; i < x.Length; i++) dx[i] += g * MathF.Exp(x[i] - shift);
     }
 
     public void Mse(Tensor pred, Tensor target, Tensor loss)

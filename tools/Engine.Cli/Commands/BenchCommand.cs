@@ -26,8 +26,10 @@ public static class BenchCommand
             i => Ops.MatMul(i[0], i[1], transB: true))),
         new("layer_norm", "x[512,768]", r => ([Tensor.Randn([512, 768], r), Tensor.Randn([768], r), Tensor.Randn([768], r)],
             i => Ops.LayerNorm(i[0], i[1], i[2], 1e-12))),
+        new("rms_norm", "x[512,2048]", r => ([Tensor.Randn([512, 2048], r), Tensor.Randn([2048], r)], i => Ops.RmsNorm(i[0], i[1], 1e-6))),
         new("gelu", "x[512,3072]", r => ([Tensor.Randn([512, 3072], r)], i => Ops.Gelu(i[0]))),
         new("softmax", "x[6144,128]", r => ([Tensor.Randn([6144, 128], r)], i => Ops.Softmax(i[0]))),
+        new("permute", "x[4,128,12,64]→[4,12,128,64]", r => ([Tensor.Randn([4, 128, 12, 64], r)], i => Ops.Transpose(i[0], 1, 2))),
         new("cross_entropy", "logits[512,30522]", r => ([Tensor.Randn([512, 30522], r), Tensor.FromArray(Enumerable.Range(0, 512).Select(k => k * 37 % 30522).ToArray(), 512)],
             i => Ops.CrossEntropy(i[0], i[1]))),
     ];
