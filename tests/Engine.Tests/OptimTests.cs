@@ -475,4 +475,58 @@ public class OptimTests
         Assert.That(MaxError(micro.Weight.ToDoubleArray(), full.Weight.ToDoubleArray()), Is.LessThanOrEqualTo(tolerance));
         Assert.That(MaxError(micro.Bias.ToDoubleArray(), full.Bias.ToDoubleArray()), Is.LessThanOrEqualTo(tolerance));
     }
+
+    /// <summary>The CPU AdamW kernel runs in parallel chunks with a vector loop; it must give the
+    /// bits of the plain scalar update (same operations, same order), across chunk and vector tails.</summary>
+    [TestCase(DType.F32)]
+    [TestCase(DType.F64)]
+    public void TheAdamWKernelGivesTheScalarUpdatesBits(DType dtype)
+    {
+        int n = 3 * 65536 + 13;
+        var rng = new Random(11);
+        var p = Tensor.Randn([n], rng, dtype); var g = Tensor.Randn([n], rng, dtype);
+        var m = Tensor.Randn([n], rng, dtype, 0.1); var v = Tensor.Uniform([n], rng, 0, 0.01, dtype);
+        double[] P = p.ToDoubleArray(), G = g.ToDoubleArray(), M = m.ToDoubleArray(), V = v.ToDoubleArray();
+        double lr = 1e-3, b1 = 0.9, b2 = 0.999, eps = 1e-8, wd = 0.01;
+        int step = 3;
+        Backend.Backends.Cpu.AdamW(p, g, m, v, lr, b1, b2, eps, wd, step);
+        double bc1 = 1 - Math.Pow(b1, step), bc2 = 1 - Math.Pow(b2, step);
+        if (dtype == DType.F32)
+        {
+            float fb1 = (float)b1, fb2 = (float)b2, decay = (float)(1 - lr * wd), size = (float)(lr / bc1), q = (float)Math.Sqrt(bc2), e = (float)eps;
+            var (pf, mf, vf) = (p.ToFloatArray(), m.ToFloatArray(), v.ToFloatArray());
+            for (int i = 0; i < n; i++)
+            {
+                float pi = (float)P[i], gi = (float)G[i], mi = (float)M[i], vi = (float)V[i];
+                pi *= decay;
+                mi = fb1 * mi + (1f - fb1) * gi;
+                vi = fb2 * vi + (1f - fb2) * gi * gi;
+                pi -= size * mi / (MathF.Sqrt(vi) / q + e);
+                Assert.That((pf[i], mf[i], vf[i]), Is.EqualTo((pi, mi, vi)), $"element {i}");
+            }
+        }
+        else
+        {
+            double decay = 1 - lr * wd, size = lr / bc1, q = Math.Sqrt(bc2);
+            var (pd, md, vd) = (p.ToDoubleArray(), m.ToDoubleArray(), v.ToDoubleArray());
+            for (int i = 0; i < n; i++)
+            {
+                double pi = P[i], gi = G[i], mi = M[i], vi = V[i];
+                pi *= decay;
+                mi = b1 * mi + (1 - b1) * gi;
+                vi = b2 * vi + (1 - b2) * gi * gi;
+                pi -= size * mi / (Math.Sqrt(vi) / q + eps);
+                Assert.That((pd[i], md[i], vd[i]), Is.EqualTo((pi, mi, vi)), $"element {i}");
+            }
+        }
+    }
+
+    [Test]
+    public void TheFloat32SumOfSquaresIsAFloat64SumOfEveryElement()
+    {
+        var rng = new Random(12);
+        var x = Tensor.Randn([5 * 65536 + 7], rng);
+        double expect = x.ToDoubleArray().Sum(v => v * v);
+        Assert.That(Backend.Backends.Cpu.SumSquares(x), Is.EqualTo(expect).Within(1e-10).Percent); // float64 sums in another order
+    }
 }

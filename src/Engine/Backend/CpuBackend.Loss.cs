@@ -193,18 +193,42 @@ public sealed partial class CpuBackend
     private static void AdamW<T>(Tensor tp, Tensor tg, Tensor tm, Tensor tv, double lr, double beta1, double beta2, double eps, double wd, int step)
         where T : unmanaged, IFloatingPointIeee754<T>
     {
-        var p = S<T>(tp); var g = S<T>(tg); var m = S<T>(tm); var v = S<T>(tv);
         double bc1 = 1 - Math.Pow(beta1, step), bc2 = 1 - Math.Pow(beta2, step);
         T b1 = T.CreateTruncating(beta1), b2 = T.CreateTruncating(beta2);
         T decay = T.CreateTruncating(1 - lr * wd), stepSize = T.CreateTruncating(lr / bc1);
         T sqrtBc2 = T.CreateTruncating(Math.Sqrt(bc2)), e = T.CreateTruncating(eps);
-        for (int i = 0; i < p.Length; i++)
+        // Elementwise, so chunks run in parallel; the vector loop does the scalar loop's operations in
+        // the same order (IEEE +, −, ×, ÷ and √ per lane, no fused multiply-add), so both give the same bits.
+        Chunks(tp.Numel, (start, count) =>
         {
-            p[i] *= decay;
-            m[i] = b1 * m[i] + (T.One - b1) * g[i];
-            v[i] = b2 * v[i] + (T.One - b2) * g[i] * g[i];
-            p[i] -= stepSize * m[i] / (T.Sqrt(v[i]) / sqrtBc2 + e);
-        }
+            var p = S<T>(tp).Slice(start, count); var g = S<T>(tg).Slice(start, count);
+            var m = S<T>(tm).Slice(start, count); var v = S<T>(tv).Slice(start, count);
+            int i = 0;
+            if (Vector256.IsHardwareAccelerated && Vector256<T>.IsSupported)
+            {
+                int w = Vector256<T>.Count;
+                var vb1 = Vector256.Create(b1); var vb2 = Vector256.Create(b2);
+                var c1 = Vector256.Create(T.One - b1); var c2 = Vector256.Create(T.One - b2);
+                var vd = Vector256.Create(decay); var vs = Vector256.Create(stepSize);
+                var vq = Vector256.Create(sqrtBc2); var ve = Vector256.Create(e);
+                for (; i + w <= count; i += w)
+                {
+                    var gi = Vector256.Create<T>(g.Slice(i, w));
+                    var pi = Vector256.Create<T>(p.Slice(i, w)) * vd;
+                    var mi = vb1 * Vector256.Create<T>(m.Slice(i, w)) + c1 * gi;
+                    var vi = vb2 * Vector256.Create<T>(v.Slice(i, w)) + c2 * gi * gi;
+                    pi -= vs * mi / (Vector256.Sqrt(vi) / vq + ve);
+                    pi.CopyTo(p.Slice(i, w)); mi.CopyTo(m.Slice(i, w)); vi.CopyTo(v.Slice(i, w));
+                }
+            }
+            for (; i < count; i++)
+            {
+                p[i] *= decay;
+                m[i] = b1 * m[i] + (T.One - b1) * g[i];
+                v[i] = b2 * v[i] + (T.One - b2) * g[i] * g[i];
+                p[i] -= stepSize * m[i] / (T.Sqrt(v[i]) / sqrtBc2 + e);
+            }
+        });
     }
 
     public void Sgd(Tensor p, Tensor g, Tensor? buf, double lr, double momentum, double dampening, double weightDecay, bool nesterov, bool firstStep)

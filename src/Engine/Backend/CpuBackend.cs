@@ -86,12 +86,20 @@ public sealed partial class CpuBackend : IBackend
         }
     }
 
+    /// <summary>Elements per work item of the memory-bound whole-tensor kernels (fill, axpy, scale,
+    /// sums of squares, optimizer updates): fixed, so results do not depend on the thread count.</summary>
+    private const int Chunk = 1 << 16;
+
+    /// <summary>body(start, length) over [0, n) in chunks of <see cref="Chunk"/>, in parallel when large.</summary>
+    private static void Chunks(long n, Action<int, int> body) =>
+        For((n + Chunk - 1) / Chunk, Chunk, c => body(c * Chunk, (int)Math.Min(Chunk, n - (long)c * Chunk)));
+
     public void Fill(Tensor t, double value)
     {
         switch (t.DType)
         {
-            case DType.F64: S<double>(t).Fill(value); break;
-            case DType.F32: S<float>(t).Fill((float)value); break;
+            case DType.F64: Chunks(t.Numel, (i, n) => S<double>(t).Slice(i, n).Fill(value)); break;
+            case DType.F32: Chunks(t.Numel, (i, n) => S<float>(t).Slice(i, n).Fill((float)value)); break;
             case DType.I32: S<int>(t).Fill(checked((int)value)); break;
             default: throw new EngineException($"Fill: unsupported {t.DType}");
         }
@@ -105,21 +113,44 @@ public sealed partial class CpuBackend : IBackend
 
     public void Axpy(Tensor x, Tensor y, double alpha)
     {
-        if (IsF64(x)) TensorPrimitives.MultiplyAdd(S<double>(x), alpha, S<double>(y), S<double>(y));
-        else TensorPrimitives.MultiplyAdd(S<float>(x), (float)alpha, S<float>(y), S<float>(y));
+        if (IsF64(x)) Chunks(x.Numel, (i, n) => TensorPrimitives.MultiplyAdd(S<double>(x).Slice(i, n), alpha, S<double>(y).Slice(i, n), S<double>(y).Slice(i, n)));
+        else Chunks(x.Numel, (i, n) => TensorPrimitives.MultiplyAdd(S<float>(x).Slice(i, n), (float)alpha, S<float>(y).Slice(i, n), S<float>(y).Slice(i, n)));
     }
 
     public void Scale(Tensor x, Tensor y, double alpha)
     {
-        if (IsF64(x)) TensorPrimitives.Multiply(S<double>(x), alpha, S<double>(y));
-        else TensorPrimitives.Multiply(S<float>(x), (float)alpha, S<float>(y));
+        if (IsF64(x)) Chunks(x.Numel, (i, n) => TensorPrimitives.Multiply(S<double>(x).Slice(i, n), alpha, S<double>(y).Slice(i, n)));
+        else Chunks(x.Numel, (i, n) => TensorPrimitives.Multiply(S<float>(x).Slice(i, n), (float)alpha, S<float>(y).Slice(i, n)));
     }
 
+    /// <summary>Float64 sums: float32 elements are widened (four float64 lanes, eight running sums
+    /// per chunk), chunk totals added in chunk order, so the result is the same on any thread count.</summary>
     public double SumSquares(Tensor x)
     {
         if (IsF64(x)) return TensorPrimitives.SumOfSquares<double>(S<double>(x));
+        var partials = new double[(x.Numel + Chunk - 1) / Chunk];
+        Chunks(x.Numel, (i, n) => partials[i / Chunk] = SumSquaresF32(S<float>(x).Slice(i, n)));
         double s = 0;
-        foreach (var v in S<float>(x)) s += (double)v * v;
+        foreach (var p in partials) s += p;
+        return s;
+    }
+
+    private static double SumSquaresF32(ReadOnlySpan<float> x)
+    {
+        int i = 0;
+        double s = 0;
+        if (Vector256.IsHardwareAccelerated && x.Length >= 8)
+        {
+            Vector256<double> lo = Vector256<double>.Zero, hi = Vector256<double>.Zero;
+            for (; i + 8 <= x.Length; i += 8)
+            {
+                var (a, b) = Vector256.Widen(Vector256.Create(x.Slice(i, 8)));
+                lo += a * a;
+                hi += b * b;
+            }
+            s = Vector256.Sum(lo + hi);
+        }
+        for (; i < x.Length; i++) s += (double)x[i] * x[i];
         return s;
     }
 }
