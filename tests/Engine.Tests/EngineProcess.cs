@@ -3,8 +3,9 @@ using NUnit.Framework;
 
 namespace Engine.Tests;
 
-/// <summary>Runs the built `engine` program (the solution build puts it under tools/Engine.Cli/bin),
-/// for tests of exit codes and one-line errors.</summary>
+/// <summary>Runs the built `engine` program (the solution build puts it under tools/Engine.Cli/bin;
+/// in the self-contained GPU bundle it sits next to the test executable), for tests of exit codes,
+/// one-line errors and whole-command behaviour.</summary>
 public static class EngineProcess
 {
     public static string? Dll()
@@ -17,12 +18,20 @@ public static class EngineProcess
             .Where(File.Exists).OrderByDescending(File.GetLastWriteTimeUtc).FirstOrDefault();
     }
 
+    /// <summary>The bundle's self-contained `engine` executable next to the tests, when there is no solution build.</summary>
+    private static string? BundledExecutable()
+    {
+        var exe = Path.Combine(AppContext.BaseDirectory, "engine");
+        return File.Exists(exe) ? exe : null;
+    }
+
     public static (int Exit, string Out, string Err) Run(params string[] args)
     {
         var dll = Dll();
-        if (dll is null) Assert.Ignore("the engine program is not built (run `dotnet build` on the solution)");
-        var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true };
-        psi.ArgumentList.Add(dll!);
+        var exe = dll is null ? BundledExecutable() : null;
+        if (dll is null && exe is null) Assert.Ignore("the engine program is not built (run `dotnet build` on the solution)");
+        var psi = new ProcessStartInfo(exe ?? "dotnet") { RedirectStandardOutput = true, RedirectStandardError = true };
+        if (exe is null) psi.ArgumentList.Add(dll!);
         foreach (var a in args) psi.ArgumentList.Add(a);
         using var p = Process.Start(psi)!;
         var stdout = p.StandardOutput.ReadToEndAsync();
