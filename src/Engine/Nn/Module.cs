@@ -47,7 +47,9 @@ public abstract class Module
 
     /// <summary>Moves every parameter (and gradient) of this module and its children to
     /// <paramref name="device"/>, in place. Build and load a model on the CPU, apply its PEFT
-    /// method, then move it; inputs may stay on the CPU (the models move what they need).</summary>
+    /// method, then move it; inputs may stay on the CPU (the models move what they need).
+    /// Move before making an optimizer: optimizer state stays where it was made (its next step then
+    /// stops with an error naming the parameter).</summary>
     public void To(Device device)
     {
         foreach (var p in Parameters()) p.MoveTo(device);
