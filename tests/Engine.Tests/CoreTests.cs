@@ -134,6 +134,31 @@ public class TensorAndAutogradTests
         Assert.That(e!.Message, Does.Contain("7"));
     }
 
+    [TestCase(DType.F32)]
+    [TestCase(DType.F64)]
+    public void TheCpuDropoutMaskIsRngUniformOfEveryIndex(DType dtype)
+    {
+        int n = 3 * 16384 + 5; // several parallel chunks and a partial one
+        double p = 0.3;
+        var x = Tensor.Randn([n], new Random(8), dtype);
+        var y = Tensor.Zeros([n], dtype);
+        var acc = Tensor.Full([n], 1.0, dtype);
+        Backend.Backends.Cpu.Dropout(x, y, p, 77);
+        Backend.Backends.Cpu.DropoutBackward(x, acc, p, 77);
+        double[] xv = x.ToDoubleArray(), yv = y.ToDoubleArray(), av = acc.ToDoubleArray();
+        double scale = dtype == DType.F32 ? (float)(1 / (1 - p)) : 1 / (1 - p);
+        int kept = 0;
+        for (int i = 0; i < n; i++)
+        {
+            bool keep = Rng.Uniform(77, (ulong)i) >= (float)p;
+            double expect = keep ? (dtype == DType.F32 ? (double)(float)((float)xv[i] * (float)scale) : xv[i] * scale) : 0;
+            Assert.That(yv[i], Is.EqualTo(expect), $"element {i}");
+            Assert.That(av[i], Is.EqualTo(dtype == DType.F32 ? (double)(1f + (float)expect) : 1 + expect), $"accumulated element {i}");
+            if (keep) kept++;
+        }
+        Assert.That(kept / (double)n, Is.EqualTo(1 - p).Within(0.01));
+    }
+
     [Test]
     public void DropoutIsSeededAndInvertedAndItsMaskIsReusedByBackward()
     {

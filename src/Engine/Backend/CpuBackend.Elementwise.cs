@@ -412,15 +412,18 @@ public sealed partial class CpuBackend
         T scale = T.CreateTruncating(1.0 / (1.0 - p));
         float pf = (float)p;
         long n = tx.Numel;
+        ulong basis = Rng.Basis(seed); // Rng.Uniform(seed, i) = ToUniform(Finalise(basis + i))
         For((n + Chunk - 1) / Chunk, Chunk * 8L, c =>
         {
             var x = S<T>(tx); var y = S<T>(ty);
             int i0 = c * Chunk, i1 = (int)Math.Min(n, i0 + (long)Chunk);
-            for (int i = i0; i < i1; i++)
+            if (accumulate)
             {
-                T v = Rng.Uniform(seed, (ulong)i) >= pf ? x[i] * scale : T.Zero;
-                if (accumulate) y[i] += v; else y[i] = v;
+                for (int i = i0; i < i1; i++)
+                    if (Rng.ToUniform(Rng.Finalise(basis + (ulong)i)) >= pf) y[i] += x[i] * scale;
             }
+            else
+                for (int i = i0; i < i1; i++) y[i] = Rng.ToUniform(Rng.Finalise(basis + (ulong)i)) >= pf ? x[i] * scale : T.Zero;
         });
     }
 }
