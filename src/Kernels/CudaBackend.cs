@@ -213,22 +213,10 @@ public sealed unsafe partial class CudaBackend : IBackend
         gpu.Launch(K("scale", x), Blocks(x.Numel), Block, P(x), P(y), x.Numel, Scalar(x, alpha));
     }
 
-    public double SumSquares(Tensor x)
-    {
-        gpu.MakeCurrent();
-        uint blocks = Math.Min(Blocks(x.Numel), 1024u);
-        var partials = Scratch(blocks * 8L + 8);
-        ulong total = partials.Pointer + blocks * 8UL;
-        gpu.Launch(K("sum_squares_partials", x), blocks, Block, P(x), x.Numel, partials.Pointer);
-        gpu.Launch(K("finish_sum", x), 1, Block, partials.Pointer, (int)blocks, 1.0, 0UL, 0, total);
-        double result;
-        gpu.CopyToHost((byte*)&result, total, 8);
-        Free(partials);
-        return result;
-    }
+    public double SumSquares(Tensor x) => SumSquares([x]);
 
-    /// <summary>Each tensor's partials and total as in <see cref="SumSquares(Tensor)"/>, the totals into
-    /// one device array read back once (a sync per list, not per tensor), added in list order.</summary>
+    /// <summary>Per tensor, float64 block partials (sum_squares_partials) and their total (finish_sum)
+    /// into one device array, read back once (a sync per list, not per tensor) and added in list order.</summary>
     public double SumSquares(IReadOnlyList<Tensor> xs)
     {
         gpu.MakeCurrent();

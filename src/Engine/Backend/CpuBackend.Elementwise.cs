@@ -194,24 +194,20 @@ public sealed partial class CpuBackend
 
     public void Unary(UnaryOp op, Tensor x, Tensor y)
     {
-        long n = x.Numel;
-        For((n + UnaryChunk - 1) / UnaryChunk, UnaryChunk * 8L, c =>
+        Chunks(x.Numel, (i0, len) =>
         {
-            int i0 = c * UnaryChunk, len = (int)Math.Min(UnaryChunk, n - i0);
             if (IsF64(x)) Unary<double>(op, S<double>(x).Slice(i0, len), S<double>(y).Slice(i0, len));
             else Unary<float>(op, S<float>(x).Slice(i0, len), S<float>(y).Slice(i0, len));
-        });
+        }, UnaryChunk, 8);
     }
 
     public void UnaryBackward(UnaryOp op, Tensor x, Tensor y, Tensor dy, Tensor dx)
     {
-        long n = x.Numel;
-        For((n + UnaryChunk - 1) / UnaryChunk, UnaryChunk * 8L, c =>
+        Chunks(x.Numel, (i0, len) =>
         {
-            int i0 = c * UnaryChunk, len = (int)Math.Min(UnaryChunk, n - i0);
             if (IsF64(x)) UnaryBackward<double>(op, S<double>(x).Slice(i0, len), S<double>(y).Slice(i0, len), S<double>(dy).Slice(i0, len), S<double>(dx).Slice(i0, len));
             else UnaryBackward<float>(op, S<float>(x).Slice(i0, len), S<float>(y).Slice(i0, len), S<float>(dy).Slice(i0, len), S<float>(dx).Slice(i0, len));
-        });
+        }, UnaryChunk, 8);
     }
 
     private const double SqrtTwoOverPi = 0.7978845608028654, GeluCoef = 0.044715, InvSqrt2 = 0.7071067811865476, InvSqrt2Pi = 0.3989422804014327;
@@ -408,15 +404,13 @@ public sealed partial class CpuBackend
     /// 1/(1−p). Elements are independent (the draw is a function of the index), so chunks run in parallel.</summary>
     private static void Dropout<T>(Tensor tx, Tensor ty, double p, ulong seed, bool accumulate) where T : unmanaged, IFloatingPointIeee754<T>
     {
-        const int Chunk = 16384;
         T scale = T.CreateTruncating(1.0 / (1.0 - p));
         float pf = (float)p;
-        long n = tx.Numel;
         ulong basis = Rng.Basis(seed); // Rng.Uniform(seed, i) = ToUniform(Finalise(basis + i))
-        For((n + Chunk - 1) / Chunk, Chunk * 8L, c =>
+        Chunks(tx.Numel, (i0, len) =>
         {
             var x = S<T>(tx); var y = S<T>(ty);
-            int i0 = c * Chunk, i1 = (int)Math.Min(n, i0 + (long)Chunk);
+            int i1 = i0 + len;
             if (accumulate)
             {
                 for (int i = i0; i < i1; i++)
@@ -424,6 +418,6 @@ public sealed partial class CpuBackend
             }
             else
                 for (int i = i0; i < i1; i++) y[i] = Rng.ToUniform(Rng.Finalise(basis + (ulong)i)) >= pf ? x[i] * scale : T.Zero;
-        });
+        }, UnaryChunk, 8);
     }
 }

@@ -90,9 +90,10 @@ public sealed partial class CpuBackend : IBackend
     /// sums of squares, optimizer updates): fixed, so results do not depend on the thread count.</summary>
     private const int Chunk = 1 << 16;
 
-    /// <summary>body(start, length) over [0, n) in chunks of <see cref="Chunk"/>, in parallel when large.</summary>
-    private static void Chunks(long n, Action<int, int> body) =>
-        For((n + Chunk - 1) / Chunk, Chunk, c => body(c * Chunk, (int)Math.Min(Chunk, n - (long)c * Chunk)));
+    /// <summary>body(start, length) over [0, n) in fixed chunks (so results do not depend on the thread
+    /// count), in parallel when the work (elements × <paramref name="workPerElement"/>) is large.</summary>
+    private static void Chunks(long n, Action<int, int> body, int chunk = Chunk, long workPerElement = 1) =>
+        For((n + chunk - 1) / chunk, chunk * workPerElement, c => body(c * chunk, (int)Math.Min(chunk, n - (long)c * chunk)));
 
     public void Fill(Tensor t, double value)
     {
