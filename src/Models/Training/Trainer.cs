@@ -69,7 +69,7 @@ public sealed class Trainer
 
         // The method decides what trains (a no-op when the model already has it: a resumed run,
         // or a caller that applied it to print the parameter table first).
-        PeftSetup.Apply(model, o.Peft, source.Path, text => tokenizer.EncodeWithoutSpecialTokens(text), o.Seed);
+        PeftSetup.Apply(model, o.Peft, source.Path, tokenizer, o.Seed, labelNames);
         if (o.Device is { } device) model.To(device);
         model.Train();
         var opt = new AdamW(model.Parameters(), o.LearningRate, weightDecay: o.WeightDecay, noDecay: Optimizer.VectorsAndScalars);
