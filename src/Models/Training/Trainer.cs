@@ -55,7 +55,7 @@ public sealed class Trainer
         this.regression = regression;
     }
 
-    public string PrimaryMetric => Metrics.PrimaryMetric(o.Task, regression);
+    public string PrimaryMetric => TaskMetrics.PrimaryMetric(o.Task, regression);
 
     /// <summary>Trains; <paramref name="resumeFrom"/> continues a run from its checkpoint folder.</summary>
     public TrainResult Train(IReadOnlyList<Example> trainSet, IReadOnlyList<Example>? evalSet, Action<TrainEvent>? progress = null, string? resumeFrom = null)
@@ -179,8 +179,8 @@ public sealed class Trainer
     {
         var preds = Predict(data);
         return new Dictionary<string, double>(regression
-            ? Metrics.ForTask(o.Task, preds.Select(p => p.Value).ToArray(), data.Select(d => d.Value).ToArray())
-            : Metrics.ForTask(o.Task, preds.Select(p => p.Label).ToArray(), data.Select(d => d.Label).ToArray(), model.NumLabels));
+            ? TaskMetrics.For(o.Task, preds.Select(p => p.Value).ToArray(), data.Select(d => d.Value).ToArray())
+            : TaskMetrics.For(o.Task, preds.Select(p => p.Label).ToArray(), data.Select(d => d.Label).ToArray(), model.NumLabels));
     }
 
     public Dictionary<string, double> Evaluate(IReadOnlyList<Example> data) => Evaluate(Batches.Encode(data, tokenizer, o.MaxLength));
