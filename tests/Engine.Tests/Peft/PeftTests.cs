@@ -584,4 +584,18 @@ public class PeftTests
         Assert.That(headed.ShapeArray, Is.EqualTo(new[] { 3, 3 }));
         Assert.That(headed.ToFloatArray(), Is.EqualTo(new[] { 0, 1, 2, 32, 33, 34, 64, 65, 66 }.Select(i => cls[i]).ToArray()));
     }
+
+    [Test]
+    public void TheTrainerRunsTheMethodThePipelineApplied()
+    {
+        // The trainer only runs the loop: asked for a method the model does not have, it stops
+        // with one line instead of silently training everything.
+        var plain = Model();
+        var e = Assert.Throws<EngineException>(() => TrainerFor(plain, Options("lora"), 1, 1e-2).Train(Train.Examples, null));
+        Assert.That(e!.Message, Does.Contain("ask for method lora").And.Contain("has none"));
+        var run = new TrainingPipeline(folder, tokenizer, plain, new TrainOptions { MaxSteps = 1, BatchSize = 16, MaxLength = 32, Peft = Options("lora") },
+            DemoModel.LabelNames, regression: false);
+        Assert.That(plain.Peft!.Options.Method, Is.EqualTo("lora"), "the pipeline applied it");
+        Assert.That(run.Train(Train.Examples, null).Steps, Is.EqualTo(1));
+    }
 }
