@@ -22,6 +22,7 @@ public static class MethodRegistry
         new BitFitMethod(),
         new PrefixMethod(),
         new PromptMethod(),
+        new Dora.DoraMethod(),
     ];
 
     public static IEnumerable<string> Names => All.Select(m => m.Name);

@@ -40,7 +40,7 @@ public class PeftTests
         Settings = method switch
         {
             "prefix" => new PrefixOptions { Length = 4 }, "prompt" => new PromptOptions { Length = 4 },
-            "lora" => new LoraOptions { Rank = 4, Alpha = 8, Dropout = 0.1 }, _ => null,
+            "lora" or "dora" => new LoraOptions { Rank = 4, Alpha = 8, Dropout = 0.1 }, _ => null,
         },
     };
 
@@ -103,6 +103,8 @@ public class PeftTests
     [TestCase("head", "depthwise")]
     [TestCase("lora", "depthwise:mean")]
     [TestCase("full", "depthwise:raw:with-embeddings")]
+    [TestCase("dora", null)]
+    [TestCase("dora", "depthwise")]
     public void EachMethodTrainsOnlyItsParameters(string method, string? pooling)
     {
         var peft = Options(method, pooling);
@@ -121,7 +123,7 @@ public class PeftTests
         if (pooling is not null) Assert.That(changed, Has.Member(SequencePooling.ParameterName));
         string? own = method switch
         {
-            "lora" => ".lora_B.weight", "bitfit" => "attention.self.query.bias", "prefix" => "prefix_encoder.", "prompt" => "prompt_encoder.", _ => null,
+            "lora" => ".lora_B.weight", "dora" => ".lora_magnitude_vector", "bitfit" => "attention.self.query.bias", "prefix" => "prefix_encoder.", "prompt" => "prompt_encoder.", _ => null,
         };
         if (own is not null) Assert.That(changed, Has.Some.Contains(own), $"the {method} parameters train");
         if (method != "full") Assert.That(model.ParameterCount(trainableOnly: true), Is.LessThan(model.ParameterCount() / 5));
@@ -247,6 +249,8 @@ public class PeftTests
     [TestCase("prompt", null, 1e-2, 60)]
     [TestCase("head", "depthwise", 1e-2, 60)]
     [TestCase("lora", "depthwise:mean", 1e-2, 60)]
+    [TestCase("dora", null, 1e-2, 60)]
+    [TestCase("dora", "depthwise", 1e-2, 60)]
     public void EachMethodLearnsANewHeadOnATunedBackbone(string method, string? pooling, double lr, int steps)
     {
         var backbone = Tuned();
@@ -265,6 +269,7 @@ public class PeftTests
         trainer.Train(DownstreamTrain, null);
         double after = Loss(model, DownstreamTrain, backbone.Tokenizer);
         double accuracy = trainer.Evaluate(DownstreamHeldOut)["accuracy"];
+        TestContext.Out.WriteLine($"{method} {pooling ?? "(usual pooling)"}, lr {lr}, {steps} steps: loss {before:F3} → {after:F3}, held out {accuracy:P1}");
         Assert.That(after, Is.LessThan(0.2), $"{method}: training loss {before:F3} → {after:F3}");
         Assert.That(accuracy, Is.GreaterThanOrEqualTo(0.95), $"{method}: held-out accuracy {accuracy:P1} (loss {before:F3} → {after:F3})");
     }
