@@ -115,6 +115,17 @@ public class MpiTrainingTests
         Assert.That(clock.Elapsed.TotalSeconds, Is.LessThan(100), "the job stopped instead of waiting");
     }
 
+    [Test]
+    public void AHungRankTimesOutWithALine()
+    {
+        // Rank 1 is stopped (SIGSTOP) a few seconds in: alive, silent. Rank 0's next collective
+        // waits ENGINE_COLLECTIVE_TIMEOUT (5 s here) and stops the job with a line saying so.
+        var args = Train(temp.File("run"), 8, 1, 100_000);
+        var r = Mpirun.Run([[.. Mpirun.EngineCommand(), .. args], ["timeout", "-s", "STOP", "8", .. Mpirun.EngineCommand(), .. args]], timeoutSeconds: 5);
+        Assert.That(r.Exit, Is.Not.EqualTo(0), r.Out + r.Err);
+        Assert.That(r.Err, Does.Contain("engine: rank 0 of 2: ").And.Contain("got no answer from the other ranks in 5 s"));
+    }
+
     private static Mpirun.Result Engine(string[] args) => Mpirun.Start([.. Mpirun.EngineCommand(), .. args]);
 }
 
@@ -146,11 +157,11 @@ internal static class Mpirun
     }
 
     /// <summary>mpirun -np <paramref name="ranks"/> engine ARGS.</summary>
-    public static Result Run(int ranks, string[] args) => Run([.. Enumerable.Repeat<string[]>([.. EngineCommand(), .. args], 1)], ranks);
+    public static Result Run(int ranks, string[] args) => Run([[.. EngineCommand(), .. args]], ranks);
 
     /// <summary>One mpirun job with one rank per command line (MPMD: "cmd0 : cmd1 : …"), or
     /// <paramref name="ranksEach"/> ranks of each.</summary>
-    public static Result Run(string[][] commands, int ranksEach = 1)
+    public static Result Run(string[][] commands, int ranksEach = 1, int timeoutSeconds = 90)
     {
         var line = new List<string> { "mpirun", "--allow-run-as-root", "--oversubscribe", "--bind-to", "none" };
         for (int i = 0; i < commands.Length; i++)
@@ -158,10 +169,10 @@ internal static class Mpirun
             if (i > 0) line.Add(":");
             line.AddRange(["-np", ranksEach.ToString(), .. commands[i]]);
         }
-        return Start([.. line]);
+        return Start([.. line], timeoutSeconds);
     }
 
-    public static Result Start(string[] command)
+    public static Result Start(string[] command, int timeoutSeconds = 90)
     {
         var psi = new ProcessStartInfo("nice") { RedirectStandardOutput = true, RedirectStandardError = true };
         psi.ArgumentList.Add("-n");
@@ -169,7 +180,7 @@ internal static class Mpirun
         foreach (var a in command) psi.ArgumentList.Add(a);
         // Containers often forbid the cross-process memory copies of Open MPI's shared-memory transport.
         psi.Environment["OMPI_MCA_btl_vader_single_copy_mechanism"] = "none";
-        psi.Environment["ENGINE_COLLECTIVE_TIMEOUT"] = "90";
+        psi.Environment["ENGINE_COLLECTIVE_TIMEOUT"] = timeoutSeconds.ToString();
         using var p = Process.Start(psi)!;
         var stdout = p.StandardOutput.ReadToEndAsync();
         var stderr = p.StandardError.ReadToEndAsync();
