@@ -48,7 +48,7 @@ public class MpiTrainingTests
 
     /// <summary>Float32 sums in another order: the ranks' partial gradients add up in a different
     /// order than one process's, and six AdamW steps carry that forward. 1e-4 of the loss is
-    /// far above that (measured differences are about 1e-6 relative) and far below what a wrong
+    /// far above that (measured differences are below 1e-7 relative) and far below what a wrong
     /// shard or a wrong weight makes (a changed example moves the loss by percents).</summary>
     private static void AssertSameLosses(Dictionary<int, double> expected, Dictionary<int, double> actual, IEnumerable<int> steps)
     {
