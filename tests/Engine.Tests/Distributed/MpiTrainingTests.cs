@@ -107,24 +107,35 @@ public class MpiTrainingTests
     [Test]
     public void AKilledRankStopsTheOthers()
     {
-        // Rank 1 is killed (SIGKILL) a few seconds into a long run; rank 0 must not wait forever.
-        var args = Train(temp.File("run"), 8, 1, 100_000);
+        // Rank 1 is killed (SIGKILL) once the run has logged step 2; rank 0 must not wait forever.
+        var run = temp.File("run");
+        var args = Train(run, 8, 1, 100_000);
         var clock = Stopwatch.StartNew();
-        var r = Mpirun.Run([[.. Mpirun.EngineCommand(), .. args], ["timeout", "-s", "KILL", "8", .. Mpirun.EngineCommand(), .. args]]);
+        var r = Mpirun.Run([[.. Mpirun.EngineCommand(), .. args], SignalAfterStep2("KILL", run, args)]);
         Assert.That(r.Exit, Is.Not.EqualTo(0), r.Out + r.Err);
+        Assert.That(r.Err, Does.Contain("signal 9").Or.Contain("137"), "mpirun says the rank was killed (signal 9, exit status 128 + 9)");
         Assert.That(clock.Elapsed.TotalSeconds, Is.LessThan(100), "the job stopped instead of waiting");
     }
 
     [Test]
     public void AHungRankTimesOutWithALine()
     {
-        // Rank 1 is stopped (SIGSTOP) a few seconds in: alive, silent. Rank 0's next collective
-        // waits ENGINE_COLLECTIVE_TIMEOUT (5 s here) and stops the job with a line saying so.
-        var args = Train(temp.File("run"), 8, 1, 100_000);
-        var r = Mpirun.Run([[.. Mpirun.EngineCommand(), .. args], ["timeout", "-s", "STOP", "8", .. Mpirun.EngineCommand(), .. args]], timeoutSeconds: 5);
+        // Rank 1 is stopped (SIGSTOP) once the run has logged step 2: alive, silent. Rank 0's
+        // next collective waits ENGINE_COLLECTIVE_TIMEOUT (5 s here) and stops the job with a line.
+        var run = temp.File("run");
+        var args = Train(run, 8, 1, 100_000);
+        var r = Mpirun.Run([[.. Mpirun.EngineCommand(), .. args], SignalAfterStep2("STOP", run, args)], timeoutSeconds: 5);
         Assert.That(r.Exit, Is.Not.EqualTo(0), r.Out + r.Err);
         Assert.That(r.Err, Does.Contain("engine: rank 0 of 2: ").And.Contain("got no answer from the other ranks in 5 s"));
     }
+
+    /// <summary>Rank 1's command line: the engine, sent SIG<paramref name="signal"/> once rank 0 has
+    /// logged step 2 (so both ranks are past start-up and inside the training loop).</summary>
+    private static string[] SignalAfterStep2(string signal, string run, string[] args) =>
+    [
+        "bash", "-c", $"\"$@\" & pid=$!; until grep -q '\"step\":2,' '{run}/metrics.jsonl' 2>/dev/null; do sleep 0.2; done; kill -{signal} $pid; wait $pid",
+        "rank1", .. Mpirun.EngineCommand(), .. args,
+    ];
 
     private static Mpirun.Result Engine(string[] args) => Mpirun.Start([.. Mpirun.EngineCommand(), .. args]);
 }
