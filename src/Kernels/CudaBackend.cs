@@ -18,7 +18,11 @@ public sealed unsafe partial class CudaBackend : IBackend
     private bool allowTf32;
 
     /// <summary>Makes the CUDA backend available to <see cref="Backends.For"/> (call once at startup).</summary>
-    public static void Register() => Backends.RegisterCuda(index => new CudaBackend(index));
+    public static void Register()
+    {
+        Backends.RegisterCuda(index => new CudaBackend(index));
+        Engine.Distributed.Collectives.RegisterGpu(NcclCollectives.Create);
+    }
 
     /// <summary>Opens GPU <paramref name="index"/>; throws EngineException("CUDA not available: …") when it cannot.
     /// TF32 tensor-core GEMMs are off unless ENGINE_CUDA_TF32=1 or <see cref="AllowTf32"/> is set.</summary>
@@ -42,6 +46,9 @@ public sealed unsafe partial class CudaBackend : IBackend
 
     public Device Device { get; }
     public string Name => $"cuda ({gpu.Name}, {gpu.Arch})";
+
+    /// <summary>The device under the backend (its stream, allocator and context).</summary>
+    internal CudaDevice Gpu => gpu;
 
     /// <summary>Lets cuBLAS use TF32 tensor cores for F32 GEMMs (faster, ~1e-3 relative error). Off by default.</summary>
     public bool AllowTf32

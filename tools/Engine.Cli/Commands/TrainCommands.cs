@@ -106,6 +106,7 @@ public static class TrainCommands
         cmd.Options.Add(dtype);
         cmd.SetAction(Cli.Action(p =>
         {
+            Ranks.Open();
             var on = Cli.OpenDevice(p.GetValue(device));
             var resumeDir = p.GetValue(resume);
             var folder = HfModelFolder.Open(resumeDir ?? p.GetValue(model)!);
@@ -129,7 +130,7 @@ public static class TrainCommands
                 throw new EngineException($"--adapter: a LoRA adapter trains with --method lora, not {options.Peft.Method}");
             if (adapterDir is not null) options = options with { Peft = options.Peft with { Method = PeftOptions.Lora } };
             options.Validate();
-            Run(folder, trainSet, evalSet, options, resumeDir, adapterDir);
+            Run(folder, trainSet, evalSet, Ranks.ForThisRank(options), resumeDir, adapterDir);
             return 0;
         }));
         return cmd;
