@@ -36,6 +36,7 @@ public sealed class Vocabulary
 /// WordPiece (BERT): each word is split greedily into the longest vocabulary entries from the left,
 /// every entry after the first written with the continuing prefix ("##"). A word longer than
 /// <c>maxCharacters</c> code points (100 in BERT), or one that cannot be split, becomes the unknown token.
+/// Not Microsoft.ML.Tokenizers' WordPieceTokenizer: it counts the limit in UTF-16 units (docs/tokenizers.md).
 /// </summary>
 public sealed class WordPieceModel(Vocabulary vocabulary, int unknownId, string continuingPrefix = "##", int maxCharacters = 100) : TokenModel
 {
@@ -78,6 +79,7 @@ public sealed class WordPieceModel(Vocabulary vocabulary, int unknownId, string 
 /// with byte_fallback, else the unknown token, consecutive unknowns fused into one with fuse_unk);
 /// then the adjacent pair with the lowest merge rank (leftmost on ties) is merged, again and again,
 /// until no pair has a merge. With ignore_merges a piece that is itself in the vocabulary is taken whole.
+/// Not Microsoft.ML.Tokenizers' BpeTokenizer: it has neither byte_fallback nor ignore_merges (docs/tokenizers.md).
 /// </summary>
 public sealed class BpeModel : TokenModel
 {

@@ -50,6 +50,16 @@ public class HuggingFaceComparisonTests
             string kind = lowercase ? "uncased" : "cased";
             candidates.Add(new($"engine WordPiece, {kind}", reference, s => ours.Encode(s).Ids, true));
             candidates.Add(new($"library BertTokenizer, {kind}", reference, s => library.EncodeToIds(s), false));
+            // The library's WordPiece model alone, fed the engine's normalizer and pre-tokenizer.
+            var model = WordPieceTokenizer.Create(bertVocab, new WordPieceOptions { UnknownToken = "[UNK]" });
+            var words = new BertPreTokenizer();
+            candidates.Add(new($"engine stages + library WordPieceTokenizer, {kind}", reference, s =>
+            {
+                var ids = new List<int>();
+                foreach (var word in words.Split(Normalizers.Bert(s, cleanText: true, handleChineseChars: true, lowercase, lowercase), true))
+                    ids.AddRange(model.EncodeToIds(word, considerPreTokenization: false, considerNormalization: false));
+                return ours.Template.Apply(ids, null).Ids;
+            }, false));
         }
         var bpeReference = Reference("bpe");
         candidates.Add(new("engine byte-level BPE", bpeReference, s => ourBpe.Encode(s).Ids, true));
