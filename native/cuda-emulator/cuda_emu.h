@@ -7,8 +7,10 @@
 //   __syncthreads (block barrier: every thread of the block that has not exited, at the same call site)
 //   or a warp operation (__shfl_*_sync, __ballot_sync, __any/__all_sync, __syncwarp: every lane of the
 //   mask arrives, then all of them see each other's values: lockstep semantics).
-// - Between two synchronisation points the threads run in an order the launch chooses (forward,
-//   reversed or a seeded shuffle; blocks likewise): results that depend on it are a race.
+// - Between two synchronisation points the threads run in an order the launch chooses (blocks
+//   likewise): forward (breadth first: every warp reaches a synchronisation point before any goes
+//   past it), reversed (each warp runs ahead to the next block barrier before the next warp starts)
+//   or a seeded shuffle of both. Results that depend on the order are a race.
 // - 16-bit floats: the kernels convert with common.cuh's bit operations (round to nearest even, as
 //   the device's cvt.rn), the same code under NVRTC and here.
 // - Static __shared__ variables are statics gathered into one section (emu_shared) that is poisoned (0xFF bytes, NaN for

@@ -188,32 +188,31 @@ static std::string describe(const Fiber& f) {
     return buf;
 }
 
-// Releases the warp operations every lane of whose mask waits in (same mask, same operation);
-// returns whether any was released, or sets failure for a lane that exited or disagrees.
-static bool release_warps() {
+// Releases the warp operations of the warp starting at thread `first` every lane of whose mask
+// waits in (same mask, same operation); returns whether any was released, or sets failure for a
+// lane of the mask that exited or waits in another operation.
+static bool release_warp(size_t first) {
     bool released = false;
     size_t n = fibers.size();
-    for (size_t first = 0; first < n && failure.empty(); first += 32) {
-        for (size_t i = first; i < first + 32 && i < n; i++) {
-            Fiber& f = fibers[i];
-            if (f.state != State::InWarpOp) continue;
-            bool all = true;
-            for (unsigned int l = 0; l < 32; l++) {
-                if (!((f.mask >> l) & 1u)) continue;
-                if (first + l >= n) { failure = "a warp operation's mask names a lane beyond the block (" + describe(f) + ")"; return false; }
-                Fiber& g = fibers[first + l];
-                if (g.state == State::Done) { failure = "a lane of a warp operation's mask has exited: " + describe(f) + ", " + describe(g); return false; }
-                if (g.state != State::InWarpOp) { all = false; continue; }
-                if (g.mask != f.mask || g.kind != f.kind) {
-                    failure = "lanes of one warp are in different warp operations (no lockstep): " + describe(f) + ", " + describe(g);
-                    return false;
-                }
+    for (size_t i = first; i < first + 32 && i < n; i++) {
+        Fiber& f = fibers[i];
+        if (f.state != State::InWarpOp) continue;
+        bool all = true;
+        for (unsigned int l = 0; l < 32; l++) {
+            if (!((f.mask >> l) & 1u)) continue;
+            if (first + l >= n) { failure = "a warp operation's mask names a lane beyond the block (" + describe(f) + ")"; return false; }
+            Fiber& g = fibers[first + l];
+            if (g.state == State::Done) { failure = "a lane of a warp operation's mask has exited: " + describe(f) + ", " + describe(g); return false; }
+            if (g.state != State::InWarpOp) { all = false; continue; }
+            if (g.mask != f.mask || g.kind != f.kind) {
+                failure = "lanes of one warp are in different warp operations (no lockstep): " + describe(f) + ", " + describe(g);
+                return false;
             }
-            if (!all) continue;
-            for (unsigned int l = 0; l < 32; l++)
-                if ((f.mask >> l) & 1u) fibers[first + l].state = State::Ready;
-            released = true;
         }
+        if (!all) continue;
+        for (unsigned int l = 0; l < 32; l++)
+            if ((f.mask >> l) & 1u) fibers[first + l].state = State::Ready;
+        released = true;
     }
     return released;
 }
@@ -236,9 +235,17 @@ static bool release_barrier() {
     return true;
 }
 
+// Runs one block to completion (or failure). Each pass visits the warps in the order's sequence and
+// runs their ready lanes, each until it blocks or exits:
+// - Forward: warps and lanes ascending, one segment per warp per pass (breadth first: every warp
+//   reaches a synchronisation point before any goes past it);
+// - Reverse: warps and lanes descending, each warp depth first (its warp operations released at
+//   once, so it runs ahead to the next block barrier before the next warp starts);
+// - Shuffle: warps and lanes in a seeded random order, each warp depth first or not at random.
+// Warp operations are released after a pass; a block barrier once every live thread waits at it.
 static void run_block(int order, uint64_t& rng) {
-    size_t n = fibers.size();
-    std::vector<unsigned int> sequence(n);
+    size_t n = fibers.size(), warps = (n + 31) / 32;
+    std::vector<unsigned int> warp_order(warps), lane_order;
     for (size_t i = 0; i < n; i++) {
         Fiber& f = fibers[i];
         f.state = State::Ready;
@@ -247,21 +254,34 @@ static void run_block(int order, uint64_t& rng) {
     }
     size_t alive = n;
     while (alive > 0) {
-        for (size_t i = 0; i < n; i++) sequence[i] = (unsigned int)i;
-        if (order == Reverse) std::reverse(sequence.begin(), sequence.end());
+        for (size_t w = 0; w < warps; w++) warp_order[w] = (unsigned int)w;
+        if (order == Reverse) std::reverse(warp_order.begin(), warp_order.end());
         else if (order == Shuffle)
-            for (size_t i = n - 1; i > 0; i--) std::swap(sequence[i], sequence[next_random(rng) % (i + 1)]);
-        for (unsigned int i : sequence) {
-            Fiber& f = fibers[i];
-            if (f.state != State::Ready) continue;
-            running = &f;
-            self = &f.ts;
-            emu_switch(&scheduler_sp, f.sp);
+            for (size_t i = warps - 1; i > 0; i--) std::swap(warp_order[i], warp_order[next_random(rng) % (i + 1)]);
+        for (unsigned int w : warp_order) {
+            size_t first = (size_t)w * 32, lanes = std::min<size_t>(32, n - first);
+            bool depth_first = order == Reverse || (order == Shuffle && (next_random(rng) & 1));
+            do {
+                lane_order.resize(lanes);
+                for (size_t l = 0; l < lanes; l++) lane_order[l] = (unsigned int)(first + l);
+                if (order == Reverse) std::reverse(lane_order.begin(), lane_order.end());
+                else if (order == Shuffle)
+                    for (size_t i = lanes - 1; i > 0; i--) std::swap(lane_order[i], lane_order[next_random(rng) % (i + 1)]);
+                for (unsigned int i : lane_order) {
+                    Fiber& f = fibers[i];
+                    if (f.state != State::Ready) continue;
+                    running = &f;
+                    self = &f.ts;
+                    emu_switch(&scheduler_sp, f.sp);
+                    if (!failure.empty()) return;
+                    if (f.state == State::Done) alive--;
+                }
+            } while (depth_first && release_warp(first));
             if (!failure.empty()) return;
-            if (f.state == State::Done) alive--;
         }
         if (alive == 0) break;
-        bool released = release_warps();
+        bool released = false;
+        for (size_t first = 0; first < n; first += 32) released |= release_warp(first);
         if (!failure.empty()) return;
         if (!released) released = release_barrier();
         if (!failure.empty()) return;
