@@ -16,7 +16,11 @@ while [ $# -gt 0 ]; do
   if [ "$1" = "--" ]; then shift; extra=("$@"); break; fi
   sources+=("$(cd "$(dirname "$1")" && pwd)/$(basename "$1")"); shift
 done
-flags=(-std=c++17 ${CUDA_EMULATOR_FLAGS:--O2 -g} -fPIC -fvisibility=hidden -fno-gnu-unique -ffp-contract=off -fno-exceptions -fno-rtti
+# -fno-ipa-reference(-addressable): the __shared__ statics are written by other fibers during a
+# __syncthreads() or warp call, and read though never written in their file (poisoned memory):
+# g++ must neither keep them in registers across calls nor fold them to their zero initialiser.
+flags=(-std=c++17 ${CUDA_EMULATOR_FLAGS:--O2 -g} -fno-ipa-reference -fno-ipa-reference-addressable
+       -fPIC -fvisibility=hidden -fno-gnu-unique -ffp-contract=off -fno-exceptions -fno-rtti
        -Wall -Wno-unused-function -Wno-unused-variable -Werror -include "$here/cuda_emu.h" "${extra[@]}")
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT

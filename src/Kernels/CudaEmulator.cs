@@ -137,9 +137,9 @@ public sealed unsafe class CudaEmulator
     /// <summary>Seed of the shuffled order (varied per launch).</summary>
     public ulong Seed { get; set; } = 0x5EED;
 
-    /// <summary>Every kernel launched so far on any emulated device of this process.</summary>
-    public static IReadOnlySet<string> Launched { get { lock (launched) return launched.ToHashSet(); } }
-    private static readonly HashSet<string> launched = new();
+    /// <summary>Every kernel launched so far through this emulator.</summary>
+    public IReadOnlySet<string> Launched { get { lock (launched) return launched.ToHashSet(); } }
+    private readonly HashSet<string> launched = new();
 
     public IReadOnlyList<EmulatorLibrary> Libraries => libraries;
 
