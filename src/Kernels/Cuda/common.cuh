@@ -32,6 +32,12 @@ struct Layout {
     i64 stride1[MAX_RANK];  // second operand's stride along each output dim (0 where broadcast)
 };
 
+// Dynamic shared memory (the launch's shared-memory bytes): EXTERN_SHARED(float, buf); declares
+// float buf[]. The CPU emulator (native/cuda-emulator/cuda_emu.h, included first) has its own.
+#ifndef EXTERN_SHARED
+#define EXTERN_SHARED(T, name) extern __shared__ T name[]
+#endif
+
 // Sum of one value per thread over the whole block (blockDim.x a multiple of 32, at most 1024).
 // Every thread receives the total. The tree has a fixed shape, so the result is deterministic.
 template <typename T>
