@@ -5,7 +5,6 @@ using Engine.Autograd;
 using Engine.Distributed;
 using Engine.IO;
 using Engine.Models.Data;
-using Engine.Models.Peft;
 using Engine.Models.Tokenization;
 using Engine.Optim;
 
@@ -58,7 +57,7 @@ public sealed class Trainer
         this.regression = regression;
     }
 
-    public string PrimaryMetric => Metrics.PrimaryMetric(o.Task, regression);
+    public string PrimaryMetric => TaskMetrics.PrimaryMetric(o.Task, regression);
 
     /// <summary>Trains; <paramref name="resumeFrom"/> continues a run from its checkpoint folder.</summary>
     public TrainResult Train(IReadOnlyList<Example> trainSet, IReadOnlyList<Example>? evalSet, Action<TrainEvent>? progress = null, string? resumeFrom = null)
@@ -68,13 +67,14 @@ public sealed class Trainer
         if (train.Count == 0) throw new EngineException("train: the training set is empty");
         int globalBatch = o.BatchSize * ranks.Size;   // N ranks × b: each rank takes its shard of every global batch
         int perEpoch = (train.Count + globalBatch - 1) / globalBatch;
-        int total = o.MaxSteps ?? Math.Max(1, (int)Math.Ceiling((double)o.Epochs * perEpoch / o.GradientAccumulation));
+        int total = TotalSteps(train.Count);
         int warmup = (int)(o.WarmupRatio * total);
 
-        // The method decides what trains (a no-op when the model already has it: a resumed run,
-        // or a caller that applied it to print the parameter table first).
-        PeftSetup.Apply(model, o.Peft, source.Path, text => tokenizer.EncodeWithoutSpecialTokens(text), o.Seed);
-        if (o.Device is { } device) model.To(device);
+        // The method and the device are the pipeline's (TrainingPipeline applies and moves once).
+        if (!o.Peft.IsDefault && model.Peft?.Options.Method != o.Peft.Method)
+            throw new EngineException($"train: the options ask for method {o.Peft.Method}, the model has {model.Peft?.Options.Method ?? "none"}; apply it first (TrainingPipeline or PeftSetup.Apply)");
+        if (o.Device is { } device && model.Device != device)
+            throw new EngineException($"train: the options ask for {device}, the model is on {model.Device}; move it first (TrainingPipeline or Module.To)");
         model.Train();
         var opt = new AdamW(model.Parameters(), o.LearningRate, weightDecay: o.WeightDecay, noDecay: Optimizer.VectorsAndScalars);
         var schedule = new LrScheduler(opt, o.Schedule switch
@@ -104,6 +104,7 @@ public sealed class Trainer
         int orderEpoch = -1;
         bool stoppedEarly = false;
         var lastEval = state.LastEval;
+        var accumulation = new GradientAccumulation(o.GradientAccumulation);
 
         while (state.Step < total)
         {
@@ -130,7 +131,7 @@ public sealed class Trainer
                 if (!double.IsFinite(value))
                     throw new EngineException($"train: the loss is {value} at step {state.Step + 1}; stopped (the last checkpoint is intact)");
                 stepLoss += value * share / o.GradientAccumulation;
-                (o.GradientAccumulation == 1 && share == 1 ? loss : Ops.Scale(loss, share / o.GradientAccumulation)).Backward();
+                accumulation.Backward(loss, share); // loss · share / k (share: this rank's part of the global batch)
             }
             ranks.ReduceGradients(opt.Parameters);
             stepLoss = ranks.Sum(stepLoss);
@@ -185,13 +186,21 @@ public sealed class Trainer
             clock.Elapsed, tokens / Math.Max(1e-9, clock.Elapsed.TotalSeconds), stoppedEarly, losses);
     }
 
+    /// <summary>The optimizer steps of a run over <paramref name="examples"/> examples: MaxSteps, or
+    /// the epochs' global batches (batch size × ranks) over the accumulation.</summary>
+    public int TotalSteps(int examples)
+    {
+        int globalBatch = o.BatchSize * ranks.Size;
+        return o.MaxSteps ?? Math.Max(1, (int)Math.Ceiling((double)o.Epochs * ((examples + globalBatch - 1) / globalBatch) / o.GradientAccumulation));
+    }
+
     /// <summary>The task's metrics on <paramref name="data"/> (evaluation mode, no gradients).</summary>
     public Dictionary<string, double> Evaluate(IReadOnlyList<EncodedExample> data)
     {
         var preds = Predict(data);
         return new Dictionary<string, double>(regression
-            ? Metrics.ForTask(o.Task, preds.Select(p => p.Value).ToArray(), data.Select(d => d.Value).ToArray())
-            : Metrics.ForTask(o.Task, preds.Select(p => p.Label).ToArray(), data.Select(d => d.Label).ToArray(), model.NumLabels));
+            ? TaskMetrics.For(o.Task, preds.Select(p => p.Value).ToArray(), data.Select(d => d.Value).ToArray())
+            : TaskMetrics.For(o.Task, preds.Select(p => p.Label).ToArray(), data.Select(d => d.Label).ToArray(), model.NumLabels));
     }
 
     public Dictionary<string, double> Evaluate(IReadOnlyList<Example> data) => Evaluate(Batches.Encode(data, tokenizer, o.MaxLength));

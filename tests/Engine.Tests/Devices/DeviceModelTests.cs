@@ -3,6 +3,8 @@ using Engine.Models;
 using Engine.Models.Demo;
 using Engine.Models.Peft;
 using Engine.Models.Peft.Lora;
+using Engine.Models.Peft.Prefix;
+using Engine.Models.Peft.Prompt;
 using Engine.Models.Tokenization;
 using Engine.Models.Training;
 using Engine.Tests.Cuda;
@@ -46,8 +48,12 @@ public class DeviceModelTests(string which)
 
     internal static PeftOptions Options(string method, string? pooling) => new()
     {
-        Method = method, Pooling = pooling, PrefixLength = 3, PromptLength = 3,
-        LoraSettings = new LoraOptions { Rank = 4, Alpha = 8, Dropout = 0.1 },
+        Method = method, Pooling = pooling,
+        Settings = method switch
+        {
+            "prefix" => new PrefixOptions { Length = 3 }, "prompt" => new PromptOptions { Length = 3 },
+            "lora" or "dora" => new LoraOptions { Rank = 4, Alpha = 8, Dropout = 0.1 }, _ => null,
+        },
     };
 
     private static Tensor Rows(int[,] rows)
@@ -75,6 +81,7 @@ public class DeviceModelTests(string which)
     [
         ["bert", "full", null], ["bert", "lora", "depthwise"], ["bert", "prefix", null], ["bert", "prompt", "mean"], ["bert", "bitfit", null],
         ["llama", "full", null], ["llama", "lora", "depthwise:last:with-embeddings"], ["llama", "prefix", null], ["llama", "prompt", null],
+        ["bert", "dora", "depthwise"], ["bert", "ia3", null], ["llama", "dora", null], ["llama", "ia3", "mean"],
     ];
 
     /// <summary>The logits, loss and every parameter gradient of one training-mode step (dropout on) on <see cref="Batch"/>.</summary>
@@ -135,8 +142,8 @@ public class DeviceModelTests(string which)
         foreach (var (name, g) in expected.Grads) AssertClose(actual.Grads[name], g, name);
     }
 
-    private Trainer MakeTrainer(SequenceClassifier model, HfModelFolder folder, string? outDir, int steps, Device? on) =>
-        new(model, folder, TextTokenizer.FromFolder(folder), new TrainOptions
+    private TrainingPipeline MakeTrainer(SequenceClassifier model, HfModelFolder folder, string? outDir, int steps, Device? on) =>
+        new(folder, TextTokenizer.FromFolder(folder), model, new TrainOptions
         {
             MaxSteps = steps, BatchSize = 8, LearningRate = 2e-3, MaxLength = 32, Seed = 3, EvalEvery = 3, OutDir = outDir, LogEvery = 1,
             Device = on,
@@ -156,7 +163,7 @@ public class DeviceModelTests(string which)
         var outDir = Path.Combine(temp.Path, "device");
         Assert.Throws<OperationCanceledException>(() => MakeTrainer(deviceModel, folder, outDir, 6, device).Train(Train.Examples, Eval.Examples,
             e => { if (e.Step == 4 && e.Loss is not null) throw new OperationCanceledException("killed"); }));
-        Assert.That(deviceModel.Device, Is.EqualTo(device), "the trainer moved the model");
+        Assert.That(deviceModel.Device, Is.EqualTo(device), "the pipeline moved the model");
 
         // Resumed on the device from the step-3 checkpoint (written from host copies).
         var checkpoint = Path.Combine(outDir, Trainer.LastCheckpoint);
