@@ -25,7 +25,8 @@ public static class EngineProcess
         return File.Exists(exe) ? exe : null;
     }
 
-    public static (int Exit, string Out, string Err) Run(params string[] args)
+    /// <summary>How to start the engine: the executable and the arguments before the command's own.</summary>
+    public static ProcessStartInfo StartInfo(params string[] args)
     {
         var dll = Dll();
         var exe = dll is null ? BundledExecutable() : null;
@@ -33,6 +34,13 @@ public static class EngineProcess
         var psi = new ProcessStartInfo(exe ?? "dotnet") { RedirectStandardOutput = true, RedirectStandardError = true };
         if (exe is null) psi.ArgumentList.Add(dll!);
         foreach (var a in args) psi.ArgumentList.Add(a);
+        return psi;
+    }
+
+    public static (int Exit, string Out, string Err) Run(params string[] args) => Run(StartInfo(args));
+
+    public static (int Exit, string Out, string Err) Run(ProcessStartInfo psi)
+    {
         using var p = Process.Start(psi)!;
         var stdout = p.StandardOutput.ReadToEndAsync();
         var stderr = p.StandardError.ReadToEndAsync();
