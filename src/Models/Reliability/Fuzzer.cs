@@ -181,7 +181,7 @@ public static class Fuzzer
             case null: return (null, null);
             case EngineException e when e.Message.Contains('\n'):
                 return (new FuzzFailure(target.Name, trial, "multi-line error", e.Message, input), null);
-            case EngineException e when !e.Message.Contains(dir):
+            case EngineException e when !e.Message.Contains(dir) && !e.Message.Contains(target.FileName):
                 return (new FuzzFailure(target.Name, trial, "error names no file", e.Message, input), null);
             case EngineException e:
                 return (null, e.Message);

@@ -73,16 +73,17 @@ public class KillResumeTests
             using var p = Process.Start(EngineProcess.StartInfo(args))!;
             var stdout = p.StandardOutput.ReadToEndAsync();
             var stderr = p.StandardError.ReadToEndAsync();
-            // The first kill at a random moment of the whole run (often start-up); the others a
-            // random 0-300 ms after a randomly chosen later step was logged (often mid-checkpoint).
+            // The first kill at a random moment of the first third of the run (start-up or the first
+            // steps); the others a random 0-150 ms after a randomly chosen later step was logged
+            // (often mid-evaluation or mid-checkpoint). Step k is logged after the checkpoint of
+            // step k - 1 is written, so a kill after step 2 or later leaves one to resume from.
             bool finished;
-            if (kills == 0) finished = p.WaitForExit(TimeSpan.FromSeconds(runSeconds * (0.1 + 0.8 * rng.NextDouble())));
+            if (kills == 0) finished = p.WaitForExit(TimeSpan.FromSeconds(runSeconds * 0.33 * rng.NextDouble()));
             else
             {
-                // Step k is logged after the checkpoint of step k - 1 is written, so a target of 2 or more resumes.
-                int target = Math.Min(Steps - 1, Math.Max(2, LoggedSteps(run) + 1 + rng.Next(2)));
-                while (!(finished = p.HasExited) && LoggedSteps(run) < target) Thread.Sleep(20);
-                finished = finished || p.WaitForExit(rng.Next(300));
+                int target = Math.Min(Steps - 2, Math.Max(2, LoggedSteps(run) + 1 + rng.Next(2)));
+                while (!(finished = p.HasExited) && LoggedSteps(run) < target) Thread.Sleep(10);
+                finished = finished || p.WaitForExit(rng.Next(150));
             }
             if (finished)
             {
