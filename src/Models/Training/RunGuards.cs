@@ -32,6 +32,8 @@ public static class RunGuards
             if (File.Exists(outDir)) throw new EngineException($"--out {outDir}: is a file, not a folder");
             return;
         }
+        foreach (var checkpoint in new[] { Trainer.LastCheckpoint, Trainer.BestCheckpoint })
+            AtomicFolder.Recover(Path.Combine(outDir, checkpoint)); // a checkpoint swap that a killed run left half done
         var found = RunOutputs.Where(n => File.Exists(Path.Combine(outDir, n)) || Directory.Exists(Path.Combine(outDir, n))).ToList();
         if (found.Count == 0) return;
         if (resumeFrom is not null) return;

@@ -2,7 +2,6 @@ using System.Diagnostics;
 using System.Text.Json.Nodes;
 using Engine.IO;
 using Engine.Models;
-using Engine.Models.Demo;
 using Engine.Models.Training;
 using NUnit.Framework;
 
@@ -15,15 +14,15 @@ namespace Engine.Tests.Reliability;
 /// </summary>
 public class FaultTests
 {
-    private TempFolder temp = null!;
+    private DemoRunFolder temp = null!;
     private string model = null!;
 
     [SetUp]
     public void SetUp()
     {
-        temp = new TempFolder();
-        model = DemoModel.CreateFolder(Path.Combine(temp.Path, "model"), seed: 1, hidden: 32).Path;
-        File.WriteAllLines(temp.File("train.tsv"), new[] { "sentence\tlabel" }.Concat(NegationTask.Make(32, 1).Select(e => $"{e.Text}\t{e.Label}")));
+        temp = new DemoRunFolder();
+        model = temp.Model;
+        temp.Tsv("train.tsv", 32, 1);
     }
 
     [TearDown] public void TearDown() => temp.Dispose();

@@ -1,6 +1,5 @@
 using System.Diagnostics;
 using System.Text.Json.Nodes;
-using Engine.Models.Demo;
 using Engine.Models.Training;
 using NUnit.Framework;
 
@@ -19,16 +18,16 @@ public class KillResumeTests
 {
     public static int Kills => int.TryParse(Environment.GetEnvironmentVariable("ENGINE_KILL_CYCLES"), out var n) ? n : 2;
 
-    private TempFolder temp = null!;
+    private DemoRunFolder temp = null!;
     private string model = null!;
 
     [SetUp]
     public void SetUp()
     {
-        temp = new TempFolder();
-        model = DemoModel.CreateFolder(Path.Combine(temp.Path, "model"), seed: 1, hidden: 32).Path;
-        File.WriteAllLines(temp.File("train.tsv"), new[] { "sentence\tlabel" }.Concat(NegationTask.Make(40, 1).Select(e => $"{e.Text}\t{e.Label}")));
-        File.WriteAllLines(temp.File("dev.tsv"), new[] { "sentence\tlabel" }.Concat(NegationTask.Make(16, 2).Select(e => $"{e.Text}\t{e.Label}")));
+        temp = new DemoRunFolder();
+        model = temp.Model;
+        temp.Tsv("train.tsv", 40, 1);
+        temp.Tsv("dev.tsv", 16, 2);
     }
 
     [TearDown] public void TearDown() => temp.Dispose();
