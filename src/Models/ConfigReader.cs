@@ -25,7 +25,11 @@ internal sealed class ConfigReader(string path, JsonElement root)
     private EngineException Wrong(string name, JsonElement v, string expected) =>
         new($"{path}: field '{name}' must be {expected}, got {Clip(v.GetRawText())}");
 
-    private static string Clip(string s) => s.Length <= 40 ? s : s[..37] + "...";
+    private static string Clip(string s)
+    {
+        s = string.Join(' ', s.Split((char[])['\n', '\r', '\t', ' '], StringSplitOptions.RemoveEmptyEntries));
+        return s.Length <= 40 ? s : s[..37] + "...";
+    }
 
     public int Int(string name) => IntOrNull(name) ?? throw new EngineException($"{path}: required field '{name}' is missing");
     public int Int(string name, int fallback) => IntOrNull(name) ?? fallback;
@@ -42,6 +46,13 @@ internal sealed class ConfigReader(string path, JsonElement root)
     public int Positive(string name)
     {
         int v = Int(name);
+        if (v <= 0) throw new EngineException($"{path}: field '{name}' must be positive, got {v}");
+        return v;
+    }
+
+    public int Positive(string name, int fallback)
+    {
+        int v = Int(name, fallback);
         if (v <= 0) throw new EngineException($"{path}: field '{name}' must be positive, got {v}");
         return v;
     }

@@ -77,13 +77,7 @@ public sealed class HfModelFolder
         if (!Directory.Exists(path)) throw new EngineException($"{path}: no such folder");
         var configPath = System.IO.Path.Combine(path, ConfigFileName);
         if (!File.Exists(configPath)) throw new EngineException($"{path}: the folder has no {ConfigFileName}; is it a Hugging Face model folder?");
-        JsonElement config;
-        try
-        {
-            using var doc = JsonDocument.Parse(File.ReadAllBytes(configPath));
-            config = doc.RootElement.Clone();
-        }
-        catch (JsonException e) { throw new EngineException($"{configPath}: not valid JSON ({e.Message.Split('\n')[0]})"); }
+        var config = JsonText.Parse(File.ReadAllBytes(configPath), configPath);
         if (config.ValueKind != JsonValueKind.Object) throw new EngineException($"{configPath}: not a JSON object");
 
         var reader = new ConfigReader(configPath, config);
@@ -126,11 +120,6 @@ public sealed class HfModelFolder
     private static JsonElement? ReadJson(string? file)
     {
         if (file is null) return null;
-        try
-        {
-            using var doc = JsonDocument.Parse(File.ReadAllBytes(file));
-            return doc.RootElement.Clone();
-        }
-        catch (JsonException e) { throw new EngineException($"{file}: not valid JSON ({e.Message.Split('\n')[0]})"); }
+        return JsonText.Parse(File.ReadAllBytes(file), file);
     }
 }

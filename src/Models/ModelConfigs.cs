@@ -56,8 +56,8 @@ public sealed record BertConfig
             HiddenAct = r.String("hidden_act", "gelu"),
             HiddenDropoutProb = r.Double("hidden_dropout_prob", 0.1),
             AttentionProbsDropoutProb = r.Double("attention_probs_dropout_prob", 0.1),
-            MaxPositionEmbeddings = r.Int("max_position_embeddings", 512),
-            TypeVocabSize = r.Int("type_vocab_size", 2),
+            MaxPositionEmbeddings = r.Positive("max_position_embeddings", 512),
+            TypeVocabSize = r.Positive("type_vocab_size", 2),
             LayerNormEps = r.Double("layer_norm_eps", 1e-12),
             PadTokenId = r.Int("pad_token_id", 0),
             BosTokenId = r.IntOrNull("bos_token_id"),
@@ -72,6 +72,8 @@ public sealed record BertConfig
         };
         if (c.HiddenSize % c.NumAttentionHeads != 0)
             throw new EngineException($"{r.Path}: hidden_size {c.HiddenSize} is not a multiple of num_attention_heads {c.NumAttentionHeads}");
+        if (c.HiddenAct is not ("gelu" or "gelu_new" or "gelu_pytorch_tanh" or "relu" or "silu" or "swish"))
+            throw new EngineException($"{r.Path}: hidden_act '{c.HiddenAct}' is not supported (gelu, gelu_new, gelu_pytorch_tanh, relu, silu)");
         return c with { Extra = r.Unknown() };
     }
 }
@@ -141,7 +143,7 @@ public sealed record LlamaConfig
             RmsNormEps = r.Double("rms_norm_eps", 1e-6),
             RopeTheta = r.Double("rope_theta", 10000),
             RopeScaling = ReadRopeScaling(r),
-            MaxPositionEmbeddings = r.Int("max_position_embeddings", 2048),
+            MaxPositionEmbeddings = r.Positive("max_position_embeddings", 2048),
             // Qwen2 has q/k/v biases without writing attention_bias.
             AttentionBias = r.Bool("attention_bias", modelType == "qwen2"),
             MlpBias = r.Bool("mlp_bias", false),
@@ -158,6 +160,7 @@ public sealed record LlamaConfig
         if (kvHeads <= 0 || heads % kvHeads != 0)
             throw new EngineException($"{r.Path}: num_attention_heads {heads} is not a multiple of num_key_value_heads {kvHeads}");
         if (c.HeadDim <= 0) throw new EngineException($"{r.Path}: head_dim must be positive, got {c.HeadDim}");
+        if (c.HiddenAct is not ("silu" or "swish")) throw new EngineException($"{r.Path}: hidden_act '{c.HiddenAct}' is not supported (only silu)");
         if (!r.Contains("head_dim") && hidden % heads != 0)
             throw new EngineException($"{r.Path}: hidden_size {hidden} is not a multiple of num_attention_heads {heads} and no head_dim is given");
         return c with { Extra = r.Unknown() };
@@ -174,6 +177,8 @@ public sealed record LlamaConfig
             inner.DoubleOrNull("high_freq_factor"), inner.IntOrNull("original_max_position_embeddings"), inner.Unknown());
         if (type == "llama3" && (scaling.LowFreqFactor is null || scaling.HighFreqFactor is null || scaling.OriginalMaxPositionEmbeddings is null || !inner.Contains("factor")))
             throw new EngineException($"{r.Path}: rope_scaling type llama3 needs factor, low_freq_factor, high_freq_factor and original_max_position_embeddings");
+        if (type is not ("default" or "linear" or "llama3"))
+            throw new EngineException($"{r.Path}: rope_scaling type '{type}' is not supported (default, linear, llama3)");
         if (type == "linear" && !inner.Contains("factor"))
             throw new EngineException($"{r.Path}: rope_scaling type linear needs factor");
         return scaling;

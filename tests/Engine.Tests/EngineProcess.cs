@@ -25,10 +25,9 @@ public static class EngineProcess
         return File.Exists(exe) ? exe : null;
     }
 
-    public static (int Exit, string Out, string Err) Run(params string[] args) => Run(null, args);
-
-    /// <summary>Runs engine with extra environment variables (e.g. ENGINE_CUDA_EMULATOR=1).</summary>
-    public static (int Exit, string Out, string Err) Run(IReadOnlyDictionary<string, string>? environment, params string[] args)
+    /// <summary>How to start the engine: the executable and the arguments before the command's own, with extra
+    /// environment variables (e.g. ENGINE_CUDA_EMULATOR=1) when given.</summary>
+    public static ProcessStartInfo StartInfo(IReadOnlyDictionary<string, string>? environment, params string[] args)
     {
         var dll = Dll();
         var exe = dll is null ? BundledExecutable() : null;
@@ -37,6 +36,18 @@ public static class EngineProcess
         foreach (var (name, value) in environment ?? new Dictionary<string, string>()) psi.Environment[name] = value;
         if (exe is null) psi.ArgumentList.Add(dll!);
         foreach (var a in args) psi.ArgumentList.Add(a);
+        return psi;
+    }
+
+    public static ProcessStartInfo StartInfo(params string[] args) => StartInfo(null, args);
+
+    public static (int Exit, string Out, string Err) Run(params string[] args) => Run(StartInfo(args));
+
+    /// <summary>Runs engine with extra environment variables (e.g. ENGINE_CUDA_EMULATOR=1).</summary>
+    public static (int Exit, string Out, string Err) Run(IReadOnlyDictionary<string, string>? environment, params string[] args) => Run(StartInfo(environment, args));
+
+    public static (int Exit, string Out, string Err) Run(ProcessStartInfo psi)
+    {
         using var p = Process.Start(psi)!;
         var stdout = p.StandardOutput.ReadToEndAsync();
         var stderr = p.StandardError.ReadToEndAsync();

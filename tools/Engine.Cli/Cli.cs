@@ -12,6 +12,7 @@ public static class Cli
 
     public static int Run(RootCommand root, string[] args)
     {
+        using var fileSize = IgnoreFileSizeSignal();
         var parsed = root.Parse(args);
         // One line: an unrecognised word if there is one (it usually causes the others), else the first error.
         if (parsed.Errors.Count > 0)
@@ -29,6 +30,7 @@ public static class Cli
         catch (EngineException e) { return Fail(e.Message); }
         catch (IOException e) { return Fail(e.Message); }
         catch (UnauthorizedAccessException e) { return Fail(e.Message); }
+        catch (Exception e) when (Engine.Models.Training.RunGuards.IsFileTooLarge(e)) { return Fail("a write failed: a file grew past the file-size limit (ulimit -f) or the file system's"); }
     };
 
     /// <summary>The --device option (cpu, cuda, cuda:N; default cpu).</summary>
@@ -42,6 +44,16 @@ public static class Cli
         var backend = Engine.Backend.Backends.For(device);
         if (device.Kind != DeviceKind.Cpu) Console.Error.WriteLine($"device: {device} ({backend.Name})");
         return device;
+    }
+
+    /// <summary>Past the file-size limit (ulimit -f) Linux sends SIGXFSZ, whose default action kills the
+    /// process; with a handler installed the write fails with EFBIG instead, which reaches the
+    /// command as an IOException and becomes one line (a training run keeps its last checkpoint).</summary>
+    private static IDisposable? IgnoreFileSizeSignal()
+    {
+        if (!OperatingSystem.IsLinux()) return null;
+        const int SIGXFSZ = 25;
+        return System.Runtime.InteropServices.PosixSignalRegistration.Create((System.Runtime.InteropServices.PosixSignal)SIGXFSZ, c => c.Cancel = true);
     }
 
     public static int Fail(string message)

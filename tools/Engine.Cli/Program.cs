@@ -17,4 +17,5 @@ root.Add(ForwardCommand.Create());
 root.Add(KernelsCommand.Create());
 root.Add(TokenizeCommand.Create());
 root.Add(AnalyzeCommand.Create());
+root.Add(FuzzCommand.Create());
 return Cli.Run(root, args);

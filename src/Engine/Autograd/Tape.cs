@@ -51,6 +51,7 @@ public static class Tape
     public static Tensor Record(string op, Tensor output, Tensor[] inputs, Action<Tensor> backward)
     {
         OpProfile.Forward(op);
+        if (Anomaly.Active) Anomaly.CheckForward(op, output);
         if (!Needs(inputs)) return output;
         output.Node = new Node(op, inputs, backward);
         output.SetRequiresGradFromOp();
@@ -91,6 +92,7 @@ public static class Tape
             var node = t.Node!;
             if (OpProfile.Active) OpProfile.Backward(node.Op, () => node.BackwardFn(grad));
             else node.BackwardFn(grad);
+            if (Anomaly.Active) Anomaly.CheckBackward(node);
             if (!t.RetainGrad)
             {
                 t.Grad = null;

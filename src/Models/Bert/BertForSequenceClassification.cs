@@ -68,6 +68,7 @@ public sealed class BertForSequenceClassification : SequenceClassifier
     public static BertForSequenceClassification FromFolder(HfModelFolder folder, int seed = 0, DType dtype = DType.F32, Action<string>? log = null, int? numLabels = null,
         Action<SequenceClassifier>? prepare = null)
     {
+        ModelFolderCheck.BeforeBuilding(folder);
         var model = new BertForSequenceClassification(folder.BertConfig, seed, numLabels, dtype: dtype);
         prepare?.Invoke(model);
         using var source = folder.OpenWeights();

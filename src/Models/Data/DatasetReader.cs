@@ -162,7 +162,7 @@ public static class DatasetReader
         if (header)
         {
             var names = first.Fields.Select(f => f.Trim()).ToArray();
-            string Describe() => string.Join(", ", names.Select(n => $"'{n}'"));
+            string Describe() => string.Join(", ", names.Select(n => $"'{n.ReplaceLineEndings("\\n")}'"));
             textSpec ??= DefaultTextColumns.FirstOrDefault(n => names.Contains(n, StringComparer.OrdinalIgnoreCase))
                 ?? throw new EngineException($"{builder.Source}:{first.Line}: no text column among {Describe()}; name one with --text-column");
             text = ColumnInHeader(names, textSpec);
@@ -288,16 +288,12 @@ public static class DatasetReader
         {
             if (line.Text is null) { builder.Bad(builder.Source, line.Number, "invalid UTF-8"); continue; }
             if (line.IsBlank) continue;
-            JsonDocument document;
-            try { document = JsonDocument.Parse(line.Text); }
-            catch (JsonException e)
+            if (!Engine.IO.JsonText.TryParse(line.Text, out var root, out var invalid))
             {
-                builder.Bad(builder.Source, line.Number, $"not valid JSON ({FirstSentence(e.Message)})");
+                builder.Bad(builder.Source, line.Number, invalid!);
                 continue;
             }
-            using (document)
             {
-                var root = document.RootElement;
                 if (root.ValueKind != JsonValueKind.Object)
                 {
                     builder.Bad(builder.Source, line.Number, $"expected a JSON object, found {root.ValueKind.ToString().ToLowerInvariant()}");
@@ -349,12 +345,6 @@ public static class DatasetReader
                 problem = $"key '{key}' holds an {element.ValueKind.ToString().ToLowerInvariant()}; expected a string or a number";
                 return false;
         }
-    }
-
-    private static string FirstSentence(string message)
-    {
-        int end = message.IndexOf(". ", StringComparison.Ordinal);
-        return (end < 0 ? message : message[..end]).TrimEnd('.');
     }
 
     // ---- SentEval -----------------------------------------------------------------------------

@@ -129,9 +129,9 @@ public sealed class LabelMap
         if (!File.Exists(path)) throw new EngineException($"{path}: no such label map file");
         try
         {
-            using var document = JsonDocument.Parse(File.ReadAllBytes(path));
-            if (document.RootElement.ValueKind != JsonValueKind.Object
-                || !document.RootElement.TryGetProperty("id2label", out var id2label)
+            var root = Engine.IO.JsonText.Parse(File.ReadAllBytes(path), path);
+            if (root.ValueKind != JsonValueKind.Object
+                || !root.TryGetProperty("id2label", out var id2label)
                 || id2label.ValueKind != JsonValueKind.Object)
                 throw new EngineException($"{path}: expected a JSON object with an \"id2label\" object");
             var map = new Dictionary<int, string>();

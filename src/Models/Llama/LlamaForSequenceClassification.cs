@@ -103,6 +103,7 @@ public sealed class LlamaForSequenceClassification : SequenceClassifier
     public static LlamaForSequenceClassification FromFolder(HfModelFolder folder, int seed = 0, DType dtype = DType.F32, Action<string>? log = null, int? numLabels = null,
         Action<SequenceClassifier>? prepare = null)
     {
+        ModelFolderCheck.BeforeBuilding(folder);
         var model = new LlamaForSequenceClassification(folder.LlamaConfig, seed, numLabels, dtype);
         prepare?.Invoke(model);
         using var source = folder.OpenWeights();

@@ -43,7 +43,7 @@ public static class AdapterFiles
         var path = Path.Combine(dir, ConfigFile);
         if (!File.Exists(path)) throw new EngineException($"--adapter {dir}: no {ConfigFile}; is it a PEFT adapter folder?");
         JsonNode c;
-        try { c = JsonNode.Parse(File.ReadAllText(path)) ?? throw new JsonException("empty"); }
+        try { c = JsonNode.Parse(JsonText.Parse(File.ReadAllBytes(path), path).GetRawText()) ?? throw new JsonException("empty"); }
         catch (JsonException e) { throw new EngineException($"{path}: not valid JSON ({e.Message.Split('\n')[0]})"); }
         try
         {
@@ -57,9 +57,13 @@ public static class AdapterFiles
             throw new EngineException($"{path}: peft_type '{type}'" + (c["use_dora"]?.GetValue<bool>() == true ? " with use_dora" : "") +
                 " is not supported (no engine method reads it)");
         }
-        catch (Exception e) when (e is InvalidOperationException or FormatException or NullReferenceException)
+        catch (Exception e) when (e is InvalidOperationException or FormatException or NullReferenceException or ArgumentException)
         {
-            throw new EngineException($"{path}: unexpected content ({e.Message})");
+            throw new EngineException($"{path}: unexpected content ({e.Message.Split('\n')[0]})");
+        }
+        catch (EngineException e) when (!e.Message.StartsWith(path, StringComparison.Ordinal))
+        {
+            throw new EngineException($"{path}: {e.Message}");
         }
     }
 

@@ -22,13 +22,7 @@ internal static class TokenizerFiles
 
     public static JsonElement ReadJson(string path)
     {
-        var text = ReadText(path);
-        try
-        {
-            using var doc = JsonDocument.Parse(text);
-            return doc.RootElement.Clone();
-        }
-        catch (JsonException e) { throw new EngineException($"{path}: not valid JSON ({e.Message.Split('\n')[0]})"); }
+        return Engine.IO.JsonText.Parse(ReadText(path), path);
     }
 
     /// <summary>The special token named by <paramref name="key"/> in the config (or the class default) and its id;

@@ -103,11 +103,10 @@ public sealed record TokenizerConfig
     {
         try
         {
-            using var doc = JsonDocument.Parse(File.ReadAllBytes(path));
-            if (doc.RootElement.ValueKind != JsonValueKind.Object) throw new EngineException($"{path}: not a JSON object");
-            return doc.RootElement.Clone();
+            var root = Engine.IO.JsonText.Parse(File.ReadAllBytes(path), path);
+            if (root.ValueKind != JsonValueKind.Object) throw new EngineException($"{path}: not a JSON object");
+            return root;
         }
-        catch (JsonException e) { throw new EngineException($"{path}: not valid JSON ({e.Message.Split('\n')[0]})"); }
         catch (IOException e) { throw new EngineException($"{path}: cannot be read ({e.Message})"); }
     }
 }

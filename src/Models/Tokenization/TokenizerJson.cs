@@ -21,6 +21,15 @@ public static class TokenizerJson
 {
     public static TextTokenizer Load(string path, TokenizerConfig config)
     {
+        try { return Read(path, config); }
+        catch (Exception e) when (e is InvalidOperationException or FormatException or ArgumentException or KeyNotFoundException)
+        {
+            throw new EngineException($"{path}: unexpected content ({e.Message.Split('\n')[0]})");
+        }
+    }
+
+    private static TextTokenizer Read(string path, TokenizerConfig config)
+    {
         var json = TokenizerFiles.ReadJson(path);
         if (json.ValueKind != JsonValueKind.Object) throw new EngineException($"{path}: not a JSON object");
         var reader = new Reader(path);

@@ -48,6 +48,14 @@ public sealed record TrainOptions
     /// parameters (master weights), gradients, optimizer state and activations stay float32
     /// (<see cref="MixedPrecision"/>). Evaluation runs in float32 either way.</summary>
     public string Precision { get; init; } = "f32";
+    /// <summary>Replace the outputs of an earlier run in <see cref="OutDir"/> (otherwise refused; a resumed run continues its folder).</summary>
+    public bool Overwrite { get; init; }
+    /// <summary>Steps with a non-finite loss or gradient that may be skipped (not applied) before the run stops; 0: stop at the first.</summary>
+    public int SkipNonFinite { get; init; }
+    /// <summary>Check every op's output and gradient for NaN/infinity and stop naming the first op that made one (slow).</summary>
+    public bool DetectAnomaly { get; init; }
+    /// <summary>The memory a step may use (bytes); null: what is available (see <see cref="MemoryEstimate"/>).</summary>
+    public long? MemoryBudgetBytes { get; init; }
 
     public void Validate()
     {
@@ -61,6 +69,8 @@ public sealed record TrainOptions
         if (Schedule is not ("constant" or "linear" or "cosine")) throw new EngineException($"train: unknown schedule '{Schedule}' (constant, linear, cosine)");
         if (EvalEvery is < 1) throw new EngineException($"train: eval-every must be at least 1, got {EvalEvery}");
         MixedPrecision.Parse(Precision, "train: precision (--dtype)");
+        if (SkipNonFinite < 0) throw new EngineException($"train: skip-nonfinite must be at least 0, got {SkipNonFinite}");
+        if (MemoryBudgetBytes is <= 0) throw new EngineException($"train: the memory budget must be positive, got {MemoryBudgetBytes} bytes");
         Peft.Validate();
     }
 }

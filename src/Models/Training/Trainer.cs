@@ -87,11 +87,13 @@ public sealed class Trainer
         foreach (var (n, p) in model.NamedParameters()) checkpointNames[p] = model.CheckpointName(n);
         string Name(Tensor p) => checkpointNames[p];
 
+        RunGuards.BeforeTraining(model, source, tokenizer, o, train);
         var state = new RunState();
         if (resumeFrom is not null) state = Restore(resumeFrom, opt, schedule, Name);
         ranks.Start(model.Parameters(), model.Seeds);
         if (o.OutDir is not null)
         {
+            RunGuards.ClaimOutFolder(o.OutDir, o.Overwrite, resumeFrom);
             Directory.CreateDirectory(o.OutDir);
             TrimLog(Path.Combine(o.OutDir, MetricsFile), state.Step);
         }
@@ -102,13 +104,15 @@ public sealed class Trainer
         long micro = (long)state.Step * o.GradientAccumulation;
         List<int[]>? order = null;
         int orderEpoch = -1;
-        bool stoppedEarly = false;
+        // A run resumed from the checkpoint written just before it stopped early stays stopped.
+        bool stoppedEarly = o.EarlyStoppingPatience is { } patience && state.Patience >= patience;
         var lastEval = state.LastEval;
         var accumulation = new GradientAccumulation(o.GradientAccumulation);
 
-        while (state.Step < total)
+        while (!stoppedEarly && state.Step < total)
         {
             double stepLoss = 0;
+            string? nonFinite = null;
             for (int a = 0; a < o.GradientAccumulation; a++, micro++)
             {
                 int epoch = (int)(micro / perEpoch);
@@ -125,30 +129,34 @@ public sealed class Trainer
                 tokens += batch.Tokens;
                 using var scope = Scope.Begin();
                 using var precision = MixedPrecision.Use(MixedPrecision.Parse(o.Precision)); // bf16: GEMM inputs rounded (forward and backward)
+                using var anomaly = o.DetectAnomaly ? Anomaly.Detect() : null;
                 var output = model.Forward(batch.Ids, batch.Mask, batch.Types);
                 var loss = model.Loss(output.Logits, regression ? batch.Values : batch.Labels);
                 double value = loss.Item();
-                if (!double.IsFinite(value))
-                    throw new EngineException($"train: the loss is {value} at step {state.Step + 1}; stopped (the last checkpoint is intact)");
+                if (!double.IsFinite(value)) { nonFinite ??= $"the loss is {value}"; stepLoss = double.NaN; continue; }
                 stepLoss += value * share / o.GradientAccumulation;
                 accumulation.Backward(loss, share); // loss · share / k (share: this rank's part of the global batch)
             }
             ranks.ReduceGradients(opt.Parameters);
-            stepLoss = ranks.Sum(stepLoss);
-            double norm = o.MaxGradNorm > 0 ? GradClip.ClipByGlobalNorm(opt.Parameters, o.MaxGradNorm) : GradClip.GlobalNorm(opt.Parameters);
-            if (!double.IsFinite(norm))
-                throw new EngineException($"train: the gradient norm is {norm} at step {state.Step + 1}; stopped (the last checkpoint is intact)");
-            opt.Step();
+            stepLoss = ranks.Sum(stepLoss); // non-finite on any rank makes it non-finite on every rank: all skip or stop together
+            if (nonFinite is null && !double.IsFinite(stepLoss)) nonFinite = $"the loss is {stepLoss} on another rank";
+            double norm = nonFinite is not null ? double.NaN
+                : o.MaxGradNorm > 0 ? GradClip.ClipByGlobalNorm(opt.Parameters, o.MaxGradNorm) : GradClip.GlobalNorm(opt.Parameters);
+            if (nonFinite is null && !double.IsFinite(norm)) nonFinite = $"the gradient norm is {norm}";
+            if (nonFinite is not null) RunGuards.NonFiniteStep(o, state.Step + 1, state.SkippedSteps++, nonFinite); // throws unless it may be skipped
+            else opt.Step();
             schedule.Step();
             opt.ZeroGrad();
             state.Step++;
-            losses.Add(stepLoss);
+            losses.Add(nonFinite is null ? stepLoss : double.NaN);
             double epochNow = (double)micro / perEpoch;
             double tps = tokens / Math.Max(1e-9, clock.Elapsed.TotalSeconds);
             if (state.Step % o.LogEvery == 0 || state.Step == total)
             {
-                Log(new { step = state.Step, epoch = Math.Round(epochNow, 4), loss = stepLoss, lr = opt.LearningRate, grad_norm = norm, tokens_per_s = Math.Round(tps) });
-                progress?.Invoke(new TrainEvent(state.Step, total, epochNow, stepLoss, opt.LearningRate, tps, null));
+                Log(new { step = state.Step, epoch = Math.Round(epochNow, 4), loss = nonFinite is null ? stepLoss : (double?)null, lr = opt.LearningRate,
+                    grad_norm = double.IsFinite(norm) ? norm : (double?)null, tokens_per_s = Math.Round(tps), skipped = nonFinite });
+                progress?.Invoke(new TrainEvent(state.Step, total, epochNow, nonFinite is null ? stepLoss : null, opt.LearningRate, tps, null,
+                    nonFinite is null ? null : $"step {state.Step} skipped: {nonFinite} ({state.SkippedSteps} of at most {o.SkipNonFinite})"));
             }
 
             bool epochEnd = micro % perEpoch == 0;
@@ -181,7 +189,8 @@ public sealed class Trainer
         }
 
         var final = lastEval ?? new Dictionary<string, double>();
-        if (o.OutDir is not null) File.WriteAllText(Path.Combine(o.OutDir, EvalFile), JsonSerializer.Serialize(final, new JsonSerializerOptions { WriteIndented = true }));
+        if (o.OutDir is not null)
+            RunGuards.Writing(EvalFile, state.Step, () => File.WriteAllText(Path.Combine(o.OutDir, EvalFile), JsonSerializer.Serialize(final, new JsonSerializerOptions { WriteIndented = true })));
         return new TrainResult(state.Step, final, PrimaryMetric, state.Best, state.BestStep, model.ParameterCount(trainableOnly: true), model.ParameterCount(),
             clock.Elapsed, tokens / Math.Max(1e-9, clock.Elapsed.TotalSeconds), stoppedEarly, losses);
     }
@@ -254,12 +263,13 @@ public sealed class Trainer
         public int BestStep;
         public int Patience;
         public Dictionary<string, double>? LastEval;
+        public int SkippedSteps;
     }
 
     private void Save(string name, Optimizer opt, RunState s, Func<Tensor, string> nameOf, IReadOnlyDictionary<string, double>? eval)
     {
         if (o.OutDir is null) return;
-        AtomicFolder.Write(Path.Combine(o.OutDir, name), dir =>
+        RunGuards.Writing(name, s.Step, () => AtomicFolder.Write(Path.Combine(o.OutDir, name), dir =>
         {
             model.SaveInto(dir, source, labelNames);
             var (buffers, steps, count) = opt.ExportState(nameOf);
@@ -267,14 +277,14 @@ public sealed class Trainer
             var st = new JsonObject
             {
                 ["step"] = s.Step, ["best_metric"] = double.IsFinite(s.Best) ? s.Best : null, ["best_step"] = s.BestStep,
-                ["evals_without_improvement"] = s.Patience, ["optimizer_steps"] = count, ["dropout_counter"] = model.Seeds.Counter,
+                ["evals_without_improvement"] = s.Patience, ["skipped_steps"] = s.SkippedSteps, ["optimizer_steps"] = count, ["dropout_counter"] = model.Seeds.Counter,
                 ["primary_metric"] = PrimaryMetric, ["seed"] = o.Seed, ["ranks"] = ranks.Size,
                 ["parameter_steps"] = JsonSerializer.SerializeToNode(steps),
                 ["last_eval"] = eval is null ? null : JsonSerializer.SerializeToNode(eval),
                 ["options"] = JsonSerializer.SerializeToNode(o),
             };
             File.WriteAllText(Path.Combine(dir, StateFile), st.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
-        });
+        }));
     }
 
     private RunState Restore(string dir, Optimizer opt, LrScheduler schedule, Func<Tensor, string> nameOf)
@@ -291,6 +301,7 @@ public sealed class Trainer
             BestStep = st["best_step"]!.GetValue<int>(),
             Patience = st["evals_without_improvement"]!.GetValue<int>(),
             LastEval = st["last_eval"]?.Deserialize<Dictionary<string, double>>(),
+            SkippedSteps = st["skipped_steps"]?.GetValue<int>() ?? 0,
         };
         var steps = st["parameter_steps"]!.Deserialize<Dictionary<string, int>>()!;
         var buffers = SafeTensors.Load(Path.Combine(dir, OptimizerFile));
@@ -300,10 +311,12 @@ public sealed class Trainer
         return s;
     }
 
+    private static readonly JsonSerializerOptions LogJson = new() { DefaultIgnoreCondition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull };
+
     private void Log(object entry)
     {
         if (o.OutDir is null) return;
-        File.AppendAllText(Path.Combine(o.OutDir, MetricsFile), JsonSerializer.Serialize(entry) + "\n");
+        RunGuards.Writing(MetricsFile, -1, () => File.AppendAllText(Path.Combine(o.OutDir, MetricsFile), JsonSerializer.Serialize(entry, LogJson) + "\n"));
     }
 
     /// <summary>On resume, drops log lines past the checkpoint's step (they belong to the interrupted part).</summary>

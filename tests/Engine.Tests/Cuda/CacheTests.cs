@@ -12,8 +12,10 @@ public class CacheTests
         var key = KernelCompiler.CacheKey("src", "hdr", opts, "12.4", "sm_90");
         Assert.That(key, Is.EqualTo(KernelCompiler.CacheKey("src", "hdr", opts, "12.4", "sm_90")));
         Assert.That(key, Has.Length.EqualTo(64).And.Match("^[0-9a-f]+$"));
-        // A known value: the key must not change between runs or machines (it names files on disk).
-        Assert.That(KernelCompiler.CacheKey("", "", [], "", ""), Is.EqualTo(KernelCompiler.CacheKey("", "", [], "", "")));
+        // The key names files on disk, so it must not change between runs, processes or machines:
+        // it is the SHA-256 of the inputs in a fixed layout (each named, NUL-separated), written out here.
+        var layout = "source\0src\0header\0hdr\0options\0--std=c++14\0--gpu-architecture=sm_90\0nvrtc\012.4\0arch\0sm_90";
+        Assert.That(key, Is.EqualTo(Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(System.Text.Encoding.UTF8.GetBytes(layout)))));
         var others = new[]
         {
             KernelCompiler.CacheKey("src2", "hdr", opts, "12.4", "sm_90"),

@@ -16,11 +16,12 @@ public class TrainerTests
     [SetUp] public void SetUp() => temp = new TempFolder();
     [TearDown] public void TearDown() => temp.Dispose();
 
-    private (HfModelFolder Folder, Trainer Trainer, SequenceClassifier Model) Make(string? outDir, int steps, int seed = 3, string? from = null)
+    private (HfModelFolder Folder, Trainer Trainer, SequenceClassifier Model) Make(string? outDir, int steps, int seed = 3, string? from = null, string method = "full")
     {
         var folder = from is null ? DemoModel.CreateFolder(Path.Combine(temp.Path, "init"), seed, hidden: 32) : HfModelFolder.Open(from);
         var model = SequenceClassifier.FromFolder(folder, seed, numLabels: 2);
-        var options = new TrainOptions { MaxSteps = steps, BatchSize = 8, LearningRate = 2e-3, MaxLength = 32, Seed = seed, EvalEvery = 4, OutDir = outDir, LogEvery = 1 };
+        var options = new TrainOptions { MaxSteps = steps, BatchSize = 8, LearningRate = 2e-3, MaxLength = 32, Seed = seed, EvalEvery = 4, OutDir = outDir, LogEvery = 1,
+            Peft = new Models.Peft.PeftOptions { Method = method, PrefixLength = 4, PromptLength = 4 } };
         return (folder, new Trainer(model, folder, TextTokenizer.FromFolder(folder), options, DemoModel.LabelNames, regression: false), model);
     }
 
@@ -36,18 +37,19 @@ public class TrainerTests
         Assert.That(a.Losses.Distinct().Count(), Is.GreaterThan(1));
     }
 
-    [Test]
-    public void AResumedRunContinuesExactlyAsTheUninterruptedOne()
+    [TestCase("full")]
+    [TestCase("lora")]
+    public void AResumedRunContinuesExactlyAsTheUninterruptedOne(string method)
     {
-        var full = Make(Path.Combine(temp.Path, "full"), 12);
+        var full = Make(Path.Combine(temp.Path, "full"), 12, method: method);
         var fullResult = full.Trainer.Train(Train.Examples, Eval.Examples);
 
         // The same run, killed after step 6 (the last checkpoint is from step 4), then resumed.
-        var cut = Make(Path.Combine(temp.Path, "cut"), 12);
+        var cut = Make(Path.Combine(temp.Path, "cut"), 12, method: method);
         Assert.Throws<OperationCanceledException>(() => cut.Trainer.Train(Train.Examples, Eval.Examples,
             e => { if (e.Step == 6 && e.Loss is not null) throw new OperationCanceledException("killed"); }));
         var checkpoint = Path.Combine(temp.Path, "cut", Trainer.LastCheckpoint);
-        var resumed = Make(Path.Combine(temp.Path, "cut"), 12, from: checkpoint);
+        var resumed = Make(Path.Combine(temp.Path, "cut"), 12, from: checkpoint, method: method);
         var resumedResult = resumed.Trainer.Train(Train.Examples, Eval.Examples, resumeFrom: checkpoint);
 
         Assert.That(resumedResult.Losses, Is.EqualTo(fullResult.Losses.Skip(4)), "losses of steps 5..12");
@@ -58,6 +60,26 @@ public class TrainerTests
         Assert.That(log.Count(l => l.Contains("\"loss\"")), Is.EqualTo(12), "one training line per step, none duplicated by the resume");
     }
 
+    /// <summary>Found by the kill/resume test: a run killed after writing the checkpoint of the step
+    /// at which it stopped early trained on when resumed.</summary>
+    [Test]
+    public void ARunResumedAfterItsEarlyStopStaysStopped()
+    {
+        var outDir = Path.Combine(temp.Path, "run");
+        var folder = DemoModel.CreateFolder(Path.Combine(temp.Path, "init"), 3, hidden: 32);
+        var options = new TrainOptions { MaxSteps = 40, BatchSize = 8, LearningRate = 1e-6, MaxLength = 32, Seed = 3, EvalEvery = 1, EarlyStoppingPatience = 1, OutDir = outDir };
+        var first = new Trainer(SequenceClassifier.FromFolder(folder, 3, numLabels: 2), folder, TextTokenizer.FromFolder(folder), options, DemoModel.LabelNames, false)
+            .Train(Train.Examples, Eval.Examples);
+        Assert.That(first.StoppedEarly && first.Steps < 40, $"the run stopped early (at step {first.Steps})");
+        var checkpoint = Path.Combine(outDir, Trainer.LastCheckpoint);
+        var weights = File.ReadAllBytes(Path.Combine(checkpoint, SafeTensors.SingleFileName));
+        var again = HfModelFolder.Open(checkpoint);
+        var resumed = new Trainer(SequenceClassifier.FromFolder(again, 3, numLabels: 2), again, TextTokenizer.FromFolder(again), options, DemoModel.LabelNames, false)
+            .Train(Train.Examples, Eval.Examples, resumeFrom: checkpoint);
+        Assert.That((resumed.Steps, resumed.StoppedEarly), Is.EqualTo((first.Steps, true)));
+        Assert.That(File.ReadAllBytes(Path.Combine(checkpoint, SafeTensors.SingleFileName)), Is.EqualTo(weights));
+    }
+
     [Test]
     public void ANonFiniteLossStopsTheRunAndKeepsTheLastCheckpoint()
     {
@@ -66,10 +88,11 @@ public class TrainerTests
         trainer.Train(Train.Examples, Eval.Examples);
         var checkpointWeights = File.ReadAllBytes(Path.Combine(outDir, Trainer.LastCheckpoint, SafeTensors.SingleFileName));
 
-        var (_, again, broken) = Make(outDir, 8);
+        var checkpoint = Path.Combine(outDir, Trainer.LastCheckpoint);
+        var (_, again, broken) = Make(outDir, 8, from: checkpoint);
         broken.NamedParameters().First(p => p.Name.EndsWith("word_embeddings.weight")).Param.Span<float>().Fill(float.NaN);
-        var e = Assert.Throws<EngineException>(() => again.Train(Train.Examples, Eval.Examples));
-        Assert.That(e!.Message, Does.Contain("NaN").And.Contain("step 1"));
+        var e = Assert.Throws<EngineException>(() => again.Train(Train.Examples, Eval.Examples, resumeFrom: checkpoint));
+        Assert.That(e!.Message, Does.Contain("NaN").And.Contain("step 5").And.Contain("not applied"));
         Assert.That(File.ReadAllBytes(Path.Combine(outDir, Trainer.LastCheckpoint, SafeTensors.SingleFileName)), Is.EqualTo(checkpointWeights));
         Assert.That(Directory.GetDirectories(outDir).Where(d => d.Contains(".tmp-")), Is.Empty, "no half-written checkpoint");
     }

@@ -47,7 +47,7 @@ public static class DemoCommand
         var options = new TrainOptions
         {
             MaxSteps = steps, BatchSize = 32, LearningRate = learningRate, WarmupRatio = 0.1, MaxLength = 48, Seed = seed,
-            EvalEvery = Math.Max(1, steps / 4), OutDir = dir, LogEvery = Math.Max(1, steps / 20), Device = device,
+            EvalEvery = Math.Max(1, steps / 4), OutDir = dir, Overwrite = true, LogEvery = Math.Max(1, steps / 20), Device = device,
         };
         var result = TrainCommands.Run(folder, train, eval, Ranks.ForThisRank(options));
         int majority = eval.Examples.GroupBy(e => e.Label).Max(g => g.Count());

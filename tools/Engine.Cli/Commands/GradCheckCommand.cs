@@ -3,7 +3,7 @@ using Engine.Backend;
 
 namespace Engine.Cli.Commands;
 
-/// <summary>`engine gradcheck [--device cpu|cuda] [--op NAME] [--seed N]`.</summary>
+/// <summary>`engine gradcheck [--device cpu|cuda] [--op NAME] [--seed N] [--tolerance X]`.</summary>
 public static class GradCheckCommand
 {
     public static Command Create()
@@ -11,7 +11,8 @@ public static class GradCheckCommand
         var device = new Option<string>("--device") { Description = "cpu or cuda", DefaultValueFactory = _ => "cpu" };
         var op = new Option<string?>("--op") { Description = "check one op (see `engine ops`)" };
         var seed = new Option<int>("--seed") { Description = "seed for shapes and values", DefaultValueFactory = _ => 1 };
-        var cmd = new Command("gradcheck", "Finite-difference (float64) check of every op's hand-written backward") { device, op, seed };
+        var tolerance = new Option<double>("--tolerance") { Description = "the largest relative error that passes (CPU)", DefaultValueFactory = _ => GradCheck.DefaultTolerance };
+        var cmd = new Command("gradcheck", "Finite-difference (float64) check of every op's hand-written backward") { device, op, seed, tolerance };
         cmd.SetAction(Cli.Action(parse =>
         {
             var dev = Device.Parse(parse.GetValue(device)!);
@@ -19,11 +20,13 @@ public static class GradCheckCommand
             var name = parse.GetValue(op);
             var entries = name is null ? OpCatalog.All : [OpCatalog.Find(name) ?? throw new EngineException($"unknown op '{name}' (see `engine ops`)")];
             int s = parse.GetValue(seed), failed = 0;
+            double tol = parse.GetValue(tolerance);
+            if (!(tol > 0)) throw new EngineException($"--tolerance must be positive, got {tol}");
             if (dev.Kind == DeviceKind.Cuda) return CudaParity(entries, dev, s);
             Console.WriteLine($"{"op",-16} {"max rel error",14}  result  case");
             foreach (var e in entries)
             {
-                var r = GradCheck.Check(e, s);
+                var r = GradCheck.Check(e, s, tol);
                 if (!r.Passed) failed++;
                 var verdict = r.Passed ? "pass" : "FAIL";
                 var note = r.Error ?? (r.ShapeOk ? r.Case : r.Case + " (wrong output shape)");

@@ -104,18 +104,21 @@ public static class TrainCommands
         var resume = new Option<string?>("--resume") { Description = "continue from a checkpoint folder (OUT/checkpoint-last)" };
         var logEvery = new Option<int>("--log-every") { Description = "write a training line to metrics.jsonl every N steps", DefaultValueFactory = _ => 10 };
         var adapter = AdapterOption("to load onto --model and keep training");
+        var faults = new FaultArgs();
         var dtype = DTypeOption.Create();
         var methods = new MethodArgs();
         var cmd = new Command("train", "Fine-tune a Hugging Face folder for text classification")
             { model, train, eval, epochs, steps, lr, seed, device, output, accum, warmup, decay, schedule, clip, evalEvery, patience, bucket, resume, logEvery, adapter };
         data.AddTo(cmd);
         methods.AddTo(cmd);
+        faults.AddTo(cmd);
         cmd.Options.Add(dtype);
         cmd.SetAction(Cli.Action(p =>
         {
             Ranks.Open();
             var on = Cli.OpenDevice(p.GetValue(device));
             var resumeDir = p.GetValue(resume);
+            if (resumeDir is not null) AtomicFolder.Recover(resumeDir); // a checkpoint write killed half-way
             var folder = HfModelFolder.Open(resumeDir ?? p.GetValue(model)!);
             var task = p.GetValue(data.Task);
             bool regression = IsRegressionTask(task);
@@ -134,6 +137,7 @@ public static class TrainCommands
                 Task = task, OutDir = p.GetValue(output), LogEvery = Math.Max(1, p.GetValue(logEvery)), Peft = methods.Read(p, adapterMethod),
                 Device = on, Precision = p.GetValue(dtype)!,
             };
+            options = faults.Apply(p, options);
             if (adapterMethod is not null && options.Peft.Method != adapterMethod)
                 throw new EngineException($"--adapter {adapterDir}: a {adapterMethod} adapter trains with --method {adapterMethod}, not {options.Peft.Method}");
             options.Validate();
