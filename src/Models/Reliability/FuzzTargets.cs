@@ -4,7 +4,7 @@ using Engine.IO;
 using Engine.Models.Bert;
 using Engine.Models.Data;
 using Engine.Models.Llama;
-using Engine.Models.Peft.Lora;
+using Engine.Models.Peft;
 using Engine.Models.Tokenization;
 
 namespace Engine.Models.Reliability;

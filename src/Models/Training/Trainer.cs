@@ -179,7 +179,7 @@ public sealed class Trainer
             }
             state.LastEval = lastEval;
             Save(LastCheckpoint, opt, state, Name, lastEval);
-            if (ranks.RootDecides(o.EarlyStoppingPatience is { } patience && state.Patience >= patience) && o.EarlyStoppingPatience is { } p)
+            if (ranks.RootDecides(o.EarlyStoppingPatience is { } limit && state.Patience >= limit) && o.EarlyStoppingPatience is { } p)
             {
                 progress?.Invoke(new TrainEvent(state.Step, total, epochNow, null, opt.LearningRate, tps, null,
                     $"early stop: no better {PrimaryMetric} in {p} evaluations (best {state.Best:F4} at step {state.BestStep})"));

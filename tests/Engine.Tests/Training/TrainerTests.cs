@@ -21,7 +21,8 @@ public class TrainerTests
         var folder = from is null ? DemoModel.CreateFolder(Path.Combine(temp.Path, "init"), seed, hidden: 32) : HfModelFolder.Open(from);
         var model = SequenceClassifier.FromFolder(folder, seed, numLabels: 2);
         var options = new TrainOptions { MaxSteps = steps, BatchSize = 8, LearningRate = 2e-3, MaxLength = 32, Seed = seed, EvalEvery = 4, OutDir = outDir, LogEvery = 1,
-            Peft = new Models.Peft.PeftOptions { Method = method, PrefixLength = 4, PromptLength = 4 } };
+            Peft = new Models.Peft.PeftOptions { Method = method } };
+        Models.Peft.PeftSetup.Apply(model, options.Peft, folder.Path, seed: seed); // the pipeline's step: the Trainer trains a model its method is applied to
         return (folder, new Trainer(model, folder, TextTokenizer.FromFolder(folder), options, DemoModel.LabelNames, regression: false), model);
     }
 
