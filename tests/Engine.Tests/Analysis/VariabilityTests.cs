@@ -280,6 +280,22 @@ public class VariabilityTests
     }
 
     [Test]
+    public void OnAnotherDeviceTheValuesAreTheCpus()
+    {
+        // The mirror device runs the CPU's kernels behind a device boundary: host reads of its
+        // memory throw, and the results must be bit-identical.
+        using var temp = new TempFolder();
+        var folder = DemoModel.CreateFolder(temp.File("m"), 1, hidden: 32);
+        var tokenizer = TextTokenizer.FromFolder(folder);
+        var data = DemoData(50, 9);
+        var cpu = Variability.Analyze(SequenceClassifier.FromFolder(folder), tokenizer, data, new VariabilityOptions { BatchSize = 16 });
+        var model = SequenceClassifier.FromFolder(folder);
+        model.To(Devices.MirrorBackend.Install());
+        var other = Variability.Analyze(model, tokenizer, data, new VariabilityOptions { BatchSize = 16 });
+        Assert.That(other.Nu, Is.EqualTo(cpu.Nu));
+    }
+
+    [Test]
     public void MaxExamplesSamplesAcrossAFileSortedByLabel()
     {
         using var temp = new TempFolder();
