@@ -6,6 +6,12 @@ using Engine.Nn;
 
 namespace Engine.Models;
 
+/// <summary>The short names of a family's block linear layers by role, as PEFT's target_modules
+/// names them (BERT: query, key, value, attention.output.dense, intermediate.dense, output.dense;
+/// Llama: q_proj, k_proj, v_proj, o_proj, gate_proj + up_proj, down_proj). A name matches a layer
+/// whose path ends in "." + name (<see cref="ModuleMatch"/>).</summary>
+public sealed record LinearRoles(string Query, string Key, string Value, string AttentionOutput, IReadOnlyList<string> FeedForwardIn, string FeedForwardOut);
+
 /// <summary>Logits [B, C]; every layer's output (index 0: the embeddings, i: block i); the
 /// model's final hidden states (after a final norm, where the family has one).</summary>
 public sealed record ClassifierOutput(Tensor Logits, IReadOnlyList<Tensor> HiddenStates, Tensor LastHiddenState);
@@ -33,15 +39,16 @@ public abstract class SequenceClassifier : Module
     /// <summary>The model's dropout seed sequence (its position is saved with checkpoints).</summary>
     public DropoutSeeds Seeds { get; protected init; } = new(0);
 
-    /// <summary>Where parameter-efficient methods reach into the backbone (LoRA, prefixes, a
-    /// prompt); the family passes it to its layers. Unset hooks change nothing.</summary>
+    /// <summary>Where fine-tuning methods reach into the backbone (wrapped linear layers, key/value
+    /// prefixes, virtual tokens, a block limit, a replaced head); the family passes it to its
+    /// layers. Unset hooks change nothing.</summary>
     public ModelHooks Hooks { get; } = new();
 
     /// <summary>The pooling that replaces the head's usual input, or null for the usual one
     /// ([CLS] for BERT). Set with <see cref="UsePooling"/>.</summary>
     public SequencePooling? Pooling { get; private set; }
 
-    /// <summary>What <see cref="PeftSetup"/> installed (method, options, LoRA adapters); null for a
+    /// <summary>What <see cref="PeftSetup"/> installed (method, options, pooling); null for a
     /// plain model. Saved in config.json as "engine_peft" so a checkpoint reloads with it.</summary>
     public PeftState? Peft { get; internal set; }
 
@@ -54,14 +61,42 @@ public abstract class SequenceClassifier : Module
         if (pooling.Weights is not null) Child(SequencePooling.ModuleName, pooling);
     }
 
-    /// <summary>Adds a PEFT module whose parameters are named <paramref name="path"/> + "." + the
+    /// <summary>Adds a method's module whose parameters are named <paramref name="path"/> + "." + the
     /// module's own names (a LoRA adapter at "bert.encoder.layer.0.attention.self.query" gives
     /// "….query.lora_A.weight"). Attached modules follow Train/Eval and are saved and loaded
     /// with the model.</summary>
     public T Attach<T>(string path, T module) where T : Module => Child(path, module);
 
-    /// <summary>Every linear layer of the backbone (not the head) with its module path, for LoRA.</summary>
+    /// <summary>Every linear layer of the backbone (not the head) with its module path
+    /// ("bert.encoder.layer.0.attention.self.query"), in block order; a method wraps them through
+    /// <see cref="ModelHooks.WrapLinear"/>.</summary>
     public virtual IEnumerable<(string Path, Linear Layer)> LinearLayers() => [];
+
+    /// <summary>The short names of the blocks' linear layers by role (what methods target by default).</summary>
+    public abstract LinearRoles Layers { get; }
+
+    /// <summary>The number of blocks (layers) of the backbone.</summary>
+    public abstract int BlockCount { get; }
+
+    /// <summary>The hidden size D.</summary>
+    public abstract int HiddenSize { get; }
+
+    /// <summary>The width of one block's keys (and values) before the heads are split (Llama:
+    /// kv heads · head dim, smaller than the hidden size with grouped-query attention).</summary>
+    public abstract int KeyValueWidth { get; }
+
+    /// <summary>The word-embedding table [V, D].</summary>
+    public abstract Tensor WordEmbeddings { get; }
+
+    /// <summary>The within-layer pooling the family's head reads: "cls" for encoders, "last" for decoders.</summary>
+    public abstract string DefaultPooling { get; }
+
+    /// <summary>The head's module names as PEFT's modules_to_save lists them for SEQ_CLS.</summary>
+    public static readonly string[] HeadModules = ["classifier", "score"];
+
+    /// <summary>A parameter of the classification head (classifier.* or score.*).</summary>
+    public static bool IsHead(string parameterName) =>
+        HeadModules.Any(h => parameterName.StartsWith(h + ".", StringComparison.Ordinal));
 
     /// <summary>The name a parameter is saved under: the one it was loaded from, else its own.</summary>
     public string CheckpointName(string parameterName) => SourceNames.GetValueOrDefault(parameterName, parameterName);
@@ -155,7 +190,7 @@ public abstract class SequenceClassifier : Module
             config["label2id"] = label2id;
             config.Remove("num_labels"); // transformers derives it from id2label
         }
-        if (Peft is not null) config[PeftState.ConfigKey] = Peft.ToConfig(this);
+        if (Peft is not null) config[PeftState.ConfigKey] = Peft.ToConfig();
         else config.Remove(PeftState.ConfigKey);
         File.WriteAllText(Path.Combine(folder, HfModelFolder.ConfigFileName), config.ToJsonString(new System.Text.Json.JsonSerializerOptions { WriteIndented = true }));
         SafeTensors.Save(Path.Combine(folder, SafeTensors.SingleFileName),

@@ -1,5 +1,5 @@
 using Engine.Models.Data;
-using Engine.Models.Peft.Lora;
+using Engine.Models.Peft;
 using Engine.Models.Tokenization;
 using Engine.Models.Training;
 
@@ -52,15 +52,15 @@ public sealed class TextClassifier
         return new TextClassifier(f, tokenizer, model, trained ? labels : null, regression);
     }
 
-    /// <summary>Loads a LoRA adapter in PEFT's format (adapter_config.json + adapter_model.safetensors,
-    /// made by engine train --method lora or by PEFT itself) onto this folder's base weights. The
+    /// <summary>Loads an adapter in PEFT's format (adapter_config.json + adapter_model.safetensors,
+    /// made by engine train or by PEFT itself, of any method that reads it) onto this folder's base weights. The
     /// head comes from the adapter; label names from the adapter folder's config.json when it has
     /// one with as many labels, else from the base folder's.</summary>
     public void LoadAdapter(string dir, Action<string>? log = null)
     {
-        int count = PeftAdapter.HeadLabelCount(dir) ?? throw new EngineException($"--adapter {dir}: the adapter has no classification head (classifier / score)");
+        int count = AdapterFiles.HeadLabelCount(dir) ?? throw new EngineException($"--adapter {dir}: the adapter has no classification head (classifier / score)");
         var model = SequenceClassifier.FromFolder(Folder, log: log, numLabels: count);
-        PeftAdapter.Load(model, dir, Folder.Path, log);
+        AdapterFiles.Load(model, dir, Folder.Path, log);
         Model = model;
         var labelSource = File.Exists(Path.Combine(dir, HfModelFolder.ConfigFileName)) && File.Exists(Path.Combine(dir, Engine.IO.SafeTensors.SingleFileName))
             ? HfModelFolder.Open(dir) : Folder;
@@ -91,12 +91,12 @@ public sealed class TextClassifier
     }
 
     /// <summary>Writes the model as a Hugging Face folder (config with labels, weights, tokenizer
-    /// files), atomically. A LoRA model also writes its PEFT adapter files; with
-    /// <paramref name="mergeLora"/> the adapters are folded into the weights first (the model stays
+    /// files), atomically. A method with adapter files (LoRA) also writes them; with
+    /// <paramref name="merge"/> the method is folded into the weights first (the model stays
     /// merged) and the folder holds the merged weights only.</summary>
-    public void Save(string dir, bool mergeLora = false)
+    public void Save(string dir, bool merge = false)
     {
-        if (mergeLora) LoraModel.Merge(Ready());
+        if (merge) PeftSetup.Merge(Ready());
         AtomicFolder.Write(dir, tmp => Ready().SaveInto(tmp, Folder, Labels?.Names));
     }
 

@@ -41,6 +41,8 @@ public sealed class BertForSequenceClassification : SequenceClassifier
         // With a pooling set (depth-wise, mean, last), its vector z stands where h[CLS] stood:
         // BERT applies the pooler (dense + tanh) to z, RoBERTa its classifier.dense + tanh.
         var features = Pooling?.Pool(enc.HiddenStates, enc.LastHiddenState, enc.TokenMask);
+        if (Hooks.Head is { } head)
+            return new ClassifierOutput(head(features ?? BertModel.FirstToken(enc.LastHiddenState)), enc.HiddenStates, enc.LastHiddenState);
         Tensor x;
         if (robertaDense is null) x = dropout.Forward(features is null ? enc.Pooled! : Encoder.ApplyPooler(features));
         else x = dropout.Forward(Ops.Tanh(robertaDense.Forward(dropout.Forward(features ?? BertModel.FirstToken(enc.LastHiddenState)))));
@@ -51,11 +53,18 @@ public sealed class BertForSequenceClassification : SequenceClassifier
 
     public override string? ProblemType => Config.ProblemType;
 
+    public override LinearRoles Layers { get; } = new("query", "key", "value", "attention.output.dense", ["intermediate.dense"], "output.dense");
+    public override int BlockCount => Config.NumHiddenLayers;
+    public override int HiddenSize => Config.HiddenSize;
+    public override int KeyValueWidth => Config.HiddenSize;
+    public override Tensor WordEmbeddings => NamedParameters().First(p => p.Name.EndsWith("embeddings.word_embeddings.weight", StringComparison.Ordinal)).Param;
+    public override string DefaultPooling => "cls";
+
     /// <summary>Loads a Hugging Face folder: the config, then every parameter from the weights,
     /// with or without the bert./roberta. prefix and with legacy LayerNorm gamma/beta names.
     /// <paramref name="numLabels"/> overrides the config's label count (a new task); a head that is
     /// missing or has another shape is then initialised randomly (see <see cref="SequenceClassifier.LoadMatched"/>).
-    /// <paramref name="prepare"/> runs between building and loading (PEFT re-installs a saved method there).</summary>
+    /// <paramref name="prepare"/> runs between building and loading (a saved method is re-installed there).</summary>
     public static BertForSequenceClassification FromFolder(HfModelFolder folder, int seed = 0, DType dtype = DType.F32, Action<string>? log = null, int? numLabels = null,
         Action<SequenceClassifier>? prepare = null)
     {

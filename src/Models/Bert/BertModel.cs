@@ -5,9 +5,9 @@ namespace Engine.Models.Bert;
 
 /// <summary>What the encoder computed: every layer's output (index 0: embeddings, i: block i),
 /// the last one, and the pooler output (BERT only). <see cref="TokenMask"/> is the I32 mask
-/// [B, T'] of the hidden states' positions (1 token, 0 padding): the input mask, with the prompt
-/// positions added when prompt tuning inserted some (T' = T + p); null when no mask was given
-/// and no prompt was inserted.</summary>
+/// [B, T'] of the hidden states' positions (1 token, 0 padding): the input mask, with the virtual
+/// tokens' positions added when the hook inserted some (T' = T + p); null when no mask was given
+/// and no virtual tokens were inserted.</summary>
 public sealed record BertOutput(IReadOnlyList<Tensor> HiddenStates, Tensor LastHiddenState, Tensor? Pooled)
 {
     public Tensor? TokenMask { get; init; }
@@ -21,14 +21,14 @@ public sealed record BertOutput(IReadOnlyList<Tensor> HiddenStates, Tensor LastH
 /// residual → LayerNorm. RoBERTa differs in its position ids (they start after the padding
 /// index and skip padding) and has no pooler in its classification model.
 ///
-/// PEFT hooks (<see cref="ModelHooks"/>, all unset by default): every linear layer of the blocks
-/// and the pooler goes through <see cref="ModelHooks.Linear"/> (LoRA); per-layer key/value
+/// Method hooks (<see cref="ModelHooks"/>, all unset by default): every linear layer of the
+/// blocks and the pooler goes through <see cref="ModelHooks.Linear"/>; per-layer key/value
 /// prefixes are prepended to each block's keys and values, with the attention mask extended by p
-/// visible positions (prefix tuning); prompt embeddings are inserted into the word embeddings
-/// right after the first token ([CLS] / &lt;s&gt;), before the position and token-type embeddings
-/// and the embedding LayerNorm are added, so [CLS] keeps position 0, the prompt takes positions
-/// 1..p and the text follows (prompt tuning; Hugging Face PEFT puts the prompt before [CLS]
-/// instead, which would make the pooler read a virtual token).
+/// visible positions; virtual tokens are inserted into the word embeddings right after the first
+/// token ([CLS] / &lt;s&gt;), before the position and token-type embeddings and the embedding
+/// LayerNorm are added, so [CLS] keeps position 0, the virtual tokens take positions 1..p and the
+/// text follows (Hugging Face PEFT's prompt tuning puts them before [CLS] instead, which would
+/// make the pooler read a virtual token); a block limit stops after block N.
 /// </summary>
 public sealed class BertModel : Module
 {
@@ -55,23 +55,23 @@ public sealed class BertModel : Module
     public BertOutput Forward(Tensor ids, Tensor? attentionMask = null, Tensor? tokenTypeIds = null)
     {
         if (ids.Rank != 2 || ids.DType != DType.I32) throw new EngineException($"bert: input ids must be I32 [batch, seq], got {ids.DType} {Shape.Format(ids.Shape)}");
+        int b = ids.Dim(0);
         var device = embeddings.Device;
-        var mask = AdditiveMask(ids, attentionMask, embeddings.DType, device);
-        var prompt = hooks.Prompt?.Invoke(ids.Dim(0));
-        var h = embeddings.Forward(ids, tokenTypeIds, prompt);
-        if (prompt is not null)
+        var mask = AttentionMasks.Additive(ids, attentionMask, embeddings.DType, device, "bert");
+        var virtualTokens = hooks.VirtualTokens?.Invoke(b);
+        var h = embeddings.Forward(ids, tokenTypeIds, virtualTokens);
+        if (virtualTokens is not null)
         {
-            attentionMask = WithPromptPositions(attentionMask ?? Tensor.FromArray(Enumerable.Repeat(1, ids.Dim(0) * ids.Dim(1)).ToArray(), ids.Dim(0), ids.Dim(1)), prompt.Dim(1));
-            mask = AdditiveMask(attentionMask, attentionMask, embeddings.DType, device);
+            attentionMask = AttentionMasks.InsertOnes(attentionMask ?? AttentionMasks.AllTokens(b, ids.Dim(1)), AfterFirst(b), virtualTokens.Dim(1));
+            mask = AttentionMasks.Additive(attentionMask, attentionMask, embeddings.DType, device, "bert");
         }
-        var prefixes = hooks.Prefixes?.Invoke(ids.Dim(0));
+        var prefixes = hooks.KeyValuePrefixes?.Invoke(b);
         if (prefixes is not null && prefixes.Count != layers.Count)
-            throw new EngineException($"bert: the prefix hook gave {prefixes.Count} key/value pairs for {layers.Count} layers");
+            throw new EngineException($"bert: the key/value prefix hook gave {prefixes.Count} pairs for {layers.Count} layers");
         // Prefix keys are always visible: the mask gains p zeros (keep) in front.
-        var prefixMask = prefixes is null || mask is null ? mask
-            : Ops.Concat([Tensor.Zeros([ids.Dim(0), prefixes[0].Key.Dim(1)], mask.DType, mask.Device), mask], 1);
+        var prefixMask = prefixes is null || mask is null ? mask : AttentionMasks.WithVisiblePrefix(mask, prefixes[0].Key.Dim(1));
         var states = new List<Tensor> { h };
-        for (int i = 0; i < layers.Count; i++)
+        for (int i = 0; i < hooks.BlocksToRun(layers.Count); i++)
         {
             h = layers[i].Forward(h, prefixMask, prefixes?[i]);
             states.Add(h);
@@ -97,32 +97,11 @@ public sealed class BertModel : Module
 
     public int LayerCount => layers.Count;
 
-    /// <summary>An I32 mask [B, T] → [B, T + p] with p ones after the first column (the prompt's positions).</summary>
-    private static Tensor WithPromptPositions(Tensor mask, int p)
-    {
-        int b = mask.Dim(0), t = mask.Dim(1);
-        var m = mask.ToIntArray();
-        var r = new int[b * (t + p)];
-        for (int i = 0; i < b; i++)
-            for (int j = 0; j < t + p; j++)
-                r[i * (t + p) + j] = j == 0 ? m[i * t] : j <= p ? 1 : m[i * t + j - p];
-        return Tensor.FromArray(r, b, t + p);
-    }
+    /// <summary>Where BERT puts virtual tokens: after the first token ([CLS] / &lt;s&gt;) of every row.</summary>
+    internal static int[] AfterFirst(int b) => Enumerable.Repeat(1, b).ToArray();
 
     /// <summary>h [B, T, D] → h[:, 0] [B, D].</summary>
     public static Tensor FirstToken(Tensor h) => Ops.GatherRows(h, Tensor.FromArray(new int[h.Dim(0)], h.Dim(0)).To(h.Device));
-
-    /// <summary>Hugging Face's extended mask: 0 where attended, the dtype's most negative value
-    /// where padded; made on the host from the I32 mask (wherever that is) and put on <paramref name="device"/>.</summary>
-    internal static Tensor? AdditiveMask(Tensor ids, Tensor? attentionMask, DType dtype, Device device)
-    {
-        if (attentionMask is null) return null;
-        if (!Shape.Equal(attentionMask.Shape, ids.Shape) || attentionMask.DType != DType.I32)
-            throw new EngineException($"bert: attention_mask must be I32 {Shape.Format(ids.Shape)}, got {attentionMask.DType} {Shape.Format(attentionMask.Shape)}");
-        double min = dtype == DType.F64 ? double.MinValue : float.MinValue;
-        var m = attentionMask.ToIntArray().Select(v => v != 0 ? 0.0 : min).ToArray();
-        return Tensor.FromDoubles(m, ids.ShapeArray, dtype).To(device);
-    }
 }
 
 internal sealed class BertEmbeddings : Module
@@ -144,8 +123,8 @@ internal sealed class BertEmbeddings : Module
 
     public DType DType => word.Weight.DType;
 
-    /// <summary>ids [B, T]; prompt: null or [B, p, D] word-level embeddings inserted after the first token.</summary>
-    public Tensor Forward(Tensor ids, Tensor? tokenTypeIds, Tensor? prompt = null)
+    /// <summary>ids [B, T]; virtualTokens: null or [B, p, D] word-level embeddings inserted after the first token.</summary>
+    public Tensor Forward(Tensor ids, Tensor? tokenTypeIds, Tensor? virtualTokens = null)
     {
         int b = ids.Dim(0), t = ids.Dim(1);
         var device = Device;
@@ -153,15 +132,15 @@ internal sealed class BertEmbeddings : Module
         if (!Shape.Equal(types.Shape, ids.Shape)) throw new EngineException($"bert: token_type_ids must be {Shape.Format(ids.Shape)}, got {Shape.Format(types.Shape)}");
         var words = word.Forward(ids.To(device));
         var idArray = ids.ToIntArray();
-        if (prompt is not null)
+        if (virtualTokens is not null)
         {
-            int p = prompt.Dim(1);
-            var parts = new List<Tensor> { Ops.Slice(words, 1, 0, 1), prompt };
+            int p = virtualTokens.Dim(1);
+            var parts = new List<Tensor> { Ops.Slice(words, 1, 0, 1), virtualTokens };
             if (t > 1) parts.Add(Ops.Slice(words, 1, 1, t - 1));
             words = Ops.Concat(parts, 1);
-            // The prompt's positions count as tokens (any id but the pad id) of token type 0.
-            idArray = InsertAfterFirst(idArray, b, t, p, c.PadTokenId + 1);
-            types = Tensor.FromArray(InsertAfterFirst(types.ToIntArray(), b, t, p, 0), b, t + p);
+            // The virtual tokens' positions count as tokens (any id but the pad id) of token type 0.
+            idArray = AttentionMasks.Insert(idArray, b, t, BertModel.AfterFirst(b), p, c.PadTokenId + 1);
+            types = Tensor.FromArray(AttentionMasks.Insert(types.ToIntArray(), b, t, BertModel.AfterFirst(b), p, 0), b, t + p);
             t += p;
         }
         var positionIds = PositionIds(idArray, b, t);
@@ -170,15 +149,6 @@ internal sealed class BertEmbeddings : Module
         var positions = Tensor.FromArray(positionIds, b, t).To(device);
         var e = Ops.Add(Ops.Add(words, tokenType.Forward(types.To(device))), position.Forward(positions));
         return dropout.Forward(norm.Forward(e));
-    }
-
-    private static int[] InsertAfterFirst(int[] rows, int b, int t, int p, int value)
-    {
-        var r = new int[b * (t + p)];
-        for (int i = 0; i < b; i++)
-            for (int j = 0; j < t + p; j++)
-                r[i * (t + p) + j] = j == 0 ? rows[i * t] : j <= p ? value : rows[i * t + j - p];
-        return r;
     }
 
     /// <summary>BERT: 0, 1, 2, …. RoBERTa: padding_idx + running count of non-pad tokens, and

@@ -16,8 +16,8 @@ namespace Engine.Models.Llama;
 /// part in the choice. Without pad_token_id a batch of one pools the last position and a larger
 /// batch is an error. Scoring the gathered rows equals scoring every position and gathering.
 ///
-/// PEFT: the decoder takes the classifier's <see cref="SequenceClassifier.Hooks"/>; with prompt
-/// tuning the pooled position moves past the prompt when the prompt was inserted before it. A
+/// Methods: the decoder takes the classifier's <see cref="SequenceClassifier.Hooks"/>; with virtual
+/// tokens the pooled position moves past them when they were inserted before it. A
 /// <see cref="SequenceClassifier.Pooling"/> (depth-wise, mean, cls) replaces the pooled
 /// final-normed vector with its z; its "last" is this same position in every layer.
 /// </summary>
@@ -41,6 +41,13 @@ public sealed class LlamaForSequenceClassification : SequenceClassifier
 
     public override string? ProblemType => Config.ProblemType;
 
+    public override LinearRoles Layers { get; } = new("q_proj", "k_proj", "v_proj", "o_proj", ["gate_proj", "up_proj"], "down_proj");
+    public override int BlockCount => Config.NumHiddenLayers;
+    public override int HiddenSize => Config.HiddenSize;
+    public override int KeyValueWidth => Config.NumKeyValueHeads * Config.HeadDim;
+    public override Tensor WordEmbeddings => Decoder.EmbedTokens.Weight;
+    public override string DefaultPooling => "last";
+
     /// <summary>ids [B, T] I32; attentionMask [B, T] I32 or null; tokenTypeIds must be null or all
     /// zeros (Llama has no segment embeddings).</summary>
     public override ClassifierOutput Forward(Tensor ids, Tensor? attentionMask = null, Tensor? tokenTypeIds = null)
@@ -53,7 +60,7 @@ public sealed class LlamaForSequenceClassification : SequenceClassifier
         var pooled = Pooling is { } pooling
             ? pooling.Pool(output.HiddenStates, output.LastHiddenState, output.TokenMask, positions)
             : Ops.GatherRows(output.LastHiddenState, Tensor.FromArray(positions, positions.Length).To(output.LastHiddenState.Device));
-        return new ClassifierOutput(score.Forward(pooled), output.HiddenStates, output.LastHiddenState);
+        return new ClassifierOutput((Hooks.Head ?? score.Forward)(pooled), output.HiddenStates, output.LastHiddenState);
     }
 
     /// <summary>Every linear layer of the decoder ("model.layers.{i}.self_attn.{q,k,v,o}_proj",
@@ -92,7 +99,7 @@ public sealed class LlamaForSequenceClassification : SequenceClassifier
     /// LlamaModel (no "model." prefix) loads too; lm_head.weight (a causal-LM head, tied or not)
     /// and rotary inv_freq buffers are ignored. <paramref name="numLabels"/> overrides the
     /// config's label count; a missing or misshapen score head is initialised randomly with a note.
-    /// <paramref name="prepare"/> runs between building and loading (PEFT re-installs a saved method there).</summary>
+    /// <paramref name="prepare"/> runs between building and loading (a saved method is re-installed there).</summary>
     public static LlamaForSequenceClassification FromFolder(HfModelFolder folder, int seed = 0, DType dtype = DType.F32, Action<string>? log = null, int? numLabels = null,
         Action<SequenceClassifier>? prepare = null)
     {

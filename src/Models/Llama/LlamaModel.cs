@@ -11,19 +11,19 @@ namespace Engine.Models.Llama;
 public sealed record LlamaOutput(IReadOnlyList<Tensor> HiddenStates, Tensor LastHiddenState)
 {
     /// <summary>The I32 mask [B, T'] of the hidden states' positions (1 token, 0 padding): the
-    /// input mask, with the prompt's p ones inserted when prompt tuning added them (T' = T + p);
+    /// input mask, with the virtual tokens' p ones inserted when the hook added them (T' = T + p);
     /// null when no mask was given.</summary>
     public Tensor? TokenMask { get; init; }
 
-    /// <summary>Prompt tuning: per row, the input position the prompt was inserted before (the
-    /// row's first attended token), or null without a prompt. Input position j ≥ PromptAt[r] is
-    /// hidden-state position j + <see cref="PromptLength"/>.</summary>
-    public int[]? PromptAt { get; init; }
+    /// <summary>Virtual tokens: per row, the input position they were inserted before (the row's
+    /// first attended token), or null without them. Input position j ≥ InsertedAt[r] is
+    /// hidden-state position j + <see cref="InsertedLength"/>.</summary>
+    public int[]? InsertedAt { get; init; }
 
-    public int PromptLength { get; init; }
+    public int InsertedLength { get; init; }
 
     /// <summary>The hidden-state position of input position <paramref name="j"/> of row <paramref name="row"/>.</summary>
-    public int StatePosition(int row, int j) => PromptAt is { } at && j >= at[row] ? j + PromptLength : j;
+    public int StatePosition(int row, int j) => InsertedAt is { } at && j >= at[row] ? j + InsertedLength : j;
 }
 
 /// <summary>
@@ -41,16 +41,17 @@ public sealed record LlamaOutput(IReadOnlyList<Tensor> HiddenStates, Tensor Last
 /// cache_position.unsqueeze(0), the same for all rows (so a left-padded row's first real token
 /// sits at a position > 0, exactly as in Hugging Face).
 ///
-/// PEFT hooks (<see cref="ModelHooks"/>, all unset by default; see docs/peft.md, "Llama"):
-/// every linear layer of the blocks goes through <see cref="ModelHooks.Linear"/> (LoRA);
-/// per-layer key/value prefixes [B, p, kv heads · head dim] are put in front of each block's
-/// keys and values after the real keys are rotated (prefix keys get no rotary embedding, as
-/// PEFT's past_key_values in transformers), always visible; the real tokens then take positions
-/// p, p + 1, … counted from each row's first attended token (transformers starts them at p as
-/// well, cache_position = arange(p, p + T); counting from the first attended token is the engine's
-/// choice so that a left-padded row computes what the unpadded row computes). A prompt [B, p, D]
-/// is inserted into the embeddings right before each row's first attended token (before bos; after
-/// left padding), with p ones in the mask.
+/// Method hooks (<see cref="ModelHooks"/>, all unset by default; see docs/peft.md, "Llama"):
+/// every linear layer of the blocks goes through <see cref="ModelHooks.Linear"/>; per-layer
+/// key/value prefixes [B, p, kv heads · head dim] are put in front of each block's keys and values
+/// after the real keys are rotated (prefix keys get no rotary embedding, as PEFT's
+/// past_key_values in transformers), always visible; the real tokens then take positions p, p + 1,
+/// … counted from each row's first attended token (transformers starts them at p as well,
+/// cache_position = arange(p, p + T); counting from the first attended token is the engine's
+/// choice so that a left-padded row computes what the unpadded row computes). Virtual tokens
+/// [B, p, D] are inserted into the embeddings right before each row's first attended token
+/// (before bos; after left padding), with p ones in the mask. A block limit N stops after block N
+/// (the final norm then follows block N).
 /// </summary>
 public sealed class LlamaModel : Module
 {
@@ -83,49 +84,50 @@ public sealed class LlamaModel : Module
         int b = ids.Dim(0), t = ids.Dim(1);
         var dtype = EmbedTokens.Weight.DType;
         var device = EmbedTokens.Weight.Device;
-        var mask = AdditiveMask(ids, attentionMask, dtype, device);
+        var mask = AttentionMasks.Additive(ids, attentionMask, dtype, device, Config.ModelType);
         var h = EmbedTokens.Forward(ids.To(device));
 
-        // Prompt tuning: p embeddings before each row's first attended token.
-        var prompt = hooks.Prompt?.Invoke(b);
-        int[]? promptAt = null;
-        if (prompt is not null)
+        // Virtual tokens: p embeddings before each row's first attended token.
+        var virtualTokens = hooks.VirtualTokens?.Invoke(b);
+        int[]? insertedAt = null;
+        if (virtualTokens is not null)
         {
-            int p = prompt.Dim(1);
-            promptAt = FirstAttended(attentionMask, b, t);
-            h = InsertPrompt(h, prompt, promptAt);
+            int p = virtualTokens.Dim(1);
+            insertedAt = AttentionMasks.FirstAttended(attentionMask, b, t);
+            h = InsertRows(h, virtualTokens, insertedAt);
             if (attentionMask is not null)
             {
-                attentionMask = InsertOnes(attentionMask, promptAt, p);
-                mask = AdditiveMask(attentionMask, attentionMask, dtype, device);
+                attentionMask = AttentionMasks.InsertOnes(attentionMask, insertedAt, p);
+                mask = AttentionMasks.Additive(attentionMask, attentionMask, dtype, device, Config.ModelType);
             }
             t += p;
         }
         if (SlidingWindow(Config) is int window && t > window)
             throw new EngineException($"{Config.ModelType}: sequence length {t} exceeds the sliding window of {window} tokens, which the engine does not implement");
 
-        // Prefix tuning: p always-visible key/value positions in front of every block's own.
-        var prefixes = hooks.Prefixes?.Invoke(b);
+        // Key/value prefixes: p always-visible key/value positions in front of every block's own.
+        var prefixes = hooks.KeyValuePrefixes?.Invoke(b);
         if (prefixes is not null && prefixes.Count != layers.Count)
-            throw new EngineException($"{Config.ModelType}: the prefix hook gave {prefixes.Count} key/value pairs for {layers.Count} layers");
+            throw new EngineException($"{Config.ModelType}: the key/value prefix hook gave {prefixes.Count} pairs for {layers.Count} layers");
         Tensor cos, sin;
         if (prefixes is null) (cos, sin) = Ops.RopeTables(t, Config.HeadDim, Config.RopeTheta, dtype, inverseFrequencies, device);
         else
         {
             int p = prefixes[0].Key.Dim(1);
-            (cos, sin) = PrefixedRopeTables(p, FirstAttended(attentionMask, b, t), b, t, dtype, device);
-            if (mask is not null) mask = Ops.Concat([Tensor.Zeros([b, p], mask.DType, mask.Device), mask], 1);
+            (cos, sin) = PrefixedRopeTables(p, AttentionMasks.FirstAttended(attentionMask, b, t), b, t, dtype, device);
+            if (mask is not null) mask = AttentionMasks.WithVisiblePrefix(mask, p);
         }
 
         var states = new List<Tensor> { h };
-        for (int i = 0; i < layers.Count; i++)
+        int blocks = hooks.BlocksToRun(layers.Count);
+        for (int i = 0; i < blocks; i++)
         {
             h = layers[i].Forward(h, mask, cos, sin, prefixes?[i]);
-            if (i < layers.Count - 1) states.Add(h);
+            if (i < blocks - 1) states.Add(h);
         }
         var last = norm.Forward(h);
         states.Add(last);
-        return new LlamaOutput(states, last) { TokenMask = attentionMask, PromptAt = promptAt, PromptLength = prompt?.Dim(1) ?? 0 };
+        return new LlamaOutput(states, last) { TokenMask = attentionMask, InsertedAt = insertedAt, InsertedLength = virtualTokens?.Dim(1) ?? 0 };
     }
 
     /// <summary>Every linear layer of the blocks with its parameter path (prefix + path + ".weight"
@@ -139,23 +141,8 @@ public sealed class LlamaModel : Module
 
     public int LayerCount => layers.Count;
 
-    /// <summary>Per row, the first position whose mask is 1 (0 without a mask or for a row of padding).</summary>
-    private static int[] FirstAttended(Tensor? attentionMask, int b, int t)
-    {
-        var first = new int[b];
-        if (attentionMask is null) return first;
-        var m = attentionMask.ToIntArray();
-        for (int r = 0; r < b; r++)
-        {
-            int j = 0;
-            while (j < t && m[r * t + j] == 0) j++;
-            first[r] = j < t ? j : 0;
-        }
-        return first;
-    }
-
-    /// <summary>h [B, T, D] with prompt [B, p, D] inserted before position at[r] of row r → [B, T + p, D].</summary>
-    private static Tensor InsertPrompt(Tensor h, Tensor prompt, int[] at)
+    /// <summary>h [B, T, D] with rows [B, p, D] inserted before position at[r] of row r → [B, T + p, D].</summary>
+    private static Tensor InsertRows(Tensor h, Tensor prompt, int[] at)
     {
         int b = h.Dim(0), t = h.Dim(1);
         static Tensor Insert(Tensor hs, Tensor ps, int j, int t)
@@ -170,18 +157,6 @@ public sealed class LlamaModel : Module
         var rows = new List<Tensor>(b);
         for (int r = 0; r < b; r++) rows.Add(Insert(Ops.Slice(h, 0, r, 1), Ops.Slice(prompt, 0, r, 1), at[r], t));
         return Ops.Concat(rows, 0);
-    }
-
-    /// <summary>An I32 mask [B, T] → [B, T + p] with p ones before position at[r] of row r.</summary>
-    private static Tensor InsertOnes(Tensor mask, int[] at, int p)
-    {
-        int b = mask.Dim(0), t = mask.Dim(1);
-        var m = mask.ToIntArray();
-        var r = new int[b * (t + p)];
-        for (int i = 0; i < b; i++)
-            for (int j = 0; j < t + p; j++)
-                r[i * (t + p) + j] = j < at[i] ? m[i * t + j] : j < at[i] + p ? 1 : m[i * t + j - p];
-        return Tensor.FromArray(r, b, t + p);
     }
 
     /// <summary>cos, sin [B, T, head_dim] with prefixes of length p: position p + (j − first[r]) for
@@ -213,18 +188,6 @@ public sealed class LlamaModel : Module
         if (c.ModelType == "qwen2" && !(c.Extra.TryGetValue("use_sliding_window", out var use) && use.ValueKind == System.Text.Json.JsonValueKind.True)) return null;
         if (c.ModelType == "llama") return null;
         return w.GetInt32();
-    }
-
-    /// <summary>The padding part of Hugging Face's 4-D mask, over keys: 0 for a token, the dtype's
-    /// most negative value for padding (the causal part is the attention op's causal flag).</summary>
-    private Tensor? AdditiveMask(Tensor ids, Tensor? attentionMask, DType dtype, Device device)
-    {
-        if (attentionMask is null) return null;
-        if (!Shape.Equal(attentionMask.Shape, ids.Shape) || attentionMask.DType != DType.I32)
-            throw new EngineException($"{Config.ModelType}: attention_mask must be I32 {Shape.Format(ids.Shape)}, got {attentionMask.DType} {Shape.Format(attentionMask.Shape)}");
-        double min = dtype == DType.F64 ? double.MinValue : float.MinValue;
-        var m = attentionMask.ToIntArray().Select(v => v != 0 ? 0.0 : min).ToArray();
-        return Tensor.FromDoubles(m, ids.ShapeArray, dtype).To(device);
     }
 }
 

@@ -1,17 +1,15 @@
 using System.Text;
 using System.Text.Json.Nodes;
-using Engine.Models.Peft.Lora;
-using Engine.Models.Peft.Prefix;
-using Engine.Models.Peft.Prompt;
+using Engine.Models.Tokenization;
 
 namespace Engine.Models.Peft;
 
 /// <summary>
 /// Installs a method and a pooling on a loaded classifier and freezes what the method does not
 /// train. Order matters: the base weights load first (from the model folder), then
-/// <see cref="Apply"/> adds freshly initialised PEFT parameters. A folder saved by a PEFT run is
+/// <see cref="Apply"/> adds freshly initialised method parameters. A folder saved by a PEFT run is
 /// the other way round: <see cref="Restore"/> re-installs the method from config.json's
-/// "engine_peft" before the weights load, so its trained PEFT parameters load with them.
+/// "engine_peft" before the weights load, so its trained parameters load with them.
 /// </summary>
 public static class PeftSetup
 {
@@ -19,18 +17,19 @@ public static class PeftSetup
     /// Installs <paramref name="o"/> on <paramref name="model"/> and sets RequiresGrad on every
     /// parameter. A model that already has a method (restored from a PEFT checkpoint, or applied
     /// before) keeps it when <paramref name="o"/> asks for the defaults or the same method and
-    /// pooling; asking for another is an error. <paramref name="tokenize"/> (without special
-    /// tokens) is needed for a prompt initialised from a text.
+    /// pooling; asking for another is an error. <paramref name="tokenizer"/> is for methods that
+    /// encode text while installing (a prompt initialised from a text).
     /// </summary>
-    public static void Apply(SequenceClassifier model, PeftOptions o, string? baseModelPath = null,
-        Func<string, IReadOnlyList<int>>? tokenize = null, int seed = 0)
+    public static void Apply(SequenceClassifier model, PeftOptions o, string? baseModelPath = null, TextTokenizer? tokenizer = null, int seed = 0,
+        IReadOnlyList<string>? labelNames = null)
     {
         o.Validate();
-        var pooling = o.Pooling is null ? null : Effective(model, PoolingSpec.Parse(o.Pooling, PeftFamily.DefaultPooling(model)));
+        var pooling = o.Pooling is null ? null : Effective(model, PoolingSpec.Parse(o.Pooling, model.DefaultPooling));
+        var context = Context(seed, tokenizer, labelNames, baseModelPath is null ? null : Path.GetFullPath(baseModelPath));
         if (model.Peft is not { } existing)
         {
             if (o.IsDefault) Freeze(model); // a plain model stays plain: everything trains
-            else Install(model, o, seed, tokenize, merged: false, baseModelPath is null ? null : Path.GetFullPath(baseModelPath), installPooling: true);
+            else Install(model, o, context, installPooling: true);
             return;
         }
         bool samePooling = o.Pooling is null || Equals(pooling, existing.Pooling);
@@ -42,7 +41,7 @@ public static class PeftSetup
         // A fully fine-tuned checkpoint (with its pooling) can take a method on top.
         if (existing.Options.Method == PeftOptions.Full && samePooling)
         {
-            Install(model, o with { Pooling = existing.Pooling?.ToString() }, seed, tokenize, merged: false, existing.BaseModelPath, installPooling: false);
+            Install(model, o with { Pooling = existing.Pooling?.ToString() }, context with { BaseModelPath = existing.BaseModelPath }, installPooling: false);
             return;
         }
         throw new EngineException($"train: the model already has method {existing.Options.Method}" +
@@ -55,51 +54,30 @@ public static class PeftSetup
     {
         if (!folder.Config.TryGetProperty(PeftState.ConfigKey, out var element) || element.ValueKind == System.Text.Json.JsonValueKind.Null) return;
         var node = JsonNode.Parse(element.GetRawText())!;
-        var (options, merged, basePath) = PeftState.FromConfig(node, folder.ConfigPath);
-        Install(model, options, 0, null, merged, basePath, installPooling: true);
+        var (options, section, basePath) = PeftState.FromConfig(node, folder.ConfigPath);
+        Install(model, options, Context(0, null, null, basePath) with { Restoring = true, SavedSection = section }, installPooling: true);
     }
 
-    private static PoolingSpec? Effective(SequenceClassifier model, PoolingSpec? spec) =>
-        spec is null || (!spec.Depthwise && spec.Within == PeftFamily.DefaultPooling(model)) ? null : spec;
+    /// <summary>The install context of a run: Rng.Mix, not HashCode.Combine, which .NET randomises
+    /// per process (it made the methods' initialisation, and so the whole run, differ between two
+    /// runs of one seed).</summary>
+    private static MethodContext Context(int seed, TextTokenizer? tokenizer, IReadOnlyList<string>? labelNames, string? basePath) => new()
+    {
+        Rng = new Random((int)(Rng.Mix((ulong)(uint)seed, 0x9eF7) & 0x7FFFFFFF)),
+        Tokenizer = tokenizer, LabelNames = labelNames, BaseModelPath = basePath,
+    };
 
-    private static void Install(SequenceClassifier model, PeftOptions o, int seed, Func<string, IReadOnlyList<int>>? tokenize, bool merged, string? basePath,
-        bool installPooling)
+    private static PoolingSpec? Effective(SequenceClassifier model, PoolingSpec? spec) =>
+        spec is null || (!spec.Depthwise && spec.Within == model.DefaultPooling) ? null : spec;
+
+    private static void Install(SequenceClassifier model, PeftOptions o, MethodContext context, bool installPooling)
     {
         var dtype = model.Parameters().First().DType;
         var device = model.Device;
-        var pooling = Effective(model, o.Pooling is null ? null : PoolingSpec.Parse(o.Pooling, PeftFamily.DefaultPooling(model)));
-        if (pooling is not null && installPooling) model.UsePooling(new SequencePooling(pooling, PeftFamily.BlockCount(model), dtype));
-        IReadOnlyDictionary<string, LoraAdapter>? adapters = null;
-        // Rng.Mix, not HashCode.Combine: .NET randomises the latter per process, which made the
-        // adapters' initialisation (and so the whole run) differ between two runs of one seed.
-        var rng = new Random((int)(Rng.Mix((ulong)(uint)seed, 0x9eF7) & 0x7FFFFFFF));
-        switch (o.Method)
-        {
-            case PeftOptions.Lora when !merged:
-                adapters = LoraModel.Install(model, o.LoraSettings, rng.Next());
-                break;
-            case PeftOptions.Prefix:
-            {
-                var encoder = model.Attach(PrefixEncoder.ModuleName, new PrefixEncoder(o.PrefixLength, PeftFamily.BlockCount(model),
-                    PeftFamily.KeyValueWidth(model), PeftFamily.HiddenSize(model), o.PrefixProjection, rng, dtype));
-                model.Hooks.Prefixes = encoder.Prefixes;
-                break;
-            }
-            case PeftOptions.Prompt:
-            {
-                IReadOnlyList<int>? tokens = null;
-                if (o.PromptInitText is { } text)
-                {
-                    if (tokenize is null) throw new EngineException("prompt: initialising from a text needs the model's tokenizer");
-                    tokens = tokenize(text);
-                    if (tokens.Count == 0) throw new EngineException($"prompt: the initialisation text '{text}' has no tokens");
-                }
-                var prompt = model.Attach(PromptEmbedding.ModuleName, new PromptEmbedding(PeftFamily.WordEmbeddings(model), o.PromptLength, tokens, rng));
-                model.Hooks.Prompt = prompt.Forward;
-                break;
-            }
-        }
-        model.Peft = new PeftState { Options = o, Pooling = pooling, Adapters = adapters, BaseModelPath = basePath, LoadedMerged = merged };
+        var pooling = Effective(model, o.Pooling is null ? null : PoolingSpec.Parse(o.Pooling, model.DefaultPooling));
+        if (pooling is not null && installPooling) model.UsePooling(new SequencePooling(pooling, model.BlockCount, dtype));
+        var installed = o.Registered.Install(model, o.EffectiveSettings, context);
+        model.Peft = new PeftState { Options = o, Pooling = pooling, Method = installed, BaseModelPath = context.BaseModelPath };
         model.To(device); // the new modules are made on the CPU; a model already on a GPU gets them there
         Freeze(model);
     }
@@ -114,18 +92,26 @@ public static class PeftSetup
         }
     }
 
-    /// <summary>The parameter groups in the order the table lists them.</summary>
-    public static readonly string[] Groups =
-        ["embeddings", "attention", "MLP", "layer norms", "pooler", "head", "depth-wise pooling", "LoRA adapters", "prefix", "prompt"];
-
-    /// <summary>The group a parameter belongs to, by its name (BERT and Llama names).</summary>
-    public static string GroupOf(string name)
+    /// <summary>Folds the model's method into its base weights (<see cref="InstalledMethod.Merge"/>):
+    /// the model then computes the same function without the method's path, and a saved folder
+    /// holds the merged weights only.</summary>
+    public static void Merge(SequenceClassifier model)
     {
+        if (model.Peft?.Method is not { CanMerge: true } method)
+            throw new EngineException($"merge: the model's method ({model.Peft?.Options.Method ?? "none"}) has nothing to merge into the weights");
+        method.Merge();
+    }
+
+    /// <summary>The backbone's parameter groups in the order the table lists them (a method's own
+    /// groups follow, named by <see cref="InstalledMethod.GroupOf"/>).</summary>
+    public static readonly string[] Groups = ["embeddings", "attention", "MLP", "layer norms", "pooler", "head", "depth-wise pooling"];
+
+    /// <summary>The group a parameter belongs to, by its name (BERT and Llama names; the method names its own).</summary>
+    public static string GroupOf(string name, InstalledMethod? method = null)
+    {
+        if (method?.GroupOf(name) is { } own) return own;
         if (name.StartsWith(SequencePooling.ModuleName + ".", StringComparison.Ordinal)) return "depth-wise pooling";
-        if (LoraModel.IsAdapterParameter(name)) return "LoRA adapters";
-        if (name.StartsWith(PrefixEncoder.ModuleName + ".", StringComparison.Ordinal)) return "prefix";
-        if (name.StartsWith(PromptEmbedding.ModuleName + ".", StringComparison.Ordinal)) return "prompt";
-        if (PeftFamily.IsHead(name)) return "head";
+        if (SequenceClassifier.IsHead(name)) return "head";
         if (name.Contains("embeddings.") || name.Contains("embed_tokens.")) return "embeddings";
         if (name.Contains("pooler.")) return "pooler";
         if (name.Contains("LayerNorm") || name.Contains("layernorm") || name.Contains("norm.")) return "layer norms";
@@ -145,11 +131,13 @@ public static class PeftSetup
     /// </summary>
     public static string ParameterTable(SequenceClassifier model)
     {
-        var rows = model.NamedParameters().GroupBy(p => GroupOf(p.Name))
+        var named = model.NamedParameters().ToList();
+        var rows = named.GroupBy(p => GroupOf(p.Name, model.Peft?.Method))
             .ToDictionary(g => g.Key, g => (Trained: g.Where(p => p.Param.RequiresGrad).Sum(p => p.Param.Numel), Total: g.Sum(p => p.Param.Numel)));
+        var order = Groups.Concat(named.Select(p => GroupOf(p.Name, model.Peft?.Method))).Distinct().Where(rows.ContainsKey);
         var sb = new StringBuilder();
         sb.AppendLine($"{"parameters",-22}{"trained",12}{"total",14}");
-        foreach (var g in Groups.Where(rows.ContainsKey))
+        foreach (var g in order)
             sb.AppendLine($"  {g,-20}{rows[g].Trained,12:N0}{rows[g].Total,14:N0}");
         long trained = rows.Values.Sum(r => r.Trained), total = rows.Values.Sum(r => r.Total);
         sb.Append($"  {"all",-20}{trained,12:N0}{total,14:N0}   {100.0 * trained / Math.Max(1, total):F2}% trained");

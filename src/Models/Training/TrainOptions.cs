@@ -37,7 +37,7 @@ public sealed record TrainOptions
     public string? Task { get; init; }
     /// <summary>Where checkpoints, metrics.jsonl, plots and eval.json go; null: nothing is written.</summary>
     public string? OutDir { get; init; }
-    /// <summary>The fine-tuning method (full, head, lora, bitfit, prefix, prompt) with its
+    /// <summary>The fine-tuning method (a name from <see cref="MethodRegistry"/>) with its
     /// settings, and the pooling; applied to the model when training starts (docs/peft.md).</summary>
     public PeftOptions Peft { get; init; } = new();
     /// <summary>Where to train: the model is moved there after its method is applied (its

@@ -55,7 +55,7 @@ public sealed class Trainer
         this.regression = regression;
     }
 
-    public string PrimaryMetric => Metrics.PrimaryMetric(o.Task, regression);
+    public string PrimaryMetric => TaskMetrics.PrimaryMetric(o.Task, regression);
 
     /// <summary>Trains; <paramref name="resumeFrom"/> continues a run from its checkpoint folder.</summary>
     public TrainResult Train(IReadOnlyList<Example> trainSet, IReadOnlyList<Example>? evalSet, Action<TrainEvent>? progress = null, string? resumeFrom = null)
@@ -69,7 +69,7 @@ public sealed class Trainer
 
         // The method decides what trains (a no-op when the model already has it: a resumed run,
         // or a caller that applied it to print the parameter table first).
-        PeftSetup.Apply(model, o.Peft, source.Path, text => tokenizer.EncodeWithoutSpecialTokens(text), o.Seed);
+        PeftSetup.Apply(model, o.Peft, source.Path, tokenizer, o.Seed, labelNames);
         if (o.Device is { } device) model.To(device);
         model.Train();
         var opt = new AdamW(model.Parameters(), o.LearningRate, weightDecay: o.WeightDecay, noDecay: Optimizer.VectorsAndScalars);
@@ -179,8 +179,8 @@ public sealed class Trainer
     {
         var preds = Predict(data);
         return new Dictionary<string, double>(regression
-            ? Metrics.ForTask(o.Task, preds.Select(p => p.Value).ToArray(), data.Select(d => d.Value).ToArray())
-            : Metrics.ForTask(o.Task, preds.Select(p => p.Label).ToArray(), data.Select(d => d.Label).ToArray(), model.NumLabels));
+            ? TaskMetrics.For(o.Task, preds.Select(p => p.Value).ToArray(), data.Select(d => d.Value).ToArray())
+            : TaskMetrics.For(o.Task, preds.Select(p => p.Label).ToArray(), data.Select(d => d.Label).ToArray(), model.NumLabels));
     }
 
     public Dictionary<string, double> Evaluate(IReadOnlyList<Example> data) => Evaluate(Batches.Encode(data, tokenizer, o.MaxLength));

@@ -3,6 +3,8 @@ using Engine.Models;
 using Engine.Models.Demo;
 using Engine.Models.Peft;
 using Engine.Models.Peft.Lora;
+using Engine.Models.Peft.Prefix;
+using Engine.Models.Peft.Prompt;
 using Engine.Models.Tokenization;
 using Engine.Models.Training;
 using Engine.Tests.Cuda;
@@ -46,8 +48,12 @@ public class DeviceModelTests(string which)
 
     internal static PeftOptions Options(string method, string? pooling) => new()
     {
-        Method = method, Pooling = pooling, PrefixLength = 3, PromptLength = 3,
-        LoraSettings = new LoraOptions { Rank = 4, Alpha = 8, Dropout = 0.1 },
+        Method = method, Pooling = pooling,
+        Settings = method switch
+        {
+            "prefix" => new PrefixOptions { Length = 3 }, "prompt" => new PromptOptions { Length = 3 },
+            "lora" => new LoraOptions { Rank = 4, Alpha = 8, Dropout = 0.1 }, _ => null,
+        },
     };
 
     private static Tensor Rows(int[,] rows)

@@ -4,6 +4,8 @@ using Engine.Models;
 using Engine.Models.Llama;
 using Engine.Models.Peft;
 using Engine.Models.Peft.Lora;
+using Engine.Models.Peft.Prefix;
+using Engine.Models.Peft.Prompt;
 using Engine.Optim;
 using NUnit.Framework;
 
@@ -22,8 +24,12 @@ public class LlamaPeftTests
 
     private static PeftOptions Options(string method, string? pooling = null) => new()
     {
-        Method = method, Pooling = pooling, PrefixLength = 3, PromptLength = 3,
-        LoraSettings = new LoraOptions { Rank = 4, Alpha = 8, Dropout = 0.1 },
+        Method = method, Pooling = pooling,
+        Settings = method switch
+        {
+            "prefix" => new PrefixOptions { Length = 3 }, "prompt" => new PromptOptions { Length = 3 },
+            "lora" => new LoraOptions { Rank = 4, Alpha = 8, Dropout = 0.1 }, _ => null,
+        },
     };
 
     private static SequenceClassifier Model(PeftOptions? peft, DType dtype = DType.F32, string kind = "llama", int seed = 3)
@@ -71,11 +77,11 @@ public class LlamaPeftTests
     public void TheFamilyIsWired()
     {
         var model = Model(null);
-        Assert.That(PeftFamily.BlockCount(model), Is.EqualTo(2));
-        Assert.That(PeftFamily.HiddenSize(model), Is.EqualTo(32));
-        Assert.That(PeftFamily.KeyValueWidth(model), Is.EqualTo(2 * 8), "kv heads · head dim");
-        Assert.That(PeftFamily.DefaultPooling(model), Is.EqualTo("last"));
-        Assert.That(PeftFamily.WordEmbeddings(model).ShapeArray, Is.EqualTo(new[] { 101, 32 }));
+        Assert.That(model.BlockCount, Is.EqualTo(2));
+        Assert.That(model.HiddenSize, Is.EqualTo(32));
+        Assert.That(model.KeyValueWidth, Is.EqualTo(2 * 8), "kv heads · head dim");
+        Assert.That(model.DefaultPooling, Is.EqualTo("last"));
+        Assert.That(model.WordEmbeddings.ShapeArray, Is.EqualTo(new[] { 101, 32 }));
         var paths = model.LinearLayers().Select(l => l.Path).ToList();
         Assert.That(paths, Has.Count.EqualTo(2 * 7));
         Assert.That(paths, Has.Member("model.layers.0.self_attn.q_proj").And.Member("model.layers.1.mlp.down_proj"));
@@ -100,7 +106,7 @@ public class LlamaPeftTests
     [TestCase("prefix", "depthwise:with-embeddings", "llama")]
     public void EachMethodTrainsOnlyItsParameters(string method, string? pooling, string kind)
     {
-        var model = Model(Options(method, pooling) with { PrefixProjection = null }, kind: kind);
+        var model = Model(Options(method, pooling), kind: kind);
         var before = model.NamedParameters().ToDictionary(p => p.Name, p => p.Param.ToFloatArray());
         var opt = new AdamW(model.Parameters(), 1e-2);
         var labels = Tensor.FromArray(new[] { 0, 2, 1 }, 3);
@@ -148,16 +154,16 @@ public class LlamaPeftTests
     public void LoraStartsAsTheBaseModelAndTheMergeEqualsTheUnmergedForward()
     {
         var plain = Logits(Model(null, DType.F64), BatchIds, BatchMask);
-        var model = Model(Options("lora") with { LoraSettings = new LoraOptions { Rank = 4, Alpha = 8, Targets = "all-linear" } }, DType.F64);
-        Assert.That(model.Peft!.Adapters!, Has.Count.EqualTo(14));
+        var model = Model(Options("lora") with { Settings = new LoraOptions { Rank = 4, Alpha = 8, Targets = "all-linear" } }, DType.F64);
+        Assert.That(LoraMethod.Adapters(model), Has.Count.EqualTo(14));
         Assert.That(Logits(model, BatchIds, BatchMask), Is.EqualTo(plain), "B = 0: the adapted model computes the base model");
 
         Randomise(model, "lora_B.weight");
         var unmerged = Logits(model, BatchIds, BatchMask);
         Assert.That(unmerged, Is.Not.EqualTo(plain).Within(1e-6));
-        LoraModel.Merge(model);
+        PeftSetup.Merge(model);
         Assert.That(Logits(model, BatchIds, BatchMask), Is.EqualTo(unmerged).Within(1e-10));
-        LoraModel.Unmerge(model);
+        model.Peft!.Method.Unmerge();
         Assert.That(Logits(model, BatchIds, BatchMask), Is.EqualTo(unmerged).Within(1e-10));
     }
 
@@ -172,9 +178,9 @@ public class LlamaPeftTests
 
         var dir = Path.Combine(temp.Path, "checkpoint");
         AtomicFolder.Write(dir, tmp => model.SaveInto(tmp, folder));
-        var config = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(Path.Combine(dir, PeftAdapter.ConfigFile)))!;
+        var config = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(Path.Combine(dir, AdapterFiles.ConfigFile)))!;
         Assert.That(config["target_modules"]!.AsArray().Select(n => n!.GetValue<string>()), Is.EquivalentTo(new[] { "q_proj", "v_proj" }));
-        using (var weights = SafeTensors.Open(Path.Combine(dir, PeftAdapter.WeightsFile)))
+        using (var weights = SafeTensors.Open(Path.Combine(dir, AdapterFiles.WeightsFile)))
         {
             Assert.That(weights.Info("base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight").Shape, Is.EqualTo(new[] { 4, 32 }));
             Assert.That(weights.Info("base_model.model.model.layers.1.self_attn.v_proj.lora_B.weight").Shape, Is.EqualTo(new[] { 16, 4 }));
@@ -183,7 +189,7 @@ public class LlamaPeftTests
         }
         // The adapter onto the base folder (--adapter).
         var onBase = SequenceClassifier.FromFolder(folder, 7);
-        PeftAdapter.Load(onBase, dir);
+        AdapterFiles.Load(onBase, dir);
         Assert.That(Logits(onBase, BatchIds, BatchMask), Is.EqualTo(trained));
         // The checkpoint folder itself ("engine_peft" in config.json).
         var reloaded = SequenceClassifier.FromFolder(HfModelFolder.Open(dir));
@@ -202,7 +208,7 @@ public class LlamaPeftTests
     [TestCase("lora", "depthwise:with-embeddings", null)]
     public void PaddedRowsGiveTheLogitsOfTheUnpaddedRow(string method, string? pooling, int? projection)
     {
-        var model = Model(Options(method, pooling) with { PrefixProjection = projection }, DType.F64);
+        var model = Model(Options(method, pooling) with { Settings = method == "prefix" ? new PrefixOptions { Length = 3, Projection = projection } : Options(method).Settings }, DType.F64);
         if (method == "lora") Randomise(model, "lora_B.weight");
         var batch = Logits(model, BatchIds, BatchMask);
         var shortAlone = Single(model, Short);
@@ -222,7 +228,7 @@ public class LlamaPeftTests
         using var noGrad = Tape.NoGrad();
         var output = model.Decoder.Forward(BatchIds, BatchMask);
         Assert.That(output.LastHiddenState.ShapeArray, Is.EqualTo(new[] { 3, 10, 32 }));
-        Assert.That(output.PromptAt, Is.EqualTo(new[] { 0, 2, 0 }), "before each row's first attended token (bos), after left padding");
+        Assert.That(output.InsertedAt, Is.EqualTo(new[] { 0, 2, 0 }), "before each row's first attended token (bos), after left padding");
         Assert.That(output.TokenMask!.ToIntArray(), Is.EqualTo(new[]
         {
             1, 1, 1, 1, 1, 1, 1, 1, 0, 0,

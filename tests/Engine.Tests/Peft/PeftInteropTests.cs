@@ -1,7 +1,7 @@
 using Engine.Autograd;
 using Engine.IO;
 using Engine.Models;
-using Engine.Models.Peft.Lora;
+using Engine.Models.Peft;
 using NUnit.Framework;
 
 namespace Engine.Tests.Peft;
@@ -21,11 +21,11 @@ public class PeftInteropTests
     public void APeftMadeAdapterGivesPeftsLogits()
     {
         var adapter = Path.Combine(Fixtures, "peft_lora");
-        if (!File.Exists(Path.Combine(adapter, PeftAdapter.ConfigFile)))
+        if (!File.Exists(Path.Combine(adapter, AdapterFiles.ConfigFile)))
             Assert.Ignore("Fixtures/peft_lora is absent: run tools/reference/peft_reference.py where transformers and peft are installed");
         var folder = HfModelFolder.Open(Path.Combine(Fixtures, "bert_tiny", "bert"));
-        var model = SequenceClassifier.FromFolder(folder, dtype: DType.F64, numLabels: PeftAdapter.HeadLabelCount(adapter));
-        PeftAdapter.Load(model, adapter);
+        var model = SequenceClassifier.FromFolder(folder, dtype: DType.F64, numLabels: AdapterFiles.HeadLabelCount(adapter));
+        AdapterFiles.Load(model, adapter);
         model.Eval();
         using var reference = SafeTensors.Open(Path.Combine(adapter, "reference.safetensors"));
         var ids = reference.ReadAs("input_ids", DType.I32);
@@ -41,7 +41,7 @@ public class PeftInteropTests
         // The other direction: the engine's save of the same adapter, for peft_reference.py --check.
         var mine = Path.Combine(Path.GetTempPath(), "engine-peft-adapter");
         Directory.CreateDirectory(mine);
-        PeftAdapter.Save(mine, model, Path.GetFullPath(folder.Path));
+        AdapterFiles.Save(mine, model, model.Peft!.Method.AdapterConfig(Path.GetFullPath(folder.Path))!);
         using (Tape.NoGrad())
             SafeTensors.Save(Path.Combine(mine, "engine_logits.safetensors"), new Dictionary<string, Tensor>
             {

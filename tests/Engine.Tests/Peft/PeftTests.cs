@@ -4,6 +4,8 @@ using Engine.Models;
 using Engine.Models.Demo;
 using Engine.Models.Peft;
 using Engine.Models.Peft.Lora;
+using Engine.Models.Peft.Prefix;
+using Engine.Models.Peft.Prompt;
 using Engine.Models.Tokenization;
 using Engine.Models.Training;
 using NUnit.Framework;
@@ -34,14 +36,18 @@ public class PeftTests
     /// <summary>Methods with small lengths (the demo model has 64 positions).</summary>
     private static PeftOptions Options(string method, string? pooling = null) => new()
     {
-        Method = method, Pooling = pooling, PrefixLength = 4, PromptLength = 4,
-        LoraSettings = new LoraOptions { Rank = 4, Alpha = 8, Dropout = 0.1 },
+        Method = method, Pooling = pooling,
+        Settings = method switch
+        {
+            "prefix" => new PrefixOptions { Length = 4 }, "prompt" => new PromptOptions { Length = 4 },
+            "lora" => new LoraOptions { Rank = 4, Alpha = 8, Dropout = 0.1 }, _ => null,
+        },
     };
 
     private SequenceClassifier Model(PeftOptions? peft = null, int seed = 3, HfModelFolder? from = null)
     {
         var model = SequenceClassifier.FromFolder(from ?? folder, seed, numLabels: 2);
-        if (peft is not null) PeftSetup.Apply(model, peft, folder.Path, t => tokenizer.EncodeWithoutSpecialTokens(t), seed);
+        if (peft is not null) PeftSetup.Apply(model, peft, folder.Path, tokenizer, seed);
         return model;
     }
 
@@ -247,7 +253,7 @@ public class PeftTests
         var peft = Options(method, pooling);
         var model = SequenceClassifier.FromFolder(backbone.Folder, 3, numLabels: 2);
         Assert.That(model.HeadInitialisedRandomly);
-        PeftSetup.Apply(model, peft, backbone.Folder.Path, t => backbone.Tokenizer.EncodeWithoutSpecialTokens(t), 3);
+        PeftSetup.Apply(model, peft, backbone.Folder.Path, backbone.Tokenizer, 3);
         Assert.That(model.Pooling?.Spec.ToString(), Is.EqualTo(pooling is null ? null : PoolingSpec.Parse(pooling, "cls").ToString()));
         double before = Loss(model, DownstreamTrain, backbone.Tokenizer);
         Assert.That(before, Is.GreaterThan(0.45), "a fresh head (and fresh method parameters) start near chance");
@@ -289,7 +295,7 @@ public class PeftTests
             Backend.Backends.Copy(Tensor.Randn(p.ShapeArray, rng, p.DType, 0.2), p);
         var unmerged = Logits(model, batch);
         Assert.That(unmerged, Is.Not.EqualTo(plain));
-        LoraModel.Merge(model);
+        PeftSetup.Merge(model);
         Assert.That(Logits(model, batch), Is.EqualTo(unmerged).Within(1e-5));
 
         // A merged save is a plain model folder.
@@ -297,7 +303,7 @@ public class PeftTests
         AtomicFolder.Write(dir, tmp => model.SaveInto(tmp, folder, DemoModel.LabelNames));
         using (var weights = SafeTensors.Open(Path.Combine(dir, SafeTensors.SingleFileName)))
             Assert.That(weights.Names, Has.None.Contains("lora_"));
-        Assert.That(File.Exists(Path.Combine(dir, PeftAdapter.ConfigFile)), Is.False);
+        Assert.That(File.Exists(Path.Combine(dir, AdapterFiles.ConfigFile)), Is.False);
         var reloaded = SequenceClassifier.FromFolder(HfModelFolder.Open(dir));
         Assert.That(Logits(reloaded, batch), Is.EqualTo(unmerged).Within(1e-5));
     }
@@ -313,14 +319,14 @@ public class PeftTests
         var trained = Logits(model, batch);
 
         var checkpoint = Path.Combine(outDir, Trainer.LastCheckpoint);
-        var config = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(Path.Combine(checkpoint, PeftAdapter.ConfigFile)))!;
+        var config = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(Path.Combine(checkpoint, AdapterFiles.ConfigFile)))!;
         Assert.That(config["peft_type"]!.GetValue<string>(), Is.EqualTo("LORA"));
         Assert.That(config["task_type"]!.GetValue<string>(), Is.EqualTo("SEQ_CLS"));
         Assert.That(config["r"]!.GetValue<int>(), Is.EqualTo(4));
         Assert.That(config["lora_alpha"]!.GetValue<double>(), Is.EqualTo(8));
         Assert.That(config["target_modules"]!.AsArray().Select(n => n!.GetValue<string>()), Is.EquivalentTo(new[] { "query", "value" }));
         Assert.That(config["modules_to_save"]!.AsArray().Select(n => n!.GetValue<string>()), Is.EqualTo(new[] { "classifier", "score" }));
-        using (var weights = SafeTensors.Open(Path.Combine(checkpoint, PeftAdapter.WeightsFile)))
+        using (var weights = SafeTensors.Open(Path.Combine(checkpoint, AdapterFiles.WeightsFile)))
         {
             Assert.That(weights.Info("base_model.model.bert.encoder.layer.0.attention.self.query.lora_A.weight").Shape, Is.EqualTo(new[] { 4, 32 }));
             Assert.That(weights.Info("base_model.model.bert.encoder.layer.1.attention.self.value.lora_B.weight").Shape, Is.EqualTo(new[] { 32, 4 }));
@@ -330,7 +336,7 @@ public class PeftTests
 
         // The adapter onto the base folder (the path --adapter takes).
         var base1 = SequenceClassifier.FromFolder(folder, 7, numLabels: 2);
-        PeftAdapter.Load(base1, checkpoint);
+        AdapterFiles.Load(base1, checkpoint);
         Assert.That(Logits(base1, batch), Is.EqualTo(trained));
         // The full checkpoint folder (base weights + adapters, config "engine_peft").
         var reloaded = SequenceClassifier.FromFolder(HfModelFolder.Open(checkpoint));
@@ -345,10 +351,10 @@ public class PeftTests
     [Test]
     public void PeftKeysWithTheAdapterNameOrModulesToSaveAlsoLoad()
     {
-        Assert.That(PeftAdapter.ModelName("base_model.model.classifier.modules_to_save.default.weight"), Is.EqualTo("classifier.weight"));
-        Assert.That(PeftAdapter.ModelName("base_model.model.bert.encoder.layer.0.attention.self.query.lora_A.default.weight"),
+        Assert.That(AdapterFiles.ModelName("base_model.model.classifier.modules_to_save.default.weight"), Is.EqualTo("classifier.weight"));
+        Assert.That(AdapterFiles.ModelName("base_model.model.bert.encoder.layer.0.attention.self.query.lora_A.default.weight"),
             Is.EqualTo("bert.encoder.layer.0.attention.self.query.lora_A.weight"));
-        Assert.That(PeftAdapter.ModelName("base_model.model.classifier.weight"), Is.EqualTo("classifier.weight"));
+        Assert.That(AdapterFiles.ModelName("base_model.model.classifier.weight"), Is.EqualTo("classifier.weight"));
     }
 
     [Test]
@@ -356,8 +362,8 @@ public class PeftTests
     {
         int Count(string? targets)
         {
-            var m = Model(Options("lora") with { LoraSettings = new LoraOptions { Rank = 2, Targets = targets } });
-            return m.Peft!.Adapters!.Count;
+            var m = Model(Options("lora") with { Settings = new LoraOptions { Rank = 2, Targets = targets } });
+            return LoraMethod.Adapters(m).Count;
         }
         Assert.That(Count(null), Is.EqualTo(4));
         Assert.That(Count("query,key,value"), Is.EqualTo(6));
@@ -383,7 +389,7 @@ public class PeftTests
     [TestCase("full", "depthwise:last:with-embeddings")]
     public void PaddedRowsGiveTheLogitsOfTheUnpaddedRows(string method, string? pooling)
     {
-        var model = Model(Options(method, pooling) with { PrefixProjection = method == "prefix" ? 16 : null });
+        var model = Model(Options(method, pooling) with { Settings = method == "prefix" ? new PrefixOptions { Length = 4, Projection = 16 } : Options(method).Settings });
         var batch = Logits(model, Batch(Sentences));
         for (int i = 0; i < Sentences.Length; i++)
         {
@@ -395,8 +401,8 @@ public class PeftTests
     [Test]
     public void APromptInitialisedFromATextCopiesItsTokenEmbeddings()
     {
-        var model = Model(Options("prompt") with { PromptInitText = "good bad" });
-        var words = PeftFamily.WordEmbeddings(model).ToFloatArray();
+        var model = Model(Options("prompt") with { Settings = new PromptOptions { Length = 4, InitText = "good bad" } });
+        var words = model.WordEmbeddings.ToFloatArray();
         var prompt = model.NamedParameters().Single(p => p.Name == "prompt_encoder.embedding.weight").Param.ToFloatArray();
         var ids = tokenizer.EncodeWithoutSpecialTokens("good bad");
         for (int i = 0; i < 4; i++)
@@ -519,5 +525,63 @@ public class PeftTests
         Assert.That(model.Peft!.Options.Method, Is.EqualTo("lora"));
         var e = Assert.Throws<EngineException>(() => PeftSetup.Apply(model, Options("prefix")));
         Assert.That(e!.Message, Does.Contain("already has method lora"));
+    }
+
+    // ------------------------------------------------------------------ the registry and the hooks
+
+    [Test]
+    public void AnUnknownMethodOrOptionsOfAnotherMethodAreAnError()
+    {
+        var e = Assert.Throws<EngineException>(() => new PeftOptions { Method = "prefix", Settings = new LoraOptions() }.Validate());
+        Assert.That(e!.Message, Does.Contain("LoraOptions belong to method lora, not to method prefix"));
+        e = Assert.Throws<EngineException>(() => new PeftOptions { Method = "dorx" }.Validate());
+        Assert.That(e!.Message, Does.Contain("unknown method 'dorx'").And.Contain("lora"));
+        e = Assert.Throws<EngineException>(() => PeftState.FromConfig(System.Text.Json.Nodes.JsonNode.Parse("{\"method\":\"dorx\"}")!, "config.json"));
+        Assert.That(e!.Message, Does.Contain("config.json").And.Contain("'dorx'"));
+    }
+
+    [Test]
+    public void TheSavedMethodSectionKeepsItsFormat()
+    {
+        // config.json's "engine_peft" exactly as the engine wrote it before the method registry, so
+        // checkpoints written then still load.
+        var expected = new Dictionary<string, string>
+        {
+            ["lora"] = "{\"r\":4,\"lora_alpha\":8,\"lora_dropout\":0.1,\"targets\":\"query,value\",\"use_rslora\":false,\"merged\":false}",
+            ["prefix"] = "{\"length\":4,\"projection\":null}",
+            ["prompt"] = "{\"length\":4}",
+        };
+        foreach (var (method, section) in expected)
+        {
+            var config = Model(Options(method, "depthwise")).Peft!.ToConfig();
+            Assert.That(config.Select(kv => kv.Key), Is.EqualTo(new[] { "method", "pooling", "base_model_name_or_path", method }));
+            Assert.That(config["method"]!.GetValue<string>(), Is.EqualTo(method));
+            Assert.That(config["pooling"]!.GetValue<string>(), Is.EqualTo("depthwise:cls"));
+            Assert.That(config[method]!.ToJsonString(), Is.EqualTo(section));
+        }
+        Assert.That(Model(Options("bitfit")).Peft!.ToConfig().Select(kv => kv.Key), Is.EqualTo(new[] { "method", "pooling", "base_model_name_or_path" }));
+        var (options, _, _) = PeftState.FromConfig(System.Text.Json.Nodes.JsonNode.Parse("{\"method\":\"lora\",\"pooling\":null,\"lora\":" + expected["lora"] + "}")!, "config.json");
+        Assert.That(options.Settings, Is.EqualTo(new LoraOptions { Rank = 4, Alpha = 8, Dropout = 0.1, Targets = "query,value" }));
+    }
+
+    [Test]
+    public void ABlockLimitStopsAfterBlockNAndAHeadHookReplacesTheHead()
+    {
+        var model = Model();
+        var batch = Batch(Sentences);
+        model.Eval();
+        using var noGrad = Tape.NoGrad();
+        var full = model.Forward(batch.Ids, batch.Mask, batch.Types);
+        model.Hooks.BlockLimit = 1;
+        var cut = model.Forward(batch.Ids, batch.Mask, batch.Types);
+        Assert.That(cut.HiddenStates, Has.Count.EqualTo(2));
+        Assert.That(cut.LastHiddenState.ToFloatArray(), Is.EqualTo(full.HiddenStates[1].ToFloatArray()));
+        Assert.That(cut.Logits.ToFloatArray(), Is.Not.EqualTo(full.Logits.ToFloatArray()));
+        // A replaced head reads the family's usual vector (h[CLS] of the last block run).
+        model.Hooks.Head = z => Ops.Slice(z, 1, 0, 3);
+        var headed = model.Forward(batch.Ids, batch.Mask, batch.Types).Logits;
+        var cls = Models.Bert.BertModel.FirstToken(cut.LastHiddenState).ToFloatArray();
+        Assert.That(headed.ShapeArray, Is.EqualTo(new[] { 3, 3 }));
+        Assert.That(headed.ToFloatArray(), Is.EqualTo(new[] { 0, 1, 2, 32, 33, 34, 64, 65, 66 }.Select(i => cls[i]).ToArray()));
     }
 }

@@ -55,8 +55,9 @@ public class TrainCliTests
     {
         string[] Losses(string run)
         {
-            var r = EngineProcess.Run("train", "--model", model, "--train", temp.File("train.tsv"), "--task", "sst2", "--method", method, "--prefix-length", "4",
-                "--epochs", "2", "--batch", "16", "--lr", "1e-3", "--seed", "9", "--log-every", "1", "--out", temp.File(run));
+            string[] own = method == "prefix" ? ["--prefix-length", "4"] : [];
+            var r = EngineProcess.Run(["train", "--model", model, "--train", temp.File("train.tsv"), "--task", "sst2", "--method", method, .. own,
+                "--epochs", "2", "--batch", "16", "--lr", "1e-3", "--seed", "9", "--log-every", "1", "--out", temp.File(run)]);
             Assert.That(r.Exit, Is.EqualTo(0), r.Err);
             return File.ReadAllLines(Path.Combine(temp.File(run), Trainer.MetricsFile))
                 .Select(l => JsonDocument.Parse(l).RootElement).Where(e => e.TryGetProperty("loss", out _))
@@ -103,5 +104,34 @@ public class TrainCliTests
         Assert.That(line, Does.Contain("learning rate"));
         line = EngineProcess.AssertUserError(EngineProcess.Run("eval", "--model", model, "--data", temp.File("missing.tsv"), "--task", "sst2"));
         Assert.That(line, Does.Contain("missing.tsv"));
+    }
+
+    [Test]
+    public void MethodMistakesAreOneLine()
+    {
+        var run = temp.File("run");
+        string[] Train(params string[] more) => ["train", "--model", model, "--train", temp.File("dev.tsv"), "--task", "sst2", "--batch", "16", "--out", run, .. more];
+        var line = EngineProcess.AssertUserError(EngineProcess.Run(Train("--method", "lorax", "--steps", "1")));
+        Assert.That(line, Does.Contain("unknown method 'lorax'").And.Contain("lora"));
+        line = EngineProcess.AssertUserError(EngineProcess.Run(Train("--method", "prefix", "--lora-r", "4", "--steps", "1")));
+        Assert.That(line, Does.Contain("--lora-r is an option of --method lora").And.Contain("not of --method prefix"));
+        line = EngineProcess.AssertUserError(EngineProcess.Run(Train("--prompt-length", "4", "--steps", "1")));
+        Assert.That(line, Does.Contain("--prompt-length is an option of --method prompt").And.Contain("not of --method full"));
+        line = EngineProcess.AssertUserError(EngineProcess.Run(Train("--method", "lora", "--lora-r", "four", "--steps", "1")));
+        Assert.That(line, Does.Contain("--lora-r 'four'").And.Contain("integer"));
+        Assert.That(Directory.Exists(run), Is.False, "nothing written");
+
+        // An adapter of one method given to another.
+        var r = EngineProcess.Run(Train("--method", "lora", "--steps", "1"));
+        Assert.That(r.Exit, Is.EqualTo(0), r.Err);
+        var adapter = Path.Combine(run, Trainer.LastCheckpoint);
+        line = EngineProcess.AssertUserError(EngineProcess.Run("train", "--model", model, "--train", temp.File("dev.tsv"), "--task", "sst2", "--method", "prefix",
+            "--adapter", adapter, "--steps", "1", "--out", temp.File("run2")));
+        Assert.That(line, Does.Contain("a lora adapter trains with --method lora, not prefix"));
+        // An adapter of a kind no engine method reads.
+        var config = Path.Combine(adapter, Models.Peft.AdapterFiles.ConfigFile);
+        File.WriteAllText(config, File.ReadAllText(config).Replace("\"LORA\"", "\"LOHA\""));
+        line = EngineProcess.AssertUserError(EngineProcess.Run("eval", "--model", model, "--adapter", adapter, "--data", temp.File("dev.tsv"), "--task", "sst2"));
+        Assert.That(line, Does.Contain("peft_type 'LOHA' is not supported"));
     }
 }

@@ -3,7 +3,6 @@ using System.Text.Json;
 using Engine.Models;
 using Engine.Models.Data;
 using Engine.Models.Peft;
-using Engine.Models.Peft.Lora;
 using Engine.Models.Tokenization;
 using Engine.Models.Training;
 
@@ -37,42 +36,50 @@ public static class TrainCommands
             });
     }
 
-    /// <summary>The method and pooling options of engine train (docs/peft.md).</summary>
+    /// <summary>The method and pooling options of engine train (docs/peft.md): --method, --pooling,
+    /// and every registered method's own options (<see cref="FineTuningMethod.CliOptions"/>), each
+    /// accepted only with a method that declares it.</summary>
     private sealed class MethodArgs
     {
-        public readonly Option<string?> Method = new("--method") { Description = "full, head, lora, bitfit, prefix or prompt (default: full, or what a resumed checkpoint has)" };
+        public readonly Option<string?> Method = new("--method") { Description = $"{string.Join(", ", MethodRegistry.Names)} (default: full, or what a resumed checkpoint or --adapter has)" };
         public readonly Option<string?> Pooling = new("--pooling") { Description = "cls, mean, last or depthwise[:raw][:with-embeddings][:cls|:mean|:last] (default: the model's usual, [CLS] for BERT)" };
-        public readonly Option<int> LoraR = new("--lora-r") { Description = "LoRA rank r", DefaultValueFactory = _ => 8 };
-        public readonly Option<double> LoraAlpha = new("--lora-alpha") { Description = "LoRA alpha (scale alpha/r)", DefaultValueFactory = _ => 16 };
-        public readonly Option<double> LoraDropout = new("--lora-dropout") { Description = "dropout on the LoRA input", DefaultValueFactory = _ => 0.1 };
-        public readonly Option<string?> LoraTargets = new("--lora-targets") { Description = "modules to adapt: comma-separated names (query,value), all-linear, or re:REGEX (default query,value for BERT)" };
-        public readonly Option<bool> RsLora = new("--rslora") { Description = "rsLoRA scaling alpha/sqrt(r)" };
-        public readonly Option<int> PrefixLength = new("--prefix-length") { Description = "prefix tuning: virtual key/value positions per layer", DefaultValueFactory = _ => 20 };
-        public readonly Option<int?> PrefixProjection = new("--prefix-projection") { Description = "prefix tuning: reparameterise through an MLP with this hidden size" };
-        public readonly Option<int> PromptLength = new("--prompt-length") { Description = "prompt tuning: trainable input embeddings", DefaultValueFactory = _ => 20 };
-        public readonly Option<string?> PromptInit = new("--prompt-init") { Description = "prompt tuning: initialise from this text's token embeddings (default: random vocabulary tokens)" };
+        private readonly List<(MethodOption Spec, Option Option)> options = new();
+
+        public MethodArgs()
+        {
+            foreach (var spec in MethodRegistry.All.SelectMany(m => m.CliOptions).DistinctBy(o => o.Name))
+                options.Add((spec, spec.IsFlag ? new Option<bool>(spec.Name) { Description = spec.Description } : new Option<string?>(spec.Name) { Description = spec.Description }));
+        }
 
         public void AddTo(Command c)
         {
-            c.Add(Method); c.Add(Pooling); c.Add(LoraR); c.Add(LoraAlpha); c.Add(LoraDropout); c.Add(LoraTargets); c.Add(RsLora);
-            c.Add(PrefixLength); c.Add(PrefixProjection); c.Add(PromptLength); c.Add(PromptInit);
+            c.Add(Method); c.Add(Pooling);
+            foreach (var (_, o) in options) c.Add(o);
         }
 
-        public PeftOptions Read(ParseResult p) => new()
+        /// <summary>The options asked for; <paramref name="implied"/> is the method when --method is not given (an adapter's).</summary>
+        public PeftOptions Read(ParseResult p, string? implied = null)
         {
-            Method = p.GetValue(Method) ?? PeftOptions.Full, Pooling = p.GetValue(Pooling),
-            LoraSettings = new LoraOptions
+            var name = p.GetValue(Method) ?? implied ?? PeftOptions.Full;
+            var method = MethodRegistry.Get(name);
+            var given = new Dictionary<string, string>();
+            foreach (var (spec, option) in options)
             {
-                Rank = p.GetValue(LoraR), Alpha = p.GetValue(LoraAlpha), Dropout = p.GetValue(LoraDropout),
-                Targets = p.GetValue(LoraTargets), UseRsLora = p.GetValue(RsLora),
-            },
-            PrefixLength = p.GetValue(PrefixLength), PrefixProjection = p.GetValue(PrefixProjection),
-            PromptLength = p.GetValue(PromptLength), PromptInitText = p.GetValue(PromptInit),
-        };
+                string? value = option is Option<bool> flag ? (p.GetValue(flag) ? "true" : null) : p.GetValue((Option<string?>)option);
+                if (value is null) continue;
+                if (!method.CliOptions.Any(o => o.Name == spec.Name))
+                {
+                    var owners = MethodRegistry.All.Where(m => m.CliOptions.Any(o => o.Name == spec.Name)).Select(m => m.Name);
+                    throw new EngineException($"train: {spec.Name} is an option of --method {string.Join(" or ", owners)}, not of --method {name}");
+                }
+                given[spec.Name] = value;
+            }
+            return new PeftOptions { Method = name, Pooling = p.GetValue(Pooling), Settings = method.FromCli(new OptionValues(given)) };
+        }
     }
 
     private static Option<string?> AdapterOption(string what) =>
-        new("--adapter") { Description = $"a LoRA adapter folder in PEFT's format (adapter_config.json + adapter_model.safetensors) {what}" };
+        new("--adapter") { Description = $"an adapter folder in PEFT's format (adapter_config.json + adapter_model.safetensors) {what}" };
 
     public static Command Train()
     {
@@ -115,19 +122,19 @@ public static class TrainCommands
             var trainSet = data.Read(p, p.GetValue(train)!, known, regression);
             var evalPath = p.GetValue(eval);
             var evalSet = evalPath is null ? null : data.Read(p, evalPath, trainSet.Labels, trainSet.IsRegression);
+            var adapterDir = p.GetValue(adapter);
+            var adapterMethod = adapterDir is null ? null : AdapterFiles.ReadConfig(adapterDir).Method.Name;
             var options = new TrainOptions
             {
                 Epochs = p.GetValue(epochs), MaxSteps = p.GetValue(steps), LearningRate = p.GetValue(lr), BatchSize = p.GetValue(data.Batch),
                 MaxLength = p.GetValue(data.MaxLen), Seed = p.GetValue(seed), GradientAccumulation = p.GetValue(accum),
                 WarmupRatio = p.GetValue(warmup), WeightDecay = p.GetValue(decay), Schedule = p.GetValue(schedule)!, MaxGradNorm = p.GetValue(clip),
                 EvalEvery = p.GetValue(evalEvery), EarlyStoppingPatience = p.GetValue(patience), BucketByLength = p.GetValue(bucket),
-                Task = task, OutDir = p.GetValue(output), LogEvery = Math.Max(1, p.GetValue(logEvery)), Peft = methods.Read(p),
+                Task = task, OutDir = p.GetValue(output), LogEvery = Math.Max(1, p.GetValue(logEvery)), Peft = methods.Read(p, adapterMethod),
                 Device = on, Precision = p.GetValue(dtype)!,
             };
-            var adapterDir = p.GetValue(adapter);
-            if (adapterDir is not null && options.Peft.Method is not (PeftOptions.Lora or PeftOptions.Full))
-                throw new EngineException($"--adapter: a LoRA adapter trains with --method lora, not {options.Peft.Method}");
-            if (adapterDir is not null) options = options with { Peft = options.Peft with { Method = PeftOptions.Lora } };
+            if (adapterMethod is not null && options.Peft.Method != adapterMethod)
+                throw new EngineException($"--adapter {adapterDir}: a {adapterMethod} adapter trains with --method {adapterMethod}, not {options.Peft.Method}");
             options.Validate();
             Run(folder, trainSet, evalSet, options, resumeDir, adapterDir);
             return 0;
@@ -143,8 +150,8 @@ public static class TrainCommands
                           (trainSet.IsRegression ? " (regression)" : $", {trainSet.Labels!.Count} labels: {string.Join(", ", trainSet.Labels.Names)}"));
         var net = SequenceClassifier.FromFolder(folder, options.Seed, log: Console.Error.WriteLine, numLabels: trainSet.OutputCount);
         var tokenizer = TextTokenizer.FromFolder(folder);
-        if (adapterDir is not null) PeftAdapter.Load(net, adapterDir, folder.Path, Console.Error.WriteLine, options.Seed);
-        PeftSetup.Apply(net, options.Peft, folder.Path, text => tokenizer.EncodeWithoutSpecialTokens(text), options.Seed);
+        if (adapterDir is not null) AdapterFiles.Load(net, adapterDir, folder.Path, Console.Error.WriteLine, options.Seed);
+        PeftSetup.Apply(net, options.Peft, folder.Path, tokenizer, options.Seed, trainSet.Labels?.Names);
         var method = net.Peft is { } peft ? peft.Options.Method + (peft.Pooling is null ? "" : $", pooling {peft.Pooling}") : "full";
         Console.WriteLine($"model: {folder.ModelType} from {folder.Path}; method {method}: {net.ParameterCount(trainableOnly: true):N0} of {net.ParameterCount():N0} parameters trained" +
                           (options.Device is { Kind: not DeviceKind.Cpu } d ? $"; on {d}" : ""));
@@ -249,10 +256,10 @@ public static class TrainCommands
     {
         if (adapter is not null)
         {
-            // The base model from --model, the adapters and the head from --adapter, merged for inference.
+            // The base model from --model, the adapter and the head from --adapter, merged for inference where the method can be.
             var classifier = TextClassifier.Load(path, Console.Error.WriteLine);
             classifier.LoadAdapter(adapter, Console.Error.WriteLine);
-            LoraModel.Merge(classifier.Model!);
+            if (classifier.Model!.Peft?.Method.CanMerge == true) PeftSetup.Merge(classifier.Model);
             bool isRegression = IsRegressionTask(task) || classifier.IsRegression;
             return (classifier.Folder, classifier.Model!, classifier.Tokenizer, isRegression ? null : classifier.Labels, isRegression);
         }

@@ -4,7 +4,7 @@ namespace Engine.Models.Peft.Prompt;
 
 /// <summary>
 /// Prompt tuning: p trainable input embeddings [p, D] ("embedding.weight", attached to a
-/// classifier as "prompt_encoder") inserted into the word embeddings by the family's prompt
+/// classifier as "prompt_encoder") inserted into the word embeddings by the family's virtual-token
 /// hook (BERT: right after [CLS], see <see cref="Bert.BertModel"/>; Llama: right before each
 /// row's first attended token, see <see cref="Llama.LlamaModel"/>). They start as copies of
 /// word-embedding rows: of p randomly drawn vocabulary tokens (PEFT's SAMPLE_VOCAB), or of a

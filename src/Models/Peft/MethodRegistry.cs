@@ -1,0 +1,36 @@
+using Engine.Models.Peft.BitFit;
+using Engine.Models.Peft.Full;
+using Engine.Models.Peft.Head;
+using Engine.Models.Peft.Lora;
+using Engine.Models.Peft.Prefix;
+using Engine.Models.Peft.Prompt;
+
+namespace Engine.Models.Peft;
+
+/// <summary>
+/// Every fine-tuning method the engine has, one line each (in the order --help lists them). A new
+/// method is a new folder under src/Models/Peft plus its line here (docs/peft.md, "How to add a
+/// method").
+/// </summary>
+public static class MethodRegistry
+{
+    public static IReadOnlyList<FineTuningMethod> All { get; } =
+    [
+        new FullMethod(),
+        new HeadMethod(),
+        new LoraMethod(),
+        new BitFitMethod(),
+        new PrefixMethod(),
+        new PromptMethod(),
+    ];
+
+    public static IEnumerable<string> Names => All.Select(m => m.Name);
+
+    /// <summary>The method called <paramref name="name"/>; an unknown name is an error listing the known ones.</summary>
+    public static FineTuningMethod Get(string name) =>
+        All.FirstOrDefault(m => m.Name == name) ?? throw new EngineException($"train: unknown method '{name}' ({string.Join(", ", Names)})");
+
+    /// <summary>The method whose options record <paramref name="options"/> is (null for none).</summary>
+    public static FineTuningMethod? Owner(MethodOptions options) =>
+        options is NoOptions ? null : All.FirstOrDefault(m => m.Defaults.GetType() == options.GetType());
+}
