@@ -4,6 +4,7 @@ using Engine.Models.Peft.Head;
 using Engine.Models.Peft.Lora;
 using Engine.Models.Peft.Prefix;
 using Engine.Models.Peft.Prompt;
+using Engine.Models.Peft.Select;
 
 namespace Engine.Models.Peft;
 
@@ -22,6 +23,7 @@ public static class MethodRegistry
         new BitFitMethod(),
         new PrefixMethod(),
         new PromptMethod(),
+        new SelectMethod(),
     ];
 
     public static IEnumerable<string> Names => All.Select(m => m.Name);
