@@ -112,7 +112,7 @@ public sealed class SelectMethod : FineTuningMethod
     }
 
     /// <summary>The 0-based block index of a backbone parameter ("bert.encoder.layer.3.…", "model.layers.3.…"), or null.</summary>
-    internal static int? BlockOf(string parameterName)
+    public static int? BlockOf(string parameterName)
     {
         var m = BlockName.Match(parameterName);
         return m.Success ? int.Parse(m.Groups[1].Value, CultureInfo.InvariantCulture) : null;
