@@ -142,7 +142,7 @@ public sealed class SelectMethod : FineTuningMethod
             null => null,
         };
 
-        private static string Blocks(int first, int last, string what) => first == last ? $"block {first} ({what})" : $"blocks {first}-{last} ({what})";
+        private static string Blocks(int first, int last, string what) => first == last ? $"block {first} {what}" : $"blocks {first}-{last} {what}";
 
         public override JsonObject ConfigSection()
         {
