@@ -72,6 +72,20 @@ public class SelectMethodTests
         }
     }
 
+    [TestCase(null, null, new[] { 2, 3 })] // the defaults: the top two blocks of four
+    [TestCase(1, null, new[] { 0 })]     // K = 1: N defaults to 1
+    [TestCase(3, null, new[] { 1, 2 })]
+    public void TheDefaultsTuneTheTwoBlocksEndingAtTheHeadLayer(int? k, int? n, int[] trainedBlocks)
+    {
+        var folder = FourBlocks();
+        var model = SequenceClassifier.FromFolder(folder, 3, numLabels: 2);
+        var settings = k is null ? null : new SelectOptions { HeadLayer = k, TuneLayers = n };
+        PeftSetup.Apply(model, new PeftOptions { Method = "select", Settings = settings }, folder.Path);
+        var blocks = model.NamedParameters().Where(p => p.Param.RequiresGrad).Select(p => SelectMethod.BlockOf(p.Name)).OfType<int>().Distinct().Order();
+        Assert.That(blocks, Is.EqualTo(trainedBlocks));
+        Assert.That(model.Hooks.BlockLimit, Is.EqualTo(k ?? 4));
+    }
+
     private static float[] Logits(SequenceClassifier model, TextTokenizer tokenizer)
     {
         var encoded = Batches.Encode(DemoModel.Data(6, 8, "some").Examples, tokenizer, 32);

@@ -26,8 +26,12 @@ public sealed record SelectOptions : MethodOptions
     /// <summary>The automatic rule's tolerance: K = the smallest l ≥ 1 with ν_l ≤ (1 + tolerance)·min ν.</summary>
     public double Tolerance { get; init; } = Variability.DefaultTolerance;
 
-    /// <summary>N, the blocks K − N + 1 … K that train (0: the head alone); with N = K the embeddings train too.</summary>
-    public int TuneLayers { get; init; } = 2;
+    /// <summary>N, the blocks K − N + 1 … K that train (0: the head alone); with N = K the embeddings
+    /// train too. Null: 2, or K when K is 1.</summary>
+    public int? TuneLayers { get; init; }
+
+    /// <summary>N when <see cref="TuneLayers"/> is not given.</summary>
+    public const int DefaultTuneLayers = 2;
 
     public override void Validate()
     {
@@ -37,7 +41,7 @@ public sealed record SelectOptions : MethodOptions
             throw new EngineException("train: --head-layer auto needs --variability FILE.json (written by engine analyze variability --out)");
         if (!Auto && VariabilityFile is not null) throw new EngineException("train: --variability is read only with --head-layer auto");
         if (!(Tolerance >= 0)) throw new EngineException($"train: --variability-tolerance must be at least 0, got {Tolerance}");
-        if (TuneLayers < 0) throw new EngineException($"train: --tune-layers must be at least 0, got {TuneLayers}");
+        if (TuneLayers is < 0) throw new EngineException($"train: --tune-layers must be at least 0, got {TuneLayers}");
     }
 }
 
@@ -58,7 +62,7 @@ public sealed class SelectMethod : FineTuningMethod
     public override IReadOnlyList<MethodOption> CliOptions { get; } =
     [
         new("--head-layer", "select: the block K whose output the head reads (1..L; blocks above it are dropped), or auto (default: the last)"),
-        new("--tune-layers", "select: train the N blocks ending at K (0: the head alone; N = K also trains the embeddings) (default 2)"),
+        new("--tune-layers", "select: train the N blocks ending at K (0: the head alone; N = K also trains the embeddings) (default 2, or K when K is 1)"),
         new("--variability", "select: with --head-layer auto, the {\"nu\": [...]} file of engine analyze variability --out"),
         new("--variability-tolerance", "select: --head-layer auto takes the first block with nu <= (1 + tolerance) * min nu (default 0.05)"),
     ];
@@ -69,13 +73,13 @@ public sealed class SelectMethod : FineTuningMethod
         return new SelectOptions
         {
             HeadLayer = auto ? null : v.Int("--head-layer"), Auto = auto, VariabilityFile = v.String("--variability"),
-            Tolerance = v.Double("--variability-tolerance", Variability.DefaultTolerance), TuneLayers = v.Int("--tune-layers", 2),
+            Tolerance = v.Double("--variability-tolerance", Variability.DefaultTolerance), TuneLayers = v.Int("--tune-layers"),
         };
     }
 
     /// <summary>A saved model holds the head layer it was trained with (however it was chosen).</summary>
     public override MethodOptions FromConfig(JsonNode? s) =>
-        new SelectOptions { HeadLayer = s?["head_layer"]?.GetValue<int>(), TuneLayers = s?["tune_layers"]?.GetValue<int>() ?? 2 };
+        new SelectOptions { HeadLayer = s?["head_layer"]?.GetValue<int>(), TuneLayers = s?["tune_layers"]?.GetValue<int>() };
 
     public override InstalledMethod Install(SequenceClassifier model, MethodOptions options, MethodContext context)
     {
@@ -83,13 +87,14 @@ public sealed class SelectMethod : FineTuningMethod
         int blocks = model.BlockCount;
         int k = o.Auto ? Variability.AutoHeadLayer(ReadNu(o.VariabilityFile!, blocks), o.Tolerance) : o.HeadLayer ?? blocks;
         if (k > blocks) throw new EngineException($"train: --head-layer {k} is beyond the model's {blocks} blocks");
-        if (o.TuneLayers > k) throw new EngineException($"train: --tune-layers {o.TuneLayers} is more than the {k} blocks up to the head layer {k}");
+        int n = o.TuneLayers ?? Math.Min(SelectOptions.DefaultTuneLayers, k);
+        if (n > k) throw new EngineException($"train: --tune-layers {n} is more than the {k} blocks up to the head layer {k}");
         if (model.Pooling is { Weights: not null } pooling && pooling.LayerCount - (pooling.Spec.WithEmbeddings ? 1 : 0) != k)
             throw new EngineException($"train: the model's depth-wise pooling mixes {pooling.LayerCount} layers; with the head at block {k} it cannot stay (train from a model without it)");
         model.Hooks.BlockLimit = k;
         var chosenBy = o.Auto ? new JsonObject { ["rule"] = "auto", ["tolerance"] = o.Tolerance, ["variability"] = Path.GetFullPath(o.VariabilityFile!) }
             : context.SavedSection?["chosen_by"] as JsonObject; // a restored model keeps the record
-        return new Installed(k, o.TuneLayers, blocks, chosenBy);
+        return new Installed(k, n, blocks, chosenBy);
     }
 
     /// <summary>ν_0 … ν_L from an `engine analyze variability --out` file, checked against the model's depth.</summary>
