@@ -4,7 +4,6 @@ using System.Text.Json.Nodes;
 using Engine.Autograd;
 using Engine.IO;
 using Engine.Models.Data;
-using Engine.Models.Peft;
 using Engine.Models.Tokenization;
 using Engine.Optim;
 
@@ -64,13 +63,14 @@ public sealed class Trainer
         var eval = evalSet is null ? null : Batches.Encode(evalSet, tokenizer, o.MaxLength);
         if (train.Count == 0) throw new EngineException("train: the training set is empty");
         int perEpoch = (train.Count + o.BatchSize - 1) / o.BatchSize;
-        int total = o.MaxSteps ?? Math.Max(1, (int)Math.Ceiling((double)o.Epochs * perEpoch / o.GradientAccumulation));
+        int total = TotalSteps(o, train.Count);
         int warmup = (int)(o.WarmupRatio * total);
 
-        // The method decides what trains (a no-op when the model already has it: a resumed run,
-        // or a caller that applied it to print the parameter table first).
-        PeftSetup.Apply(model, o.Peft, source.Path, tokenizer, o.Seed, labelNames);
-        if (o.Device is { } device) model.To(device);
+        // The method and the device are the pipeline's (TrainingPipeline applies and moves once).
+        if (!o.Peft.IsDefault && model.Peft?.Options.Method != o.Peft.Method)
+            throw new EngineException($"train: the options ask for method {o.Peft.Method}, the model has {model.Peft?.Options.Method ?? "none"}; apply it first (TrainingPipeline or PeftSetup.Apply)");
+        if (o.Device is { } device && model.Device != device)
+            throw new EngineException($"train: the options ask for {device}, the model is on {model.Device}; move it first (TrainingPipeline or Module.To)");
         model.Train();
         var opt = new AdamW(model.Parameters(), o.LearningRate, weightDecay: o.WeightDecay, noDecay: Optimizer.VectorsAndScalars);
         var schedule = new LrScheduler(opt, o.Schedule switch
@@ -99,6 +99,7 @@ public sealed class Trainer
         int orderEpoch = -1;
         bool stoppedEarly = false;
         var lastEval = state.LastEval;
+        var accumulation = new GradientAccumulation(o.GradientAccumulation);
 
         while (state.Step < total)
         {
@@ -121,7 +122,7 @@ public sealed class Trainer
                 if (!double.IsFinite(value))
                     throw new EngineException($"train: the loss is {value} at step {state.Step + 1}; stopped (the last checkpoint is intact)");
                 stepLoss += value / o.GradientAccumulation;
-                (o.GradientAccumulation == 1 ? loss : Ops.Scale(loss, 1.0 / o.GradientAccumulation)).Backward();
+                accumulation.Backward(loss); // loss / k; the loop's k-th micro-batch is the boundary
             }
             double norm = o.MaxGradNorm > 0 ? GradClip.ClipByGlobalNorm(opt.Parameters, o.MaxGradNorm) : GradClip.GlobalNorm(opt.Parameters);
             if (!double.IsFinite(norm))
@@ -173,6 +174,10 @@ public sealed class Trainer
         return new TrainResult(state.Step, final, PrimaryMetric, state.Best, state.BestStep, model.ParameterCount(trainableOnly: true), model.ParameterCount(),
             clock.Elapsed, tokens / Math.Max(1e-9, clock.Elapsed.TotalSeconds), stoppedEarly, losses);
     }
+
+    /// <summary>The optimizer steps of a run over <paramref name="examples"/> examples: MaxSteps, or the epochs' batches over the accumulation.</summary>
+    public static int TotalSteps(TrainOptions o, int examples) =>
+        o.MaxSteps ?? Math.Max(1, (int)Math.Ceiling((double)o.Epochs * ((examples + o.BatchSize - 1) / o.BatchSize) / o.GradientAccumulation));
 
     /// <summary>The task's metrics on <paramref name="data"/> (evaluation mode, no gradients).</summary>
     public Dictionary<string, double> Evaluate(IReadOnlyList<EncodedExample> data)

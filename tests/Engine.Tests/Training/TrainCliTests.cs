@@ -51,6 +51,8 @@ public class TrainCliTests
     [TestCase("full")]
     [TestCase("lora")]
     [TestCase("prefix")]
+    [TestCase("dora")]
+    [TestCase("ia3")]
     public void TwoProcessesWithOneSeedLogTheSameLosses(string method)
     {
         string[] Losses(string run)
