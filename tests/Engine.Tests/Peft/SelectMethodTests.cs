@@ -255,6 +255,7 @@ public class SelectMethodTests
         var folder = FourBlocks();
         var tokenizer = TextTokenizer.FromFolder(folder);
         var model = SequenceClassifier.FromFolder(folder, 3, numLabels: 2);
+        PeftSetup.Apply(model, Select(3, 1), folder.Path);
         var outDir = temp.File("run");
         new Trainer(model, folder, tokenizer, new TrainOptions
         {
