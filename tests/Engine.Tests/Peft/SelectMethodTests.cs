@@ -119,6 +119,19 @@ public class SelectMethodTests
     }
 
     [Test]
+    public void OnARobertaModelTheTwoLayerHeadTrainsWithTheTunedBlock()
+    {
+        var folder = HfModelFolder.Open(Path.Combine(TestContext.CurrentContext.TestDirectory, "Fixtures", "bert_tiny", "roberta"));
+        var model = SequenceClassifier.FromFolder(folder, 3, numLabels: 2);
+        PeftSetup.Apply(model, Select(1, 1), folder.Path);
+        var trained = model.NamedParameters().Where(p => p.Param.RequiresGrad).Select(p => p.Name).ToList();
+        Assert.That(trained.Where(n => !n.StartsWith("roberta.encoder.layer.0.", StringComparison.Ordinal) && !n.StartsWith("roberta.embeddings.", StringComparison.Ordinal)),
+            Is.EquivalentTo(new[] { "classifier.dense.weight", "classifier.dense.bias", "classifier.out_proj.weight", "classifier.out_proj.bias" }));
+        Assert.That(trained, Has.None.StartsWith("roberta.encoder.layer.1."));
+        Assert.That(trained.Count(n => n.StartsWith("roberta.embeddings.", StringComparison.Ordinal)), Is.EqualTo(5), "N = K: words, positions, token types, LayerNorm weight and bias");
+    }
+
+    [Test]
     public void OnALlamaModelTheFinalNormAndTheScoreHeadTrainWithTheTunedBlock()
     {
         var folder = HfModelFolder.Open(Llama.LlamaReferenceTests.Folder("llama"));
