@@ -268,7 +268,12 @@ public static class Variability
                 var ids = batch.Ids.ToIntArray();
                 var mask = batch.Mask.ToIntArray();
                 for (int l = 0; l < states.Count; l++)
-                    PoolMeans(states[l].ToFloatArray(), ids, mask, b, t, d, special, pooled[l].AsSpan(done * d, b * d));
+                {
+                    // Read in place on the CPU (a host copy from a device, released with the step scope).
+                    var host = states[l].Device == Device.Cpu ? states[l] : states[l].To(Device.Cpu);
+                    ReadOnlySpan<float> values = host.DType == DType.F32 ? host.Span<float>() : host.ToFloatArray();
+                    PoolMeans(values, ids, mask, b, t, d, special, pooled[l].AsSpan(done * d, b * d));
+                }
                 done += b;
                 progress?.Invoke(done, n);
             }
