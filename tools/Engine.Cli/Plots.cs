@@ -73,6 +73,36 @@ public static class Plots
     }
 
     /// <summary>
+    /// One value per labelled position as a line with markers (per-layer variability): the y axis
+    /// is logarithmic when every value is positive (ν spans orders of magnitude across layers),
+    /// else linear; values that are not finite are left out.
+    /// </summary>
+    public static void Curve(string title, IReadOnlyList<string> labels, IReadOnlyList<double> values, string yLabel, string pngPath)
+    {
+        if (labels.Count != values.Count)
+            throw new ArgumentException($"{labels.Count} labels for {values.Count} values");
+        var plot = new Plot();
+        plot.Title(title);
+        var shown = Enumerable.Range(0, values.Count).Where(i => double.IsFinite(values[i])).ToArray();
+        bool log = shown.Length > 0 && shown.All(i => values[i] > 0);
+        var line = plot.Add.Scatter(shown.Select(i => (double)i).ToArray(), shown.Select(i => log ? Math.Log10(values[i]) : values[i]).ToArray());
+        line.MarkerSize = 7;
+        line.LineWidth = 2;
+        line.Color = Colors.SteelBlue;
+        plot.Axes.Bottom.SetTicks(Enumerable.Range(0, labels.Count).Select(i => (double)i).ToArray(), labels.ToArray());
+        plot.XLabel("layer");
+        plot.YLabel(log ? yLabel : yLabel.Replace(" (log scale)", ""));
+        if (log)
+            plot.Axes.Left.TickGenerator = new ScottPlot.TickGenerators.NumericAutomatic
+            {
+                MinorTickGenerator = new ScottPlot.TickGenerators.LogMinorTickGenerator(),
+                IntegerTicksOnly = true,
+                LabelFormatter = y => Math.Pow(10, y).ToString("G3", System.Globalization.CultureInfo.InvariantCulture),
+            };
+        Save(plot, pngPath);
+    }
+
+    /// <summary>
     /// Reads a run's metrics.jsonl, one JSON object per line: <c>{"step":N,"loss":x,"lr":y}</c> for a
     /// training step, <c>{"step":N,"eval":{"accuracy":…,…}}</c> for an evaluation, and writes
     /// <c>loss.png</c> into <paramref name="outDir"/>. The eval metric plotted is

@@ -4,6 +4,7 @@ using Engine.Models.Peft.Head;
 using Engine.Models.Peft.Lora;
 using Engine.Models.Peft.Prefix;
 using Engine.Models.Peft.Prompt;
+using Engine.Models.Peft.Select;
 
 namespace Engine.Models.Peft;
 
@@ -24,6 +25,7 @@ public static class MethodRegistry
         new PromptMethod(),
         new Dora.DoraMethod(),
         new Ia3.Ia3Method(),
+        new SelectMethod(),
     ];
 
     public static IReadOnlyList<FineTuningMethod> All => methods;

@@ -75,8 +75,9 @@ public static class PeftSetup
         var dtype = model.Parameters().First().DType;
         var device = model.Device;
         var pooling = Effective(model, o.Pooling is null ? null : PoolingSpec.Parse(o.Pooling, model.DefaultPooling));
-        if (pooling is not null && installPooling) model.UsePooling(new SequencePooling(pooling, model.BlockCount, dtype));
         var installed = o.Registered.Install(model, o.EffectiveSettings, context);
+        // After the method: depth-wise pooling mixes the blocks that run (a method may set a BlockLimit).
+        if (pooling is not null && installPooling) model.UsePooling(new SequencePooling(pooling, model.Hooks.BlocksToRun(model.BlockCount), dtype));
         model.Peft = new PeftState { Options = o, Pooling = pooling, Method = installed, BaseModelPath = context.BaseModelPath };
         model.To(device); // the new modules are made on the CPU; a model already on a GPU gets them there
         Freeze(model);

@@ -12,7 +12,7 @@ namespace Engine.Cli.Commands;
 /// a text-classification file, and using the result.</summary>
 public static class TrainCommands
 {
-    private sealed class DataArgs
+    internal sealed class DataArgs
     {
         public readonly Option<string?> Task = new("--task") { Description = "sst2, cola, mrpc, rte, wnli, qnli, mnli, stsb, mr, cr, subj, mpqa, sst5 (format, columns, metrics)" };
         public readonly Option<string?> Text = new("--text-column") { Description = "column of the text (name, or 0-based index without a header)" };
