@@ -2,6 +2,7 @@ using Engine.Models.Peft.BitFit;
 using Engine.Models.Peft.Full;
 using Engine.Models.Peft.Head;
 using Engine.Models.Peft.Lora;
+using Engine.Models.Peft.LTuning;
 using Engine.Models.Peft.Prefix;
 using Engine.Models.Peft.Prompt;
 
@@ -22,6 +23,7 @@ public static class MethodRegistry
         new BitFitMethod(),
         new PrefixMethod(),
         new PromptMethod(),
+        new LtPrefixMethod(), new LtPromptMethod(),
     ];
 
     public static IEnumerable<string> Names => All.Select(m => m.Name);
