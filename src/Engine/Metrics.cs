@@ -1,7 +1,8 @@
 namespace Engine;
 
 /// <summary>
-/// Evaluation metrics for text classification and regression, and the set each task reports.
+/// Evaluation metrics for text classification and regression (which of them a task reports is
+/// the Models room's knowledge: Engine.Models.Data.TaskMetrics).
 /// </summary>
 /// <remarks>
 /// Conventions, stated once:
@@ -160,53 +161,6 @@ public static class Metrics
         }
         return ranks;
     }
-
-    /// <summary>
-    /// The metrics a classification task reports, keyed by name in a fixed order:
-    /// <c>accuracy</c>, <c>macro_f1</c>, and <c>f1</c> (class 1 as positive) when there are two
-    /// classes; CoLA reports <c>mcc</c> first, then the same set. Any task may read <c>mcc</c>
-    /// from here: it is included for every binary task too.
-    /// </summary>
-    public static IReadOnlyDictionary<string, double> ForTask(string? task, ReadOnlySpan<int> predicted, ReadOnlySpan<int> gold, int classes)
-    {
-        CheckLengths(predicted.Length, gold.Length);
-        var result = new Dictionary<string, double>();
-        bool cola = string.Equals(task, "cola", StringComparison.OrdinalIgnoreCase);
-        if (cola) result[MccName] = MatthewsCorrelation(predicted, gold);
-        result[AccuracyName] = Accuracy(predicted, gold);
-        result[MacroF1Name] = MacroF1(predicted, gold, classes);
-        if (classes == 2)
-        {
-            result[F1Name] = F1(predicted, gold, positive: 1);
-            if (!cola) result[MccName] = MatthewsCorrelation(predicted, gold);
-        }
-        return result;
-    }
-
-    /// <summary>The metrics a regression task (STS-B) reports: <c>pearson</c>, then <c>spearman</c>.</summary>
-    public static IReadOnlyDictionary<string, double> ForTask(string? task, ReadOnlySpan<double> predicted, ReadOnlySpan<double> gold)
-    {
-        CheckLengths(predicted.Length, gold.Length);
-        return new Dictionary<string, double>
-        {
-            [PearsonName] = Pearson(predicted, gold),
-            [SpearmanName] = Spearman(predicted, gold),
-        };
-    }
-
-    /// <summary>
-    /// The metric a task is judged by (early stopping, best checkpoint, the summary line), as
-    /// GLUE reports it: MRPC (and QQP) by F1 of the positive class, CoLA by Matthews
-    /// correlation, STS-B by Pearson; every other task, and no task, by accuracy.
-    /// Pass <paramref name="regression"/> for a custom regression dataset without a task name.
-    /// </summary>
-    public static string PrimaryMetric(string? task, bool regression = false) => task?.ToLowerInvariant() switch
-    {
-        "mrpc" or "qqp" => F1Name,
-        "cola" => MccName,
-        "stsb" or "sts-b" => PearsonName,
-        _ => regression ? PearsonName : AccuracyName,
-    };
 
     private static (int[] TruePositives, int[] PredictedCounts, int[] GoldCounts) CountPerClass(
         ReadOnlySpan<int> predicted, ReadOnlySpan<int> gold, int classes)

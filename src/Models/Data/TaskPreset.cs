@@ -32,6 +32,8 @@ public enum DataFormat
 /// <param name="HeaderlessColumns">0-based text and label columns of a headerless file.</param>
 /// <param name="ClassFileSuffixes">For <see cref="DataFormat.FilePerClass"/>: the file-name
 /// ending of each class, in id order (".neg", ".pos").</param>
+/// <param name="PrimaryMetric">The metric the task is judged by, as GLUE reports it (MRPC and QQP:
+/// F1 of the positive class; CoLA: Matthews correlation; STS-B: Pearson; the rest: accuracy).</param>
 public sealed record TaskPreset(
     string Name,
     DataFormat Format,
@@ -42,7 +44,8 @@ public sealed record TaskPreset(
     bool IsRegression = false,
     bool? Header = true,
     (int Text, int Label)? HeaderlessColumns = null,
-    IReadOnlyList<string>? ClassFileSuffixes = null)
+    IReadOnlyList<string>? ClassFileSuffixes = null,
+    string PrimaryMetric = Metrics.AccuracyName)
 {
     private static readonly string[] Binary = ["negative", "positive"];
 
@@ -51,14 +54,14 @@ public sealed record TaskPreset(
     [
         new("sst2", DataFormat.Tsv, "sentence", null, "label", Binary),
         new("cola", DataFormat.Tsv, "sentence", null, "label", ["unacceptable", "acceptable"],
-            Header: null, HeaderlessColumns: (Text: 3, Label: 1)),
-        new("mrpc", DataFormat.Tsv, "#1 String", "#2 String", "Quality", ["not_equivalent", "equivalent"]),
+            Header: null, HeaderlessColumns: (Text: 3, Label: 1), PrimaryMetric: Metrics.MccName),
+        new("mrpc", DataFormat.Tsv, "#1 String", "#2 String", "Quality", ["not_equivalent", "equivalent"], PrimaryMetric: Metrics.F1Name),
         new("rte", DataFormat.Tsv, "sentence1", "sentence2", "label", ["entailment", "not_entailment"]),
         new("wnli", DataFormat.Tsv, "sentence1", "sentence2", "label", ["not_entailment", "entailment"]),
         new("qnli", DataFormat.Tsv, "question", "sentence", "label", ["entailment", "not_entailment"]),
         new("mnli", DataFormat.Tsv, "sentence1", "sentence2", "gold_label", ["entailment", "neutral", "contradiction"]),
-        new("qqp", DataFormat.Tsv, "question1", "question2", "is_duplicate", ["not_duplicate", "duplicate"]),
-        new("stsb", DataFormat.Tsv, "sentence1", "sentence2", "score", null, IsRegression: true),
+        new("qqp", DataFormat.Tsv, "question1", "question2", "is_duplicate", ["not_duplicate", "duplicate"], PrimaryMetric: Metrics.F1Name),
+        new("stsb", DataFormat.Tsv, "sentence1", "sentence2", "score", null, IsRegression: true, PrimaryMetric: Metrics.PearsonName),
         new("sst5", DataFormat.LabelThenText, "", null, "", ["very negative", "negative", "neutral", "positive", "very positive"], Header: false),
         new("mr", DataFormat.FilePerClass, "", null, "", Binary, Header: false, ClassFileSuffixes: [".neg", ".pos"]),
         new("cr", DataFormat.FilePerClass, "", null, "", Binary, Header: false, ClassFileSuffixes: [".neg", ".pos"]),

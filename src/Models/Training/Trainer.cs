@@ -55,7 +55,7 @@ public sealed class Trainer
         this.regression = regression;
     }
 
-    public string PrimaryMetric => Metrics.PrimaryMetric(o.Task, regression);
+    public string PrimaryMetric => TaskMetrics.PrimaryMetric(o.Task, regression);
 
     /// <summary>Trains; <paramref name="resumeFrom"/> continues a run from its checkpoint folder.</summary>
     public TrainResult Train(IReadOnlyList<Example> trainSet, IReadOnlyList<Example>? evalSet, Action<TrainEvent>? progress = null, string? resumeFrom = null)
@@ -192,8 +192,8 @@ public sealed class Trainer
         var logits = Logits(data);
         var preds = logits.Select(ToPrediction).ToList();
         var metrics = new Dictionary<string, double>(regression
-            ? Metrics.ForTask(o.Task, preds.Select(p => p.Value).ToArray(), data.Select(d => d.Value).ToArray())
-            : Metrics.ForTask(o.Task, preds.Select(p => p.Label).ToArray(), data.Select(d => d.Label).ToArray(), model.NumLabels));
+            ? TaskMetrics.For(o.Task, preds.Select(p => p.Value).ToArray(), data.Select(d => d.Value).ToArray())
+            : TaskMetrics.For(o.Task, preds.Select(p => p.Label).ToArray(), data.Select(d => d.Label).ToArray(), model.NumLabels));
         if (model.Peft?.Method.Pairing is { } pairing)
             metrics[LabelPairing.PairAccuracyMetric] = pairing.PairAccuracy(logits, data.Select(d => d.Label).ToList(), new Random(PairSeed(o.Seed, -1)));
         return metrics;

@@ -1,3 +1,4 @@
+using Engine.Models.Data;
 using NUnit.Framework;
 
 namespace Engine.Tests.Data;
@@ -93,22 +94,22 @@ public class MetricsTests
     [Test]
     public void TaskMetricSets()
     {
-        var sst2 = Metrics.ForTask("sst2", Predicted, Gold, classes: 2);
+        var sst2 = TaskMetrics.For("sst2", Predicted, Gold, classes: 2);
         Assert.That(sst2.Keys, Is.EqualTo(new[] { "accuracy", "macro_f1", "f1", "mcc" }));
-        var cola = Metrics.ForTask("CoLA", Predicted, Gold, classes: 2);
+        var cola = TaskMetrics.For("CoLA", Predicted, Gold, classes: 2);
         Assert.That(cola.Keys.First(), Is.EqualTo("mcc"));
         Assert.That(cola["mcc"], Is.EqualTo(10 / Math.Sqrt(600)).Within(1e-15));
-        var mnli = Metrics.ForTask("mnli", [0, 1, 2], [0, 1, 1], classes: 3);
+        var mnli = TaskMetrics.For("mnli", [0, 1, 2], [0, 1, 1], classes: 3);
         Assert.That(mnli.Keys, Is.EqualTo(new[] { "accuracy", "macro_f1" }));
-        var stsb = Metrics.ForTask("stsb", [1.0, 2, 3, 4], [2.0, 4, 5, 9]);
+        var stsb = TaskMetrics.For("stsb", [1.0, 2, 3, 4], [2.0, 4, 5, 9]);
         Assert.That(stsb.Keys, Is.EqualTo(new[] { "pearson", "spearman" }));
         Assert.That(stsb["spearman"], Is.EqualTo(1.0).Within(1e-15));
 
-        Assert.That(Metrics.PrimaryMetric("sst2"), Is.EqualTo("accuracy"));
-        Assert.That(Metrics.PrimaryMetric("MRPC"), Is.EqualTo("f1"));
-        Assert.That(Metrics.PrimaryMetric("cola"), Is.EqualTo("mcc"));
-        Assert.That(Metrics.PrimaryMetric("stsb"), Is.EqualTo("pearson"));
-        Assert.That(Metrics.PrimaryMetric(null), Is.EqualTo("accuracy"));
-        Assert.That(Metrics.PrimaryMetric(null, regression: true), Is.EqualTo("pearson"));
+        Assert.That(TaskMetrics.PrimaryMetric("sst2"), Is.EqualTo("accuracy"));
+        Assert.That(TaskMetrics.PrimaryMetric("MRPC"), Is.EqualTo("f1"));
+        Assert.That(TaskMetrics.PrimaryMetric("cola"), Is.EqualTo("mcc"));
+        Assert.That(TaskMetrics.PrimaryMetric("stsb"), Is.EqualTo("pearson"));
+        Assert.That(TaskMetrics.PrimaryMetric(null), Is.EqualTo("accuracy"));
+        Assert.That(TaskMetrics.PrimaryMetric(null, regression: true), Is.EqualTo("pearson"));
     }
 }
