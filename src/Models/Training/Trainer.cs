@@ -254,7 +254,7 @@ public sealed class Trainer
 
     /// <summary>The seed of an epoch's (text, label) pairs for a label-pairing method (epoch −1: the
     /// evaluation's pairs), apart from the data order's.</summary>
-    internal static int PairSeed(int seed, int epoch) => (int)(Rng.Mix(Rng.Mix((ulong)(uint)seed, 0x9A1F), (ulong)(long)epoch) & 0x7FFFFFFF);
+    public static int PairSeed(int seed, int epoch) => (int)(Rng.Mix(Rng.Mix((ulong)(uint)seed, 0x9A1F), (ulong)(long)epoch) & 0x7FFFFFFF);
 
     // ------------------------------------------------------------- checkpoints
 
