@@ -131,7 +131,7 @@ public abstract class LTuningMethod : FineTuningMethod
 
         public override string? GroupOf(string name) =>
             !Under(LabelTuning.ModuleName, name) ? null
-            : name == $"{LabelTuning.ModuleName}.{LabelTuning.StatesName}" ? "label states (frozen)"
+            : name == $"{LabelTuning.ModuleName}.{LabelTuning.StatesName}" ? "label states"
             : name.StartsWith($"{LabelTuning.ModuleName}.{LabelTuning.HeadName}.", StringComparison.Ordinal) ? "head"
             : "L-Tuning";
 
