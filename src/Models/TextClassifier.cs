@@ -70,7 +70,7 @@ public sealed class TextClassifier
     }
 
     /// <summary>Fine-tunes on <paramref name="train"/> (building a head with its label count when
-    /// needed) and evaluates on <paramref name="eval"/>.</summary>
+    /// needed) and evaluates on <paramref name="eval"/>, through the <see cref="TrainingPipeline"/>.</summary>
     public TrainResult Train(Dataset train, Dataset? eval, TrainOptions options, Action<TrainEvent>? progress = null, Action<string>? log = null, string? resumeFrom = null)
     {
         if (Model is null || Model.NumLabels != train.OutputCount)
@@ -78,29 +78,32 @@ public sealed class TextClassifier
         Labels = train.Labels;
         IsRegression = train.IsRegression;
         Options = options;
-        return Trainer().Train(train.Examples, eval?.Examples, progress, resumeFrom);
+        pipeline = null;
+        return Pipeline().Train(train.Examples, eval?.Examples, progress, resumeFrom);
     }
 
-    public Dictionary<string, double> Evaluate(Dataset data) => Trainer().Evaluate(data.Examples);
+    public Dictionary<string, double> Evaluate(Dataset data) => Pipeline().Evaluate(data.Examples);
 
     public List<Prediction> Predict(IEnumerable<string> texts, IEnumerable<string?>? pairs = null)
     {
         var pairList = pairs?.ToList();
         var examples = texts.Select((t, i) => new Example(t, pairList?[i], -1)).ToList();
-        return Trainer().Predict(examples);
+        return Pipeline().Predict(examples);
     }
 
     /// <summary>Writes the model as a Hugging Face folder (config with labels, weights, tokenizer
     /// files), atomically. A method with adapter files (LoRA) also writes them; with
     /// <paramref name="merge"/> the method is folded into the weights first (the model stays
     /// merged) and the folder holds the merged weights only.</summary>
-    public void Save(string dir, bool merge = false)
+    public void Save(string dir, bool merge = false) => Pipeline().Save(dir, merge);
+
+    private TrainingPipeline? pipeline;
+
+    /// <summary>The pipeline of the current model and options (made once per model: the method is applied once).</summary>
+    private TrainingPipeline Pipeline()
     {
-        if (merge) PeftSetup.Merge(Ready());
-        AtomicFolder.Write(dir, tmp => Ready().SaveInto(tmp, Folder, Labels?.Names));
+        var model = Model ?? throw new EngineException($"{Folder.Path}: the model has no trained head yet; call Train first");
+        if (pipeline is null || pipeline.Model != model) pipeline = new TrainingPipeline(Folder, Tokenizer, model, Options, Labels?.Names, IsRegression);
+        return pipeline;
     }
-
-    private SequenceClassifier Ready() => Model ?? throw new EngineException($"{Folder.Path}: the model has no trained head yet; call Train first");
-
-    private Trainer Trainer() => new(Ready(), Folder, Tokenizer, Options, Labels?.Names, IsRegression);
 }

@@ -23,6 +23,7 @@ public static class MethodRegistry
         new BitFitMethod(),
         new PrefixMethod(),
         new PromptMethod(),
+        new Dora.DoraMethod(),
         new LtPrefixMethod(), new LtPromptMethod(),
     ];
 

@@ -67,10 +67,11 @@ public sealed class Trainer
         int total = o.MaxSteps ?? Math.Max(1, (int)Math.Ceiling((double)o.Epochs * perEpoch / o.GradientAccumulation));
         int warmup = (int)(o.WarmupRatio * total);
 
-        // The method decides what trains (a no-op when the model already has it: a resumed run,
-        // or a caller that applied it to print the parameter table first).
-        PeftSetup.Apply(model, o.Peft, source.Path, tokenizer, o.Seed, labelNames);
-        if (o.Device is { } device) model.To(device);
+        // The method and the device are the pipeline's (TrainingPipeline applies and moves once).
+        if (!o.Peft.IsDefault && model.Peft?.Options.Method != o.Peft.Method)
+            throw new EngineException($"train: the options ask for method {o.Peft.Method}, the model has {model.Peft?.Options.Method ?? "none"}; apply it first (TrainingPipeline or PeftSetup.Apply)");
+        if (o.Device is { } device && model.Device != device)
+            throw new EngineException($"train: the options ask for {device}, the model is on {model.Device}; move it first (TrainingPipeline or Module.To)");
         model.Train();
         var opt = new AdamW(model.Parameters(), o.LearningRate, weightDecay: o.WeightDecay, noDecay: Optimizer.VectorsAndScalars);
         var schedule = new LrScheduler(opt, o.Schedule switch
@@ -102,6 +103,7 @@ public sealed class Trainer
         (int Candidate, int Target)[]? pairs = null;
         bool stoppedEarly = false;
         var lastEval = state.LastEval;
+        var accumulation = new GradientAccumulation(o.GradientAccumulation);
 
         while (state.Step < total)
         {
@@ -132,7 +134,7 @@ public sealed class Trainer
                 if (!double.IsFinite(value))
                     throw new EngineException($"train: the loss is {value} at step {state.Step + 1}; stopped (the last checkpoint is intact)");
                 stepLoss += value / o.GradientAccumulation;
-                (o.GradientAccumulation == 1 ? loss : Ops.Scale(loss, 1.0 / o.GradientAccumulation)).Backward();
+                accumulation.Backward(loss); // loss / k; the loop's k-th micro-batch is the boundary
             }
             double norm = o.MaxGradNorm > 0 ? GradClip.ClipByGlobalNorm(opt.Parameters, o.MaxGradNorm) : GradClip.GlobalNorm(opt.Parameters);
             if (!double.IsFinite(norm))

@@ -56,7 +56,7 @@ public class DryRunModelTests
         var dry = new DryGpu();
         var folder = Folder("bert");
         var model = SequenceClassifier.FromFolder(folder, 3, numLabels: 2);
-        var trainer = new Trainer(model, folder, TextTokenizer.FromFolder(folder), new TrainOptions
+        var trainer = new TrainingPipeline(folder, TextTokenizer.FromFolder(folder), model, new TrainOptions
         {
             MaxSteps = 4, BatchSize = 8, LearningRate = 2e-3, MaxLength = 32, Seed = 3, EvalEvery = 2,
             OutDir = Path.Combine(temp.Path, "out"), LogEvery = 1, Device = dry.Device,

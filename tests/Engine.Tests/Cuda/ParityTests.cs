@@ -104,8 +104,8 @@ public class ParityTests
 
     /// <summary>A small transformer classifier built from catalog ops (embedding, layer norm,
     /// attention, linear, GELU, gather, cross-entropy) whose parameters start from one seed on
-    /// any device. (TinyTransformer itself makes its position ids on the CPU, so it cannot run
-    /// on the GPU until the model is device-aware.)</summary>
+    /// any device, so one training step compares across backends with nothing but ops (the model
+    /// families' own device runs are Devices/DeviceModelTests and the dry-run tests).</summary>
     private sealed class Classifier
     {
         public readonly List<Tensor> Parameters = new();

@@ -141,8 +141,8 @@ public class DeviceModelTests(string which)
         foreach (var (name, g) in expected.Grads) AssertClose(actual.Grads[name], g, name);
     }
 
-    private Trainer MakeTrainer(SequenceClassifier model, HfModelFolder folder, string? outDir, int steps, Device? on) =>
-        new(model, folder, TextTokenizer.FromFolder(folder), new TrainOptions
+    private TrainingPipeline MakeTrainer(SequenceClassifier model, HfModelFolder folder, string? outDir, int steps, Device? on) =>
+        new(folder, TextTokenizer.FromFolder(folder), model, new TrainOptions
         {
             MaxSteps = steps, BatchSize = 8, LearningRate = 2e-3, MaxLength = 32, Seed = 3, EvalEvery = 3, OutDir = outDir, LogEvery = 1,
             Device = on,
@@ -162,7 +162,7 @@ public class DeviceModelTests(string which)
         var outDir = Path.Combine(temp.Path, "device");
         Assert.Throws<OperationCanceledException>(() => MakeTrainer(deviceModel, folder, outDir, 6, device).Train(Train.Examples, Eval.Examples,
             e => { if (e.Step == 4 && e.Loss is not null) throw new OperationCanceledException("killed"); }));
-        Assert.That(deviceModel.Device, Is.EqualTo(device), "the trainer moved the model");
+        Assert.That(deviceModel.Device, Is.EqualTo(device), "the pipeline moved the model");
 
         // Resumed on the device from the step-3 checkpoint (written from host copies).
         var checkpoint = Path.Combine(outDir, Trainer.LastCheckpoint);

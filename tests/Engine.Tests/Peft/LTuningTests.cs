@@ -115,8 +115,9 @@ public class LTuningTests
         return model;
     }
 
-    private static Trainer TrainerFor(Setup s, SequenceClassifier model, PeftOptions peft, int steps, string? outDir = null, Device? device = null, int batch = 8) =>
-        new(model, s.Folder, s.Tokenizer, new TrainOptions
+    /// <summary>The run on <paramref name="model"/> (its method applied already: the pipeline keeps it; moved to <paramref name="device"/>).</summary>
+    private static TrainingPipeline TrainerFor(Setup s, SequenceClassifier model, PeftOptions peft, int steps, string? outDir = null, Device? device = null, int batch = 8) =>
+        new(s.Folder, s.Tokenizer, model, new TrainOptions
         {
             MaxSteps = steps, BatchSize = batch, LearningRate = 1e-2, MaxLength = 32, Seed = 3, WarmupRatio = 0, LogEvery = 1, EvalEvery = 3,
             OutDir = outDir, Peft = peft, Device = device,

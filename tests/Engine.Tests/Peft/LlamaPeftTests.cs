@@ -28,7 +28,7 @@ public class LlamaPeftTests
         Settings = method switch
         {
             "prefix" => new PrefixOptions { Length = 3 }, "prompt" => new PromptOptions { Length = 3 },
-            "lora" => new LoraOptions { Rank = 4, Alpha = 8, Dropout = 0.1 }, _ => null,
+            "lora" or "dora" => new LoraOptions { Rank = 4, Alpha = 8, Dropout = 0.1 }, _ => null,
         },
     };
 
@@ -104,6 +104,7 @@ public class LlamaPeftTests
     [TestCase("head", "depthwise", "llama")]
     [TestCase("lora", "depthwise:mean", "llama")]
     [TestCase("prefix", "depthwise:with-embeddings", "llama")]
+    [TestCase("dora", "depthwise", "llama")]
     public void EachMethodTrainsOnlyItsParameters(string method, string? pooling, string kind)
     {
         var model = Model(Options(method, pooling), kind: kind);
@@ -130,7 +131,7 @@ public class LlamaPeftTests
         if (pooling is not null) Assert.That(changed, Has.Member(SequencePooling.ParameterName));
         string? own = method switch
         {
-            "lora" => "self_attn.q_proj.lora_B.weight", "bitfit" => "self_attn.q_proj.bias", "prefix" => "prefix_encoder.", "prompt" => "prompt_encoder.", _ => null,
+            "lora" => "self_attn.q_proj.lora_B.weight", "dora" => "self_attn.q_proj.lora_magnitude_vector", "bitfit" => "self_attn.q_proj.bias", "prefix" => "prefix_encoder.", "prompt" => "prompt_encoder.", _ => null,
         };
         if (own is not null) Assert.That(changed, Has.Some.Contains(own), $"the {method} parameters train");
         if (method == "bitfit") Assert.That(changed, Has.Some.Contains("mlp.down_proj.bias"));
@@ -206,10 +207,11 @@ public class LlamaPeftTests
     [TestCase("prompt", "depthwise:last", null)]
     [TestCase("prompt", "mean", null)]
     [TestCase("lora", "depthwise:with-embeddings", null)]
+    [TestCase("dora", "depthwise:mean", null)]
     public void PaddedRowsGiveTheLogitsOfTheUnpaddedRow(string method, string? pooling, int? projection)
     {
         var model = Model(Options(method, pooling) with { Settings = method == "prefix" ? new PrefixOptions { Length = 3, Projection = projection } : Options(method).Settings }, DType.F64);
-        if (method == "lora") Randomise(model, "lora_B.weight");
+        if (method is "lora" or "dora") Randomise(model, "lora_B.weight");
         var batch = Logits(model, BatchIds, BatchMask);
         var shortAlone = Single(model, Short);
         var longAlone = Single(model, Long);
@@ -301,6 +303,7 @@ public class LlamaPeftTests
     [TestCase("prompt", "depthwise:mean")]
     [TestCase("lora", "depthwise:with-embeddings")]
     [TestCase("bitfit", null)]
+    [TestCase("dora", "depthwise")]
     public void ACheckpointReloadsWithItsMethodAndIdenticalLogits(string method, string? pooling)
     {
         var folder = Fixture(method == "bitfit" ? "llama3_bf16" : "llama");

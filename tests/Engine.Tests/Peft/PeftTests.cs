@@ -40,7 +40,7 @@ public partial class PeftTests
         Settings = method switch
         {
             "prefix" => new PrefixOptions { Length = 4 }, "prompt" => new PromptOptions { Length = 4 },
-            "lora" => new LoraOptions { Rank = 4, Alpha = 8, Dropout = 0.1 }, _ => null,
+            "lora" or "dora" => new LoraOptions { Rank = 4, Alpha = 8, Dropout = 0.1 }, _ => null,
         },
     };
 
@@ -103,6 +103,8 @@ public partial class PeftTests
     [TestCase("head", "depthwise")]
     [TestCase("lora", "depthwise:mean")]
     [TestCase("full", "depthwise:raw:with-embeddings")]
+    [TestCase("dora", null)]
+    [TestCase("dora", "depthwise")]
     public void EachMethodTrainsOnlyItsParameters(string method, string? pooling)
     {
         var peft = Options(method, pooling);
@@ -121,7 +123,7 @@ public partial class PeftTests
         if (pooling is not null) Assert.That(changed, Has.Member(SequencePooling.ParameterName));
         string? own = method switch
         {
-            "lora" => ".lora_B.weight", "bitfit" => "attention.self.query.bias", "prefix" => "prefix_encoder.", "prompt" => "prompt_encoder.", _ => null,
+            "lora" => ".lora_B.weight", "dora" => ".lora_magnitude_vector", "bitfit" => "attention.self.query.bias", "prefix" => "prefix_encoder.", "prompt" => "prompt_encoder.", _ => null,
         };
         if (own is not null) Assert.That(changed, Has.Some.Contains(own), $"the {method} parameters train");
         if (method != "full") Assert.That(model.ParameterCount(trainableOnly: true), Is.LessThan(model.ParameterCount() / 5));
@@ -247,6 +249,8 @@ public partial class PeftTests
     [TestCase("prompt", null, 1e-2, 60)]
     [TestCase("head", "depthwise", 1e-2, 60)]
     [TestCase("lora", "depthwise:mean", 1e-2, 60)]
+    [TestCase("dora", null, 1e-2, 60)]
+    [TestCase("dora", "depthwise", 1e-2, 60)]
     public void EachMethodLearnsANewHeadOnATunedBackbone(string method, string? pooling, double lr, int steps)
     {
         var backbone = Tuned();
@@ -265,6 +269,7 @@ public partial class PeftTests
         trainer.Train(DownstreamTrain, null);
         double after = Loss(model, DownstreamTrain, backbone.Tokenizer);
         double accuracy = trainer.Evaluate(DownstreamHeldOut)["accuracy"];
+        TestContext.Out.WriteLine($"{method} {pooling ?? "(usual pooling)"}, lr {lr}, {steps} steps: loss {before:F3} → {after:F3}, held out {accuracy:P1}");
         Assert.That(after, Is.LessThan(0.2), $"{method}: training loss {before:F3} → {after:F3}");
         Assert.That(accuracy, Is.GreaterThanOrEqualTo(0.95), $"{method}: held-out accuracy {accuracy:P1} (loss {before:F3} → {after:F3})");
     }
@@ -583,5 +588,19 @@ public partial class PeftTests
         var cls = Models.Bert.BertModel.FirstToken(cut.LastHiddenState).ToFloatArray();
         Assert.That(headed.ShapeArray, Is.EqualTo(new[] { 3, 3 }));
         Assert.That(headed.ToFloatArray(), Is.EqualTo(new[] { 0, 1, 2, 32, 33, 34, 64, 65, 66 }.Select(i => cls[i]).ToArray()));
+    }
+
+    [Test]
+    public void TheTrainerRunsTheMethodThePipelineApplied()
+    {
+        // The trainer only runs the loop: asked for a method the model does not have, it stops
+        // with one line instead of silently training everything.
+        var plain = Model();
+        var e = Assert.Throws<EngineException>(() => TrainerFor(plain, Options("lora"), 1, 1e-2).Train(Train.Examples, null));
+        Assert.That(e!.Message, Does.Contain("ask for method lora").And.Contain("has none"));
+        var run = new TrainingPipeline(folder, tokenizer, plain, new TrainOptions { MaxSteps = 1, BatchSize = 16, MaxLength = 32, Peft = Options("lora") },
+            DemoModel.LabelNames, regression: false);
+        Assert.That(plain.Peft!.Options.Method, Is.EqualTo("lora"), "the pipeline applied it");
+        Assert.That(run.Train(Train.Examples, null).Steps, Is.EqualTo(1));
     }
 }

@@ -51,6 +51,7 @@ public class TrainCliTests
     [TestCase("full")]
     [TestCase("lora")]
     [TestCase("prefix")]
+    [TestCase("dora")]
     public void TwoProcessesWithOneSeedLogTheSameLosses(string method)
     {
         string[] Losses(string run)

@@ -148,17 +148,14 @@ public static class TrainCommands
         Console.WriteLine($"data: {trainSet.Count:N0} training examples from {trainSet.Source}" +
                           (evalSet is null ? "" : $", {evalSet.Count:N0} evaluation examples") +
                           (trainSet.IsRegression ? " (regression)" : $", {trainSet.Labels!.Count} labels: {string.Join(", ", trainSet.Labels.Names)}"));
-        var net = SequenceClassifier.FromFolder(folder, options.Seed, log: Console.Error.WriteLine, numLabels: trainSet.OutputCount);
-        var tokenizer = TextTokenizer.FromFolder(folder);
-        if (adapterDir is not null) AdapterFiles.Load(net, adapterDir, folder.Path, Console.Error.WriteLine, options.Seed);
-        PeftSetup.Apply(net, options.Peft, folder.Path, tokenizer, options.Seed, trainSet.Labels?.Names);
+        var run = TrainingPipeline.Load(folder, options, trainSet.OutputCount, trainSet.Labels?.Names, trainSet.IsRegression, adapterDir, Console.Error.WriteLine);
+        var net = run.Model;
         var method = net.Peft is { } peft ? peft.Options.Method + (peft.Pooling is null ? "" : $", pooling {peft.Pooling}") : "full";
         Console.WriteLine($"model: {folder.ModelType} from {folder.Path}; method {method}: {net.ParameterCount(trainableOnly: true):N0} of {net.ParameterCount():N0} parameters trained" +
                           (options.Device is { Kind: not DeviceKind.Cpu } d ? $"; on {d}" : ""));
         Console.WriteLine(PeftSetup.ParameterTable(net));
-        var trainer = new Trainer(net, folder, tokenizer, options, trainSet.Labels?.Names, trainSet.IsRegression);
         var progress = new ProgressPrinter();
-        var result = trainer.Train(trainSet.Examples, evalSet?.Examples, progress.Report, resumeDir);
+        var result = run.Train(trainSet.Examples, evalSet?.Examples, progress.Report, resumeDir);
         progress.Done();
         if (options.OutDir is not null)
         {
@@ -202,11 +199,9 @@ public static class TrainCommands
         cmd.SetAction(Cli.Action(p =>
         {
             var on = Cli.OpenDevice(p.GetValue(device));
-            var (folder, net, tokenizer, labels, regression) = LoadTrained(p.GetValue(model)!, p.GetValue(data.Task), p.GetValue(adapter));
-            net.To(on);
+            var (run, labels, regression) = LoadTrained(p, data, on, p.GetValue(model)!, p.GetValue(adapter));
             var set = data.Read(p, p.GetValue(file)!, labels, regression);
-            var trainer = new Trainer(net, folder, tokenizer, Options(p, data), labels?.Names, regression);
-            var metrics = trainer.Evaluate(set.Examples);
+            var metrics = run.Evaluate(set.Examples);
             foreach (var (k, v) in metrics) Console.WriteLine($"{k,-10} {v:F4}");
             Console.WriteLine(JsonSerializer.Serialize(metrics));
             return 0;
@@ -227,11 +222,9 @@ public static class TrainCommands
         cmd.SetAction(Cli.Action(p =>
         {
             var on = Cli.OpenDevice(p.GetValue(device));
-            var (folder, net, tokenizer, labels, regression) = LoadTrained(p.GetValue(model)!, p.GetValue(data.Task), p.GetValue(adapter));
-            net.To(on);
+            var (run, labels, regression) = LoadTrained(p, data, on, p.GetValue(model)!, p.GetValue(adapter));
             var set = data.Read(p, p.GetValue(file)!, labels, regression, unlabelled: true);
-            var trainer = new Trainer(net, folder, tokenizer, Options(p, data), labels?.Names, regression);
-            var preds = trainer.Predict(set.Examples);
+            var preds = run.Predict(set.Examples);
             var outPath = p.GetValue(output)!;
             var lines = preds.Select(pr => regression
                 ? JsonSerializer.Serialize(new { value = pr.Value })
@@ -249,11 +242,11 @@ public static class TrainCommands
         return cmd;
     }
 
-    private static TrainOptions Options(ParseResult p, DataArgs data) =>
-        new() { BatchSize = p.GetValue(data.Batch), MaxLength = p.GetValue(data.MaxLen), Task = p.GetValue(data.Task) };
-
-    private static (HfModelFolder, SequenceClassifier, TextTokenizer, LabelMap?, bool) LoadTrained(string path, string? task, string? adapter = null)
+    /// <summary>A fine-tuned folder (or a base folder with --adapter) ready to evaluate or predict on <paramref name="on"/>.</summary>
+    private static (TrainingPipeline Run, LabelMap? Labels, bool Regression) LoadTrained(ParseResult p, DataArgs data, Device on, string path, string? adapter)
     {
+        var task = p.GetValue(data.Task);
+        var options = new TrainOptions { BatchSize = p.GetValue(data.Batch), MaxLength = p.GetValue(data.MaxLen), Task = task, Device = on };
         if (adapter is not null)
         {
             // The base model from --model, the adapter and the head from --adapter, merged for inference where the method can be.
@@ -261,7 +254,8 @@ public static class TrainCommands
             classifier.LoadAdapter(adapter, Console.Error.WriteLine);
             if (classifier.Model!.Peft?.Method.CanMerge == true) PeftSetup.Merge(classifier.Model);
             bool isRegression = IsRegressionTask(task) || classifier.IsRegression;
-            return (classifier.Folder, classifier.Model!, classifier.Tokenizer, isRegression ? null : classifier.Labels, isRegression);
+            var adapterLabels = isRegression ? null : classifier.Labels;
+            return (new TrainingPipeline(classifier.Folder, classifier.Tokenizer, classifier.Model, options, adapterLabels?.Names, isRegression), adapterLabels, isRegression);
         }
         var folder = HfModelFolder.Open(path);
         var labels = LabelMap.FromConfig(folder.Id2Label);
@@ -269,7 +263,8 @@ public static class TrainCommands
         var net = SequenceClassifier.FromFolder(folder, log: Console.Error.WriteLine);
         if (net.HeadInitialisedRandomly)
             throw new EngineException($"{path}: the folder has no trained classification head; train it first with engine train");
-        return (folder, net, TextTokenizer.FromFolder(folder), regression ? null : labels, regression);
+        if (regression) labels = null;
+        return (new TrainingPipeline(folder, TextTokenizer.FromFolder(folder), net, options, labels?.Names, regression), labels, regression);
     }
 
     /// <summary>The task's preset says whether its target is a real value (STS-B).</summary>

@@ -4,19 +4,14 @@ using Engine.Nn;
 namespace Engine.Models.Peft.Lora;
 
 /// <summary>
-/// One LoRA adapter on a frozen linear layer W [out, in]:
-/// y = W x + b + s · B (A dropout(x)), A [r, in], B [out, r], s = α/r (α/√r with rsLoRA).
-/// A starts as PEFT draws it (kaiming_uniform_ with a = √5, i.e. U(−1/√in, 1/√in)); B starts at
-/// zero, so the adapted layer computes exactly the base layer at step 0. Its parameters are
-/// "lora_A.weight" and "lora_B.weight"; attached to a classifier at the base layer's path they
-/// get PEFT's names (…attention.self.query.lora_A.weight).
-///
-/// The base weight is a frozen parameter (RequiresGrad false), so the matmul's backward does no
-/// weight-gradient work for it; only the input gradient flows through.
-/// <see cref="Merge"/> folds s · B A into W in place (inference and export); a merged adapter
-/// computes the base layer alone.
+/// What every adapter of the LoRA family has on a frozen linear layer W [out, in]: A [r, in] and
+/// B [out, r] ("lora_A.weight", "lora_B.weight"; attached at the base layer's path they get
+/// PEFT's names, …attention.self.query.lora_A.weight), the scale s = α/r (α/√r with rsLoRA) and
+/// dropout on the adapter's input. A starts as PEFT draws it (kaiming_uniform_ with a = √5, i.e.
+/// U(−1/√in, 1/√in)); B starts at zero. The base weight is a frozen parameter (RequiresGrad
+/// false), so the matmul's backward does no weight-gradient work for it.
 /// </summary>
-public sealed class LoraAdapter : Module
+public abstract class LowRankAdapter : Module
 {
     public Linear Base { get; }
     public Tensor A { get; }
@@ -26,7 +21,7 @@ public sealed class LoraAdapter : Module
     public bool Merged { get; private set; }
     private readonly DropoutSeeds seeds;
 
-    public LoraAdapter(Linear baseLayer, LoraOptions o, Random rng, DropoutSeeds seeds)
+    protected LowRankAdapter(Linear baseLayer, LoraOptions o, Random rng, DropoutSeeds seeds)
     {
         Base = baseLayer;
         this.seeds = seeds;
@@ -41,35 +36,58 @@ public sealed class LoraAdapter : Module
 
     public int Rank => A.Dim(0);
 
-    public Tensor Forward(Tensor x)
-    {
-        var y = Base.Forward(x);
-        if (Merged) return y;
-        var input = Training && DropoutP > 0 ? Ops.Dropout(x, DropoutP, seeds.Next()) : x;
-        return Ops.Add(y, Ops.Scale(Ops.Linear(Ops.Linear(input, A), B), Scale));
-    }
+    /// <summary>Whether dropout acts on the adapter's input now (training, p &gt; 0).</summary>
+    protected bool Dropping => Training && DropoutP > 0;
 
-    /// <summary>W += s · B A (in place); the adapter path is then skipped.</summary>
+    /// <summary>The adapter's input: dropout(x) when <see cref="Dropping"/>, else x.</summary>
+    protected Tensor AdapterInput(Tensor x) => Dropping ? Ops.Dropout(x, DropoutP, seeds.Next()) : x;
+
+    /// <summary>s · B (A input): [.., in] → [.., out].</summary>
+    protected Tensor LowRank(Tensor input) => Ops.Scale(Ops.Linear(Ops.Linear(input, A), B), Scale);
+
+    /// <summary>The adapted layer's forward (the base layer's alone once merged).</summary>
+    public abstract Tensor Forward(Tensor x);
+
+    /// <summary>Folds the adapter into W in place; the adapter path is then skipped.</summary>
     public void Merge()
     {
         if (Merged) return;
-        Fold(+1);
+        using var noGrad = Tape.NoGrad();
+        using var scope = Scope.Begin();
+        Fold();
         Merged = true;
     }
 
-    /// <summary>W −= s · B A: undoes <see cref="Merge"/> (up to rounding).</summary>
+    /// <summary>Undoes <see cref="Merge"/> (up to rounding).</summary>
     public void Unmerge()
     {
         if (!Merged) return;
-        Fold(-1);
+        using var noGrad = Tape.NoGrad();
+        using var scope = Scope.Begin();
+        Unfold();
         Merged = false;
     }
 
-    private void Fold(int sign)
+    /// <summary>W ← the merged weight (called without recording, in a scope).</summary>
+    protected abstract void Fold();
+
+    /// <summary>W ← the base weight again.</summary>
+    protected abstract void Unfold();
+}
+
+/// <summary>
+/// One LoRA adapter: y = W x + b + s · B (A dropout(x)). B = 0 at the start, so the adapted layer
+/// computes exactly the base layer at step 0. Merging folds s · B A into W (inference and export).
+/// </summary>
+public sealed class LoraAdapter(Linear baseLayer, LoraOptions o, Random rng, DropoutSeeds seeds) : LowRankAdapter(baseLayer, o, rng, seeds)
+{
+    public override Tensor Forward(Tensor x)
     {
-        using var noGrad = Tape.NoGrad();
-        using var scope = Scope.Begin();
-        var delta = Ops.MatMul(B, A);
-        Base.Weight.Backend.Axpy(delta, Base.Weight, sign * Scale);
+        var y = Base.Forward(x);
+        return Merged ? y : Ops.Add(y, LowRank(AdapterInput(x)));
     }
+
+    protected override void Fold() => Base.Weight.Backend.Axpy(Ops.MatMul(B, A), Base.Weight, Scale);
+
+    protected override void Unfold() => Base.Weight.Backend.Axpy(Ops.MatMul(B, A), Base.Weight, -Scale);
 }

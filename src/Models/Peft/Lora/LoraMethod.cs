@@ -1,4 +1,5 @@
 using System.Text.Json.Nodes;
+using Engine.Nn;
 
 namespace Engine.Models.Peft.Lora;
 
@@ -90,59 +91,67 @@ public sealed record LoraOptions : MethodOptions
     }
 }
 
-/// <summary>LoRA adapters on a classifier's linear layers, chosen by name; saved in PEFT's format.</summary>
-public sealed class LoraMethod : FineTuningMethod
+/// <summary>
+/// A method of the LoRA family: LoRA's options and CLI options (<see cref="LoraOptions"/>), one
+/// <typeparamref name="T"/> on every target layer (<see cref="ModuleMatch"/>), hooked in with
+/// <see cref="ModelHooks.WrapLinear"/>; PEFT's adapter files (peft_type LORA, use_dora as the
+/// method says); merging for eval/predict and export. A checkpoint saved merged ("merged": true)
+/// restores without adapters: their product is in its weights.
+/// </summary>
+public abstract class LowRankMethod<T> : FineTuningMethod where T : LowRankAdapter
 {
-    public override string Name => "lora";
-    public override string Description => "low-rank adapters on the target linear layers, the head and the pooling weights";
     public override MethodOptions Defaults { get; } = new LoraOptions();
     public override IReadOnlyList<MethodOption> CliOptions => LoraOptions.CliOptions;
     public override MethodOptions FromCli(OptionValues given) => LoraOptions.FromCli(given);
     public override MethodOptions FromConfig(JsonNode? section) => LoraOptions.FromConfig(section);
-    public override MethodOptions? FromAdapterConfig(JsonNode config, string path) => LoraOptions.FromAdapterConfig(config, path, useDora: false);
+    public override MethodOptions? FromAdapterConfig(JsonNode config, string path) => LoraOptions.FromAdapterConfig(config, path, UseDora);
 
-    /// <summary>
-    /// Adds an adapter on every backbone linear layer that the targets match and hooks it into the
-    /// forward. A checkpoint saved merged ("merged": true) restores without adapters: their
-    /// product is in its weights.
-    /// </summary>
+    /// <summary>adapter_config.json's use_dora for this method.</summary>
+    protected abstract bool UseDora { get; }
+
+    /// <summary>The parameter-table row of the adapters ("LoRA adapters").</summary>
+    protected abstract string Group { get; }
+
+    protected abstract T NewAdapter(Linear layer, LoraOptions o, Random rng, DropoutSeeds seeds);
+
+    /// <summary>Whether a parameter is one of the adapters' (lora_A / lora_B, and the method's own).</summary>
+    protected virtual bool Owns(string parameterName) => LoraMethod.IsAdapterParameter(parameterName);
+
     public override InstalledMethod Install(SequenceClassifier model, MethodOptions options, MethodContext context)
     {
         var o = OptionsAs<LoraOptions>(options);
         bool merged = context.Restoring && (context.SavedSection?["merged"]?.GetValue<bool>() ?? false);
-        var adapters = new Dictionary<string, LoraAdapter>();
+        var adapters = new Dictionary<string, T>();
         if (!merged)
         {
             var rng = new Random(context.Rng.Next());
-            foreach (var (path, layer) in ModuleMatch.Select(model, o.TargetsFor(model), "lora"))
+            foreach (var (path, layer) in ModuleMatch.Select(model, o.TargetsFor(model), Name))
             {
-                var adapter = model.Attach(path, new LoraAdapter(layer, o, rng, model.Seeds));
+                var adapter = model.Attach(path, NewAdapter(layer, o, rng, model.Seeds));
                 model.Hooks.WrapLinear(layer, adapter.Forward);
                 adapters[path] = adapter;
             }
         }
-        return new Installed(model, o, adapters, merged);
+        return new Installed(this, model, o, adapters, merged);
     }
 
-    /// <summary>The adapters of a LoRA model by module path (empty for another method or a merged load).</summary>
-    public static IReadOnlyDictionary<string, LoraAdapter> Adapters(SequenceClassifier model) =>
-        model.Peft?.Method is Installed i ? i.Adapters : new Dictionary<string, LoraAdapter>();
+    /// <summary>The adapters of a model of this method by module path (empty for another method or a merged load).</summary>
+    public static IReadOnlyDictionary<string, T> Adapters(SequenceClassifier model) =>
+        model.Peft?.Method is Installed i ? i.Adapters : new Dictionary<string, T>();
 
-    /// <summary>A LoRA parameter (lora_A / lora_B).</summary>
-    public static bool IsAdapterParameter(string name) => name.Contains(".lora_A.", StringComparison.Ordinal) || name.Contains(".lora_B.", StringComparison.Ordinal);
-
-    private sealed class Installed(SequenceClassifier model, LoraOptions o, IReadOnlyDictionary<string, LoraAdapter> adapters, bool loadedMerged) : InstalledMethod
+    private sealed class Installed(LowRankMethod<T> method, SequenceClassifier model, LoraOptions o, IReadOnlyDictionary<string, T> adapters, bool loadedMerged)
+        : InstalledMethod
     {
-        public IReadOnlyDictionary<string, LoraAdapter> Adapters => adapters;
+        public IReadOnlyDictionary<string, T> Adapters => adapters;
 
         private bool Merged => loadedMerged || adapters.Values.Any(a => a.Merged);
 
-        public override bool Trains(string parameterName) => TrainsHeadOrPooling(parameterName) || IsAdapterParameter(parameterName);
+        public override bool Trains(string parameterName) => TrainsHeadOrPooling(parameterName) || method.Owns(parameterName);
 
         /// <summary>Merged adapters are not saved: their product is in the weights.</summary>
-        public override bool Saves(string parameterName) => !(Merged && IsAdapterParameter(parameterName));
+        public override bool Saves(string parameterName) => !(Merged && method.Owns(parameterName));
 
-        public override string? GroupOf(string parameterName) => IsAdapterParameter(parameterName) ? "LoRA adapters" : null;
+        public override string? GroupOf(string parameterName) => method.Owns(parameterName) ? method.Group : null;
 
         public override JsonObject ConfigSection()
         {
@@ -152,13 +161,12 @@ public sealed class LoraMethod : FineTuningMethod
         }
 
         public override JsonObject? AdapterConfig(string baseModelPath) =>
-            adapters.Count == 0 || Merged ? null : o.AdapterConfig(model, adapters.Keys.ToList(), baseModelPath, useDora: false);
+            adapters.Count == 0 || Merged ? null : o.AdapterConfig(model, adapters.Keys.ToList(), baseModelPath, method.UseDora);
 
-        public override bool InAdapter(string parameterName) => IsAdapterParameter(parameterName);
+        public override bool InAdapter(string parameterName) => method.Owns(parameterName);
 
         public override bool CanMerge => adapters.Count > 0;
 
-        /// <summary>W += s · B A on every adapted layer.</summary>
         public override void Merge()
         {
             foreach (var a in adapters.Values) a.Merge();
@@ -169,4 +177,17 @@ public sealed class LoraMethod : FineTuningMethod
             foreach (var a in adapters.Values) a.Unmerge();
         }
     }
+}
+
+/// <summary>LoRA: y = W x + b + s · B A dropout(x) on the target linear layers (<see cref="LoraAdapter"/>).</summary>
+public sealed class LoraMethod : LowRankMethod<LoraAdapter>
+{
+    public override string Name => "lora";
+    public override string Description => "low-rank adapters on the target linear layers, the head and the pooling weights";
+    protected override bool UseDora => false;
+    protected override string Group => "LoRA adapters";
+    protected override LoraAdapter NewAdapter(Linear layer, LoraOptions o, Random rng, DropoutSeeds seeds) => new(layer, o, rng, seeds);
+
+    /// <summary>A LoRA parameter (lora_A / lora_B).</summary>
+    public static bool IsAdapterParameter(string name) => name.Contains(".lora_A.", StringComparison.Ordinal) || name.Contains(".lora_B.", StringComparison.Ordinal);
 }
