@@ -171,6 +171,11 @@ public abstract class InstalledMethod
 
     public virtual void Unmerge() { }
 
+    /// <summary>The stages of a method that trains in stages (EH-FT: a PEFT method with a new head,
+    /// then full fine-tuning from the reset backbone); empty: one stage (every method so far).
+    /// <see cref="Training.TrainingPipeline"/> runs them in order, each with a fresh optimizer.</summary>
+    public virtual IReadOnlyList<TrainingStage> Stages => [];
+
     /// <summary>The head (classifier / score) and the depth-wise pooling weights.</summary>
     public static bool TrainsHeadOrPooling(string parameterName) =>
         SequenceClassifier.IsHead(parameterName) || parameterName.StartsWith(SequencePooling.ModuleName + ".", StringComparison.Ordinal);
@@ -178,3 +183,15 @@ public abstract class InstalledMethod
     /// <summary>True for a parameter under the attached module <paramref name="module"/> ("prefix_encoder").</summary>
     public static bool Under(string module, string parameterName) => parameterName.StartsWith(module + ".", StringComparison.Ordinal);
 }
+
+/// <summary>One stage of a method that trains in stages.</summary>
+/// <param name="Name">Names the stage in logs and its output folder (OUT/NAME; the last stage writes OUT itself).</param>
+/// <param name="Share">The stage's share of the run's optimizer steps (the last stage takes what is left).</param>
+/// <param name="Begin">Runs before the stage trains: it may reset the backbone, unwrap layers, change
+/// what <see cref="InstalledMethod.Trains"/> answers (asked again right after).</param>
+public sealed record TrainingStage(string Name, double Share, Action<StageContext> Begin);
+
+/// <summary>What a stage may use when it begins: the model, and <see cref="ReloadBackbone"/>, which
+/// copies the base folder's weights back into every backbone parameter (not the head, not the
+/// pooling weights, not the parameters <see cref="InstalledMethod.GroupOf"/> names as the method's).</summary>
+public sealed record StageContext(SequenceClassifier Model, Action ReloadBackbone);

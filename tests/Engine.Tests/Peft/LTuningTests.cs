@@ -50,8 +50,9 @@ public partial class PeftTests
 }
 
 /// <summary>
-/// L-Tuning (lt-prefix, lt-prompt) on the demo's small BERT (width 32, 2 layers, 4 heads) and the
-/// tiny Llama fixture (width 32, 2 layers, 2 kv heads of 8: key/value width 16; 3 labels).
+/// L-Tuning (lt-prefix, lt-prompt) on the demo's small BERT (width 32, 2 layers, 4 heads), the tiny
+/// RoBERTa fixture (width 32, 2 layers) and the tiny Llama fixture (width 32, 2 layers, 2 kv heads
+/// of 8: key/value width 16; 3 labels).
 /// </summary>
 public class LTuningTests
 {
@@ -78,14 +79,14 @@ public class LTuningTests
         Settings = method == "lt-prefix" ? new LtPrefixOptions { LabelTexts = texts, Dropout = dropout } : new LtPromptOptions { LabelTexts = texts, Dropout = dropout },
     };
 
-    /// <summary>A word-level tokenizer for the tokenizer-less Llama fixture: '.' is id 4, other words
-    /// ids 5..100 by a fixed hash; pad 0, no special tokens.</summary>
-    private sealed class WordTokenizer : TextTokenizer
+    /// <summary>A word-level tokenizer for the tokenizer-less Llama and RoBERTa fixtures: '.' is id 4,
+    /// other words ids 5..V−1 by a fixed hash; no special tokens.</summary>
+    private sealed class WordTokenizer(int vocab, int pad) : TextTokenizer
     {
-        public override int PadId => 0;
-        public override int VocabSize => 101;
+        public override int PadId => pad;
+        public override int VocabSize => vocab;
         public override IReadOnlyList<int> EncodeWithoutSpecialTokens(string text) =>
-            text.Split(' ', StringSplitOptions.RemoveEmptyEntries).Select(w => w == "." ? 4 : 5 + w.Aggregate(7, (h, c) => (h * 31 + c) % 9973) % 96).ToList();
+            text.Split(' ', StringSplitOptions.RemoveEmptyEntries).Select(w => w == "." ? 4 : 5 + w.Aggregate(7, (h, c) => (h * 31 + c) % 9973) % (vocab - 5)).ToList();
         public override string? IdToToken(int id) => id == 4 ? "." : null;
         public override int? TokenToId(string token) => token == "." ? 4 : null;
     }
@@ -94,9 +95,16 @@ public class LTuningTests
         List<Models.Data.Example> Train, List<Models.Data.Example> Held);
 
     /// <summary>The family's model folder, tokenizer, labels, texts and data (Llama: 3 labels, the
-    /// demo sentences labelled by a word-count rule, for mechanics only).</summary>
+    /// demo sentences labelled by a word-count rule, for mechanics only; RoBERTa: the tiny fixture
+    /// with the word tokenizer, so its prompts are not wrapped).</summary>
     private Setup For(string family)
     {
+        if (family == "roberta")
+        {
+            var roberta = HfModelFolder.Open(Path.Combine(TestContext.CurrentContext.TestDirectory, "Fixtures", "bert_tiny", "roberta"));
+            return new Setup(roberta, new WordTokenizer(99, 1), DemoModel.LabelNames, DemoTexts,
+                DemoModel.Data(48, 5, "train").Examples.ToList(), DemoModel.Data(20, 6, "held").Examples.ToList());
+        }
         if (family == "bert")
         {
             var folder = DeviceModelTests.Folder("bert", temp.Path);
@@ -105,7 +113,7 @@ public class LTuningTests
         }
         var llama = DeviceModelTests.Folder("llama", temp.Path);
         List<Models.Data.Example> Three(int n, int seed) => DemoModel.Data(n, seed, "x").Examples.Select(e => e with { Label = e.Text.Split(' ').Length % 3 }).ToList();
-        return new Setup(llama, new WordTokenizer(), LlamaLabels, LlamaTexts, Three(48, 5), Three(20, 6));
+        return new Setup(llama, new WordTokenizer(101, 0), LlamaLabels, LlamaTexts, Three(48, 5), Three(20, 6));
     }
 
     private static SequenceClassifier Model(Setup s, PeftOptions peft, int seed = 3)
@@ -142,10 +150,12 @@ public class LTuningTests
     // ------------------------------------------------------------------ what trains
 
     /// <summary>Trained parameters by name and count: l = the longest text's tokens (+ 2 special
-    /// tokens for BERT), m = 2 blocks, D = 32, W = 32 (BERT) or 16 (Llama), K = 2 (BERT) or 3.</summary>
+    /// tokens for BERT), m = 2 blocks, D = 32, W = 32 (encoders) or 16 (Llama), K = 2 (encoders) or 3.</summary>
     [TestCase("bert", "lt-prefix", null)]
     [TestCase("bert", "lt-prompt", null)]
     [TestCase("bert", "lt-prefix", "depthwise")]
+    [TestCase("roberta", "lt-prefix", null)]
+    [TestCase("roberta", "lt-prompt", "mean")]
     [TestCase("llama", "lt-prefix", null)]
     [TestCase("llama", "lt-prompt", "depthwise")]
     public void LTuningTrainsExactlyItsParameters(string family, string method, string? pooling)
@@ -153,8 +163,8 @@ public class LTuningTests
         var s = For(family);
         var peft = Options(method, pooling, s.Texts);
         var model = Model(s, peft);
-        bool bert = family == "bert";
-        int l = 5 + (bert ? 2 : 0), d = 32, m = 2, w = bert ? 32 : 16, k = s.Labels.Count;
+        bool bert = family != "llama"; // the encoder variants and head
+        int l = 5 + (family == "bert" ? 2 : 0), d = 32, m = 2, w = bert ? 32 : 16, k = s.Labels.Count;
         var expected = new Dictionary<string, long>
         {
             ["ltuning.head.weight"] = 2 * d,
@@ -166,7 +176,7 @@ public class LTuningTests
             foreach (var kv in new[] { "key", "value" }) { expected[$"ltuning.{kv}_projection.weight"] = l * l * m * w; expected[$"ltuning.{kv}_projection.bias"] = l * m * w; }
         if (method == "lt-prompt" && bert) { expected["ltuning.projection.weight"] = l * l * d; expected["ltuning.projection.bias"] = l * d; }
         if (method == "lt-prompt" && !bert) { expected["ltuning.transform.weight"] = d * d; expected["ltuning.transform.bias"] = d; }
-        if (pooling is not null) expected[SequencePooling.ParameterName] = m;
+        if (pooling?.StartsWith("depthwise") == true) expected[SequencePooling.ParameterName] = m;
 
         var trained = model.NamedParameters().Where(p => p.Param.RequiresGrad).ToDictionary(p => p.Name, p => p.Param.Numel);
         Assert.That(trained, Is.EquivalentTo(expected));
@@ -192,6 +202,7 @@ public class LTuningTests
     /// softmax and argmax; pairs drawn with the evaluation's seed.</summary>
     [TestCase("bert", "lt-prefix")]
     [TestCase("bert", "lt-prompt")]
+    [TestCase("roberta", "lt-prefix")]
     [TestCase("llama", "lt-prefix")]
     [TestCase("llama", "lt-prompt")]
     public void TheKWayEvaluationEqualsADirectComputation(string family, string method)
@@ -205,7 +216,7 @@ public class LTuningTests
         void Scramble(SequenceClassifier m, bool methodOnly)
         {
             foreach (var (name, p) in m.NamedParameters().Where(p => p.Param.Rank == 2 && (!methodOnly || p.Param.RequiresGrad)))
-                Backend.Backends.Copy(Tensor.Randn(p.ShapeArray, rng, p.DType, 0.3), p);
+                Backend.Backends.Copy(Tensor.Randn(p.ShapeArray, rng, p.DType, methodOnly ? 1.0 : 0.3), p);
         }
         var model = SequenceClassifier.FromFolder(s.Folder, 3, numLabels: s.Labels.Count);
         Scramble(model, methodOnly: false);
@@ -242,7 +253,7 @@ public class LTuningTests
         for (int i = 0; i < s.Held.Count; i++)
         {
             var p = predictions[i].Probabilities;
-            for (int j = 0; j < k; j++) Assert.That(p[j], Is.EqualTo(direct[i][j]).Within(1e-6), $"example {i}, label {j}");
+            for (int j = 0; j < k; j++) Assert.That(p[j], Is.EqualTo(direct[i][j]).Within(1e-5), $"example {i}, label {j}");
             Assert.That(predictions[i].Label, Is.EqualTo(Array.IndexOf(direct[i], direct[i].Max())), $"example {i}");
         }
         double accuracy = s.Held.Select((e, i) => Array.IndexOf(direct[i], direct[i].Max()) == e.Label ? 1.0 : 0.0).Average();
