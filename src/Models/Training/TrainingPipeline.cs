@@ -67,7 +67,7 @@ public sealed class TrainingPipeline
         var stages = Model.Peft?.Method.Stages ?? [];
         if (stages.Count == 0) return trainer.Train(train, eval, progress, resumeFrom);
         if (resumeFrom is not null) throw new EngineException($"--resume: method {Options.Peft.Method} trains in stages, and resuming one is not supported yet");
-        int total = Trainer.TotalSteps(Options, train.Count), done = 0;
+        int total = trainer.TotalSteps(train.Count), done = 0;
         TrainResult? result = null;
         for (int i = 0; i < stages.Count; i++)
         {
