@@ -91,6 +91,12 @@ public abstract class SequenceClassifier : Module
     /// <summary>The within-layer pooling the family's head reads: "cls" for encoders, "last" for decoders.</summary>
     public abstract string DefaultPooling { get; }
 
+    /// <summary>The family's pretrained transform of a pooled vector [B, D] before its classifier
+    /// (BERT's pooler: tanh(dense(z)), frozen unless a method trains it), or z itself for families
+    /// without one (RoBERTa's classification model, Llama). A method that replaces the head
+    /// (<see cref="ModelHooks.Head"/>) may keep it in its path.</summary>
+    public virtual Tensor PretrainedPooler(Tensor z) => z;
+
     /// <summary>The head's module names as PEFT's modules_to_save lists them for SEQ_CLS.</summary>
     public static readonly string[] HeadModules = ["classifier", "score"];
 

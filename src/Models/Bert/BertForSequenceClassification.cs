@@ -53,6 +53,9 @@ public sealed class BertForSequenceClassification : SequenceClassifier
 
     public override string? ProblemType => Config.ProblemType;
 
+    /// <summary>BERT: the pooler, tanh(dense(z)); RoBERTa's classification model has none (z).</summary>
+    public override Tensor PretrainedPooler(Tensor z) => robertaDense is null ? Encoder.ApplyPooler(z) : z;
+
     public override LinearRoles Layers { get; } = new("query", "key", "value", "attention.output.dense", ["intermediate.dense"], "output.dense");
     public override int BlockCount => Config.NumHiddenLayers;
     public override int HiddenSize => Config.HiddenSize;

@@ -157,6 +157,11 @@ public abstract class InstalledMethod
     /// <summary>Whether a parameter goes into adapter_model.safetensors (besides the head) and must be in one that loads.</summary>
     public virtual bool InAdapter(string parameterName) => false;
 
+    /// <summary>For a method that classifies (text, candidate label) pairs instead of reading K
+    /// logits off one row: how the trainer maps a batch's examples to the rows it trains on and the
+    /// rows' logits back to K-way scores (<see cref="LabelPairing"/>); null for every other method.</summary>
+    public virtual LabelPairing? Pairing => null;
+
     /// <summary>Whether <see cref="Merge"/> can fold the method into the base weights.</summary>
     public virtual bool CanMerge => false;
 

@@ -2,6 +2,7 @@ using Engine.Models.Peft.BitFit;
 using Engine.Models.Peft.Full;
 using Engine.Models.Peft.Head;
 using Engine.Models.Peft.Lora;
+using Engine.Models.Peft.LTuning;
 using Engine.Models.Peft.Prefix;
 using Engine.Models.Peft.Prompt;
 using Engine.Models.Peft.Select;
@@ -26,6 +27,7 @@ public static class MethodRegistry
         new Dora.DoraMethod(),
         new Ia3.Ia3Method(),
         new SelectMethod(),
+        new LtPrefixMethod(), new LtPromptMethod(),
     ];
 
     public static IReadOnlyList<FineTuningMethod> All => methods;

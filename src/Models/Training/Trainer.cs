@@ -5,6 +5,7 @@ using Engine.Autograd;
 using Engine.Distributed;
 using Engine.IO;
 using Engine.Models.Data;
+using Engine.Models.Peft;
 using Engine.Models.Tokenization;
 using Engine.Optim;
 
@@ -104,6 +105,9 @@ public sealed class Trainer
         long micro = (long)state.Step * o.GradientAccumulation;
         List<int[]>? order = null;
         int orderEpoch = -1;
+        // A method that classifies (text, label) pairs trains on pairs drawn per epoch (LabelPairing).
+        var pairing = model.Peft?.Method.Pairing;
+        (int Candidate, int Target)[]? pairs = null;
         // A run resumed from the checkpoint written just before it stopped early stays stopped.
         bool stoppedEarly = o.EarlyStoppingPatience is { } patience && state.Patience >= patience;
         var lastEval = state.LastEval;
@@ -119,6 +123,7 @@ public sealed class Trainer
                 if (epoch != orderEpoch)
                 {
                     order = Batches.Order(train, globalBatch, new Random(EpochSeed(o.Seed, epoch)), o.BucketByLength);
+                    pairs = pairing?.TrainingPairs(train.Select(e => e.Label).ToList(), new Random(PairSeed(o.Seed, epoch)));
                     orderEpoch = epoch;
                 }
                 var global = order![(int)(micro % perEpoch)];
@@ -126,12 +131,18 @@ public sealed class Trainer
                 if (shard.Length == 0) continue;   // a short last batch may leave a rank nothing
                 double share = DataParallel.Share(shard.Length, global.Length);
                 var batch = Batches.Collate(train, shard, tokenizer.PadId);
+                var targets = regression ? batch.Values : batch.Labels;
+                if (pairing is not null)
+                {
+                    pairing.Pair(shard.Select(i => pairs![i].Candidate).ToArray());
+                    targets = Tensor.FromArray(shard.Select(i => pairs![i].Target).ToArray(), shard.Length);
+                }
                 tokens += batch.Tokens;
                 using var scope = Scope.Begin();
                 using var precision = MixedPrecision.Use(MixedPrecision.Parse(o.Precision)); // bf16: GEMM inputs rounded (forward and backward)
                 using var anomaly = o.DetectAnomaly ? Anomaly.Detect() : null;
                 var output = model.Forward(batch.Ids, batch.Mask, batch.Types);
-                var loss = model.Loss(output.Logits, regression ? batch.Values : batch.Labels);
+                var loss = model.Loss(output.Logits, targets);
                 double value = loss.Item();
                 if (!double.IsFinite(value)) { nonFinite ??= $"the loss is {value}"; stepLoss = double.NaN; continue; }
                 stepLoss += value * share / o.GradientAccumulation;
@@ -203,49 +214,65 @@ public sealed class Trainer
         return o.MaxSteps ?? Math.Max(1, (int)Math.Ceiling((double)o.Epochs * ((examples + globalBatch - 1) / globalBatch) / o.GradientAccumulation));
     }
 
-    /// <summary>The task's metrics on <paramref name="data"/> (evaluation mode, no gradients).</summary>
+    /// <summary>The task's metrics on <paramref name="data"/> (evaluation mode, no gradients); for a
+    /// label-pairing method the metrics of its K-way predictions and the pair accuracy.</summary>
     public Dictionary<string, double> Evaluate(IReadOnlyList<EncodedExample> data)
     {
-        var preds = Predict(data);
-        return new Dictionary<string, double>(regression
+        var logits = Logits(data);
+        var preds = logits.Select(ToPrediction).ToList();
+        var metrics = new Dictionary<string, double>(regression
             ? TaskMetrics.For(o.Task, preds.Select(p => p.Value).ToArray(), data.Select(d => d.Value).ToArray())
             : TaskMetrics.For(o.Task, preds.Select(p => p.Label).ToArray(), data.Select(d => d.Label).ToArray(), model.NumLabels));
+        if (model.Peft?.Method.Pairing is { } pairing)
+            metrics[LabelPairing.PairAccuracyMetric] = pairing.PairAccuracy(logits, data.Select(d => d.Label).ToList(), new Random(PairSeed(o.Seed, -1)));
+        return metrics;
     }
 
     public Dictionary<string, double> Evaluate(IReadOnlyList<Example> data) => Evaluate(Batches.Encode(data, tokenizer, o.MaxLength));
 
-    /// <summary>Label (argmax) and softmax probabilities per example, or the value for regression.</summary>
-    public List<Prediction> Predict(IReadOnlyList<EncodedExample> data)
+    /// <summary>Label (argmax) and softmax probabilities per example, or the value for regression.
+    /// A label-pairing method's example is scored with each of its K labels: its probabilities are
+    /// the softmax of the K pairs' "true" logits (<see cref="LabelPairing"/>).</summary>
+    public List<Prediction> Predict(IReadOnlyList<EncodedExample> data) => Logits(data).Select(ToPrediction).ToList();
+
+    /// <summary>Per example, its logits row [C]; for a label-pairing method its K pairs' logits
+    /// [K·2] (pair k: the example with label k), run K pairs to a row, about a batch of rows at a time.</summary>
+    private List<double[]> Logits(IReadOnlyList<EncodedExample> data)
     {
         bool wasTraining = model.Training;
         model.Eval();
-        var result = new List<Prediction>(data.Count);
+        var pairing = model.Peft?.Method.Pairing;
+        int k = pairing?.LabelCount ?? 1;
+        var result = new List<double[]>(data.Count);
         using (Tape.NoGrad())
         {
-            foreach (var idx in Batches.Order(data, o.BatchSize, null, false))
+            foreach (var idx in Batches.Order(data, Math.Max(1, o.BatchSize / k), null, false))
             {
                 using var scope = Scope.Begin();
-                var batch = Batches.Collate(data, idx, tokenizer.PadId);
+                var rows = pairing is null ? idx : idx.SelectMany(i => Enumerable.Repeat(i, k)).ToArray();
+                pairing?.Pair(Enumerable.Range(0, rows.Length).Select(r => r % k).ToArray());
+                var batch = Batches.Collate(data, rows, tokenizer.PadId);
                 var logits = model.Forward(batch.Ids, batch.Mask, batch.Types).Logits;
-                int c = logits.Dim(1);
+                int width = k * logits.Dim(1);
                 var v = logits.ToDoubleArray();
-                for (int r = 0; r < idx.Length; r++)
-                {
-                    var row = v.AsSpan(r * c, c);
-                    if (regression) { result.Add(new Prediction(-1, row[0], [])); continue; }
-                    double max = double.NegativeInfinity;
-                    foreach (var x in row) max = Math.Max(max, x);
-                    var probs = new double[c];
-                    double sum = 0;
-                    for (int j = 0; j < c; j++) sum += probs[j] = Math.Exp(row[j] - max);
-                    int best = 0;
-                    for (int j = 0; j < c; j++) { probs[j] /= sum; if (probs[j] > probs[best]) best = j; }
-                    result.Add(new Prediction(best, double.NaN, probs));
-                }
+                for (int r = 0; r < idx.Length; r++) result.Add(v.AsSpan(r * width, width).ToArray());
             }
         }
         if (wasTraining) model.Train();
         return result;
+    }
+
+    private Prediction ToPrediction(double[] logits)
+    {
+        if (regression) return new Prediction(-1, logits[0], []);
+        var row = model.Peft?.Method.Pairing is { } pairing ? pairing.Scores(logits) : logits;
+        double max = row.Max();
+        var probs = new double[row.Length];
+        double sum = 0;
+        for (int j = 0; j < row.Length; j++) sum += probs[j] = Math.Exp(row[j] - max);
+        int best = 0;
+        for (int j = 0; j < row.Length; j++) { probs[j] /= sum; if (probs[j] > probs[best]) best = j; }
+        return new Prediction(best, double.NaN, probs);
     }
 
     public List<Prediction> Predict(IReadOnlyList<Example> data) => Predict(Batches.Encode(data, tokenizer, o.MaxLength));
@@ -253,6 +280,10 @@ public sealed class Trainer
     /// <summary>The data-order seed of an epoch: a fixed function of the run's seed (not
     /// HashCode.Combine, which .NET randomises per process), so a resumed process sees the same order.</summary>
     internal static int EpochSeed(int seed, int epoch) => (int)(Rng.Mix((ulong)(uint)seed, (ulong)epoch) & 0x7FFFFFFF);
+
+    /// <summary>The seed of an epoch's (text, label) pairs for a label-pairing method (epoch −1: the
+    /// evaluation's pairs), apart from the data order's.</summary>
+    public static int PairSeed(int seed, int epoch) => (int)(Rng.Mix(Rng.Mix((ulong)(uint)seed, 0x9A1F), (ulong)(long)epoch) & 0x7FFFFFFF);
 
     // ------------------------------------------------------------- checkpoints
 

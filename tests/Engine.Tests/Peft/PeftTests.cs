@@ -14,7 +14,7 @@ namespace Engine.Tests.Peft;
 
 /// <summary>The parameter-efficient methods and depth-wise pooling on the demo's small BERT
 /// (width 32, 2 layers) and its synthetic task.</summary>
-public class PeftTests
+public partial class PeftTests
 {
     private TempFolder temp = null!;
     private HfModelFolder folder = null!;
