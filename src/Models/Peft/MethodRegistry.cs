@@ -23,6 +23,7 @@ public static class MethodRegistry
         new PrefixMethod(),
         new PromptMethod(),
         new Dora.DoraMethod(),
+        new Spafit.SpafitMethod(),
     ];
 
     public static IEnumerable<string> Names => All.Select(m => m.Name);

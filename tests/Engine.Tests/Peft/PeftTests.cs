@@ -72,7 +72,7 @@ public class PeftTests
     }
 
     /// <summary>Mean loss over <paramref name="examples"/> in evaluation mode.</summary>
-    private static double Loss(SequenceClassifier model, IReadOnlyList<Models.Data.Example> examples, TextTokenizer tokenizer)
+    internal static double Loss(SequenceClassifier model, IReadOnlyList<Models.Data.Example> examples, TextTokenizer tokenizer)
     {
         bool training = model.Training;
         model.Eval();
@@ -141,7 +141,7 @@ public class PeftTests
     /// prompt tuning shifts the text right by its length, and a backbone that had only seen text
     /// from position 1 fell to 55% accuracy with the text 4 positions later (measured).
     /// </summary>
-    private sealed class TunedBackbone(TempFolder temp, HfModelFolder folder, TextTokenizer tokenizer) : IDisposable
+    internal sealed class TunedBackbone(TempFolder temp, HfModelFolder folder, TextTokenizer tokenizer) : IDisposable
     {
         public HfModelFolder Folder { get; } = folder;
         public TextTokenizer Tokenizer { get; } = tokenizer;
@@ -156,7 +156,7 @@ public class PeftTests
 
     private TunedBackbone Tuned() => tuned ??= TuneBackbone();
 
-    private static TunedBackbone TuneBackbone()
+    internal static TunedBackbone TuneBackbone()
     {
         var temp = new TempFolder();
         var init = DemoModel.CreateFolder(Path.Combine(temp.Path, "init"), 3, hidden: 32);
@@ -200,10 +200,10 @@ public class PeftTests
     /// NEGATIVE (the demo's labels flipped). The backbone's features support it; the head starts
     /// from random (the saved backbone has none), so it cannot start solved. Held-out data come
     /// from another seed.</summary>
-    private static List<Models.Data.Example> Flipped(int count, int seed) =>
+    internal static List<Models.Data.Example> Flipped(int count, int seed) =>
         DemoModel.Data(count, seed, "negative last clause").Examples.Select(e => e with { Label = 1 - e.Label }).ToList();
 
-    private static readonly List<Models.Data.Example> DownstreamTrain = Flipped(320, 5), DownstreamHeldOut = Flipped(400, 6);
+    internal static readonly List<Models.Data.Example> DownstreamTrain = Flipped(320, 5), DownstreamHeldOut = Flipped(400, 6);
 
     [Test]
     public void AFreshHeadOnTheTunedBackboneStartsAtChance()
