@@ -24,6 +24,7 @@ public static class MethodRegistry
         new PromptMethod(),
         new Dora.DoraMethod(),
         new Spafit.SpafitMethod(),
+        new Ehft.EhftMethod(),
     ];
 
     public static IEnumerable<string> Names => All.Select(m => m.Name);

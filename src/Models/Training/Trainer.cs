@@ -4,6 +4,7 @@ using System.Text.Json.Nodes;
 using Engine.Autograd;
 using Engine.IO;
 using Engine.Models.Data;
+using Engine.Models.Peft;
 using Engine.Models.Tokenization;
 using Engine.Optim;
 
@@ -72,19 +73,31 @@ public sealed class Trainer
         if (o.Device is { } device && model.Device != device)
             throw new EngineException($"train: the options ask for {device}, the model is on {model.Device}; move it first (TrainingPipeline or Module.To)");
         model.Train();
-        var opt = new AdamW(model.Parameters(), o.LearningRate, weightDecay: o.WeightDecay, noDecay: Optimizer.VectorsAndScalars);
-        var schedule = new LrScheduler(opt, o.Schedule switch
+        // A multi-stage method (InstalledMethod.Stages) splits the steps; each stage has its own
+        // optimizer and schedule (warmup and decay over its own steps) and learning rate.
+        var stages = model.Peft?.Method.Stages ?? [];
+        var stageEnds = TrainingStage.Ends(stages, total, (double)perEpoch / o.GradientAccumulation);
+        int stage = model.Peft?.Method.Stage ?? 0;
+        int StageStart(int i) => i == 0 ? 0 : stageEnds[i - 1];
+        (Optimizer, LrScheduler) ForStage(int i)
         {
-            "constant" => warmup > 0 ? new LrSchedule.ConstantWithWarmup(warmup) : new LrSchedule.Constant(),
-            "cosine" => new LrSchedule.CosineWithWarmup(warmup, total),
-            _ => new LrSchedule.LinearWarmupDecay(warmup, total),
-        });
+            int steps = stageEnds[i] - StageStart(i), warm = stages.Count == 0 ? warmup : (int)(o.WarmupRatio * steps);
+            var optimizer = new AdamW(model.Parameters(), stages.Count == 0 ? o.LearningRate : stages[i].LearningRate ?? o.LearningRate,
+                weightDecay: o.WeightDecay, noDecay: Optimizer.VectorsAndScalars);
+            return (optimizer, new LrScheduler(optimizer, o.Schedule switch
+            {
+                "constant" => warm > 0 ? new LrSchedule.ConstantWithWarmup(warm) : new LrSchedule.Constant(),
+                "cosine" => new LrSchedule.CosineWithWarmup(warm, steps),
+                _ => new LrSchedule.LinearWarmupDecay(warm, steps),
+            }));
+        }
+        var (opt, schedule) = ForStage(stage);
         var checkpointNames = new Dictionary<Tensor, string>(ReferenceEqualityComparer.Instance);
         foreach (var (n, p) in model.NamedParameters()) checkpointNames[p] = model.CheckpointName(n);
         string Name(Tensor p) => checkpointNames[p];
 
         var state = new RunState();
-        if (resumeFrom is not null) state = Restore(resumeFrom, opt, schedule, Name);
+        if (resumeFrom is not null) state = Restore(resumeFrom, opt, schedule, Name, StageStart(stage));
         if (o.OutDir is not null)
         {
             Directory.CreateDirectory(o.OutDir);
@@ -103,6 +116,17 @@ public sealed class Trainer
 
         while (state.Step < total)
         {
+            while (stage < stageEnds.Length - 1 && state.Step >= stageEnds[stage])
+            {
+                // The boundary (also right after resuming from the last checkpoint of a stage).
+                stage++;
+                model.Peft!.Method.EnterStage(stage);
+                PeftSetup.Freeze(model);
+                model.Train();
+                (opt, schedule) = ForStage(stage);
+                Log(new { step = state.Step, stage = stage + 1, stage_name = stages[stage].Name });
+                progress?.Invoke(new TrainEvent(state.Step, total, (double)micro / perEpoch, null, opt.LearningRate, 0, null, $"{stages[stage].Name} from step {state.Step + 1}"));
+            }
             double stepLoss = 0;
             for (int a = 0; a < o.GradientAccumulation; a++, micro++)
             {
@@ -258,7 +282,7 @@ public sealed class Trainer
         });
     }
 
-    private RunState Restore(string dir, Optimizer opt, LrScheduler schedule, Func<Tensor, string> nameOf)
+    private RunState Restore(string dir, Optimizer opt, LrScheduler schedule, Func<Tensor, string> nameOf, int stageStart)
     {
         var statePath = Path.Combine(dir, StateFile);
         if (!File.Exists(statePath)) throw new EngineException($"--resume: {dir} has no {StateFile}; is it a checkpoint folder written by engine train?");
@@ -276,7 +300,7 @@ public sealed class Trainer
         var steps = st["parameter_steps"]!.Deserialize<Dictionary<string, int>>()!;
         var buffers = SafeTensors.Load(Path.Combine(dir, OptimizerFile));
         opt.ImportState(buffers, steps, st["optimizer_steps"]!.GetValue<int>(), nameOf);
-        schedule.Restore(s.Step);
+        schedule.Restore(s.Step - stageStart);
         model.Seeds.Counter = st["dropout_counter"]!.GetValue<ulong>();
         return s;
     }
@@ -293,7 +317,8 @@ public sealed class Trainer
         if (!File.Exists(path)) return;
         var keep = File.ReadAllLines(path).Where(l =>
         {
-            try { return JsonNode.Parse(l)?["step"]?.GetValue<int>() <= step; }
+            // A stage line at the checkpoint's step is written again when the resumed run crosses the boundary.
+            try { return JsonNode.Parse(l) is { } n && (n["step"]?.GetValue<int>() < step || (n["step"]?.GetValue<int>() == step && n["stage"] is null)); }
             catch (JsonException) { return false; }
         }).ToList();
         File.WriteAllLines(path, keep);

@@ -81,7 +81,7 @@ public class DeviceModelTests(string which)
     [
         ["bert", "full", null], ["bert", "lora", "depthwise"], ["bert", "prefix", null], ["bert", "prompt", "mean"], ["bert", "bitfit", null],
         ["llama", "full", null], ["llama", "lora", "depthwise:last:with-embeddings"], ["llama", "prefix", null], ["llama", "prompt", null],
-        ["bert", "spafit", "depthwise"], ["llama", "spafit", null],
+        ["bert", "spafit", "depthwise"], ["llama", "spafit", null], ["bert", "ehft", "depthwise"], ["llama", "ehft", null],
     ];
 
     /// <summary>The logits, loss and every parameter gradient of one training-mode step (dropout on) on <see cref="Batch"/>.</summary>
