@@ -14,7 +14,7 @@ namespace Engine.Models.Peft;
 /// </summary>
 public static class MethodRegistry
 {
-    public static IReadOnlyList<FineTuningMethod> All { get; } =
+    private static readonly List<FineTuningMethod> methods =
     [
         new FullMethod(),
         new HeadMethod(),
@@ -23,9 +23,22 @@ public static class MethodRegistry
         new PrefixMethod(),
         new PromptMethod(),
         new Dora.DoraMethod(),
+        new Ia3.Ia3Method(),
         new Spafit.SpafitMethod(),
         new Ehft.EhftMethod(),
     ];
+
+    public static IReadOnlyList<FineTuningMethod> All => methods;
+
+    /// <summary>Adds a method defined outside the engine (a program that embeds it, a test); its name must be new.</summary>
+    public static void Register(FineTuningMethod method)
+    {
+        lock (methods)
+        {
+            if (methods.Any(m => m.Name == method.Name)) throw new EngineException($"methods: '{method.Name}' is registered already");
+            methods.Add(method);
+        }
+    }
 
     public static IEnumerable<string> Names => All.Select(m => m.Name);
 

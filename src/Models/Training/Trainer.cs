@@ -64,7 +64,7 @@ public sealed class Trainer
         var eval = evalSet is null ? null : Batches.Encode(evalSet, tokenizer, o.MaxLength);
         if (train.Count == 0) throw new EngineException("train: the training set is empty");
         int perEpoch = (train.Count + o.BatchSize - 1) / o.BatchSize;
-        int total = o.MaxSteps ?? Math.Max(1, (int)Math.Ceiling((double)o.Epochs * perEpoch / o.GradientAccumulation));
+        int total = TotalSteps(o, train.Count);
         int warmup = (int)(o.WarmupRatio * total);
 
         // The method and the device are the pipeline's (TrainingPipeline applies and moves once).
@@ -125,7 +125,7 @@ public sealed class Trainer
                 model.Train();
                 (opt, schedule) = ForStage(stage);
                 Log(new { step = state.Step, stage = stage + 1, stage_name = stages[stage].Name });
-                progress?.Invoke(new TrainEvent(state.Step, total, (double)micro / perEpoch, null, opt.LearningRate, 0, null, $"{stages[stage].Name} from step {state.Step + 1}"));
+                progress?.Invoke(new TrainEvent(state.Step, total, (double)micro / perEpoch, null, opt.LearningRate, 0, null, $"{stages[stage].Name} from step {state.Step + 1}: {model.ParameterCount(trainableOnly: true):N0} parameters trained"));
             }
             double stepLoss = 0;
             for (int a = 0; a < o.GradientAccumulation; a++, micro++)
@@ -198,6 +198,10 @@ public sealed class Trainer
         return new TrainResult(state.Step, final, PrimaryMetric, state.Best, state.BestStep, model.ParameterCount(trainableOnly: true), model.ParameterCount(),
             clock.Elapsed, tokens / Math.Max(1e-9, clock.Elapsed.TotalSeconds), stoppedEarly, losses);
     }
+
+    /// <summary>The optimizer steps of a run over <paramref name="examples"/> examples: MaxSteps, or the epochs' batches over the accumulation.</summary>
+    public static int TotalSteps(TrainOptions o, int examples) =>
+        o.MaxSteps ?? Math.Max(1, (int)Math.Ceiling((double)o.Epochs * ((examples + o.BatchSize - 1) / o.BatchSize) / o.GradientAccumulation));
 
     /// <summary>The task's metrics on <paramref name="data"/> (evaluation mode, no gradients).</summary>
     public Dictionary<string, double> Evaluate(IReadOnlyList<EncodedExample> data)

@@ -59,7 +59,9 @@ public sealed class TrainingPipeline
     /// <summary>The task's primary metric (what early stopping and the best checkpoint use).</summary>
     public string PrimaryMetric => trainer.PrimaryMetric;
 
-    /// <summary>Trains; <paramref name="resumeFrom"/> continues a run from its checkpoint folder.</summary>
+    /// <summary>Trains; <paramref name="resumeFrom"/> continues a run from its checkpoint folder. A
+    /// method with stages (<see cref="InstalledMethod.Stages"/>) trains them in this one run (the
+    /// <see cref="Trainer"/> moves the model on at each boundary).</summary>
     public TrainResult Train(IReadOnlyList<Example> train, IReadOnlyList<Example>? eval, Action<TrainEvent>? progress = null, string? resumeFrom = null) =>
         trainer.Train(train, eval, progress, resumeFrom);
 

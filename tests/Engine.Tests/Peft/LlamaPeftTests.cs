@@ -105,6 +105,7 @@ public class LlamaPeftTests
     [TestCase("lora", "depthwise:mean", "llama")]
     [TestCase("prefix", "depthwise:with-embeddings", "llama")]
     [TestCase("dora", "depthwise", "llama")]
+    [TestCase("ia3", "depthwise", "llama")]
     public void EachMethodTrainsOnlyItsParameters(string method, string? pooling, string kind)
     {
         var model = Model(Options(method, pooling), kind: kind);
@@ -131,7 +132,7 @@ public class LlamaPeftTests
         if (pooling is not null) Assert.That(changed, Has.Member(SequencePooling.ParameterName));
         string? own = method switch
         {
-            "lora" => "self_attn.q_proj.lora_B.weight", "dora" => "self_attn.q_proj.lora_magnitude_vector", "bitfit" => "self_attn.q_proj.bias", "prefix" => "prefix_encoder.", "prompt" => "prompt_encoder.", _ => null,
+            "lora" => "self_attn.q_proj.lora_B.weight", "dora" => "self_attn.q_proj.lora_magnitude_vector", "ia3" => "self_attn.k_proj.ia3_l", "bitfit" => "self_attn.q_proj.bias", "prefix" => "prefix_encoder.", "prompt" => "prompt_encoder.", _ => null,
         };
         if (own is not null) Assert.That(changed, Has.Some.Contains(own), $"the {method} parameters train");
         if (method == "bitfit") Assert.That(changed, Has.Some.Contains("mlp.down_proj.bias"));
@@ -208,10 +209,12 @@ public class LlamaPeftTests
     [TestCase("prompt", "mean", null)]
     [TestCase("lora", "depthwise:with-embeddings", null)]
     [TestCase("dora", "depthwise:mean", null)]
+    [TestCase("ia3", "depthwise", null)]
     public void PaddedRowsGiveTheLogitsOfTheUnpaddedRow(string method, string? pooling, int? projection)
     {
         var model = Model(Options(method, pooling) with { Settings = method == "prefix" ? new PrefixOptions { Length = 3, Projection = projection } : Options(method).Settings }, DType.F64);
         if (method is "lora" or "dora") Randomise(model, "lora_B.weight");
+        if (method == "ia3") Randomise(model, "ia3_l");
         var batch = Logits(model, BatchIds, BatchMask);
         var shortAlone = Single(model, Short);
         var longAlone = Single(model, Long);
@@ -304,6 +307,7 @@ public class LlamaPeftTests
     [TestCase("lora", "depthwise:with-embeddings")]
     [TestCase("bitfit", null)]
     [TestCase("dora", "depthwise")]
+    [TestCase("ia3", "depthwise:mean")]
     public void ACheckpointReloadsWithItsMethodAndIdenticalLogits(string method, string? pooling)
     {
         var folder = Fixture(method == "bitfit" ? "llama3_bf16" : "llama");

@@ -105,6 +105,8 @@ public class PeftTests
     [TestCase("full", "depthwise:raw:with-embeddings")]
     [TestCase("dora", null)]
     [TestCase("dora", "depthwise")]
+    [TestCase("ia3", null)]
+    [TestCase("ia3", "depthwise")]
     public void EachMethodTrainsOnlyItsParameters(string method, string? pooling)
     {
         var peft = Options(method, pooling);
@@ -123,7 +125,7 @@ public class PeftTests
         if (pooling is not null) Assert.That(changed, Has.Member(SequencePooling.ParameterName));
         string? own = method switch
         {
-            "lora" => ".lora_B.weight", "dora" => ".lora_magnitude_vector", "bitfit" => "attention.self.query.bias", "prefix" => "prefix_encoder.", "prompt" => "prompt_encoder.", _ => null,
+            "lora" => ".lora_B.weight", "dora" => ".lora_magnitude_vector", "ia3" => ".ia3_l", "bitfit" => "attention.self.query.bias", "prefix" => "prefix_encoder.", "prompt" => "prompt_encoder.", _ => null,
         };
         if (own is not null) Assert.That(changed, Has.Some.Contains(own), $"the {method} parameters train");
         if (method != "full") Assert.That(model.ParameterCount(trainableOnly: true), Is.LessThan(model.ParameterCount() / 5));
@@ -251,6 +253,8 @@ public class PeftTests
     [TestCase("lora", "depthwise:mean", 1e-2, 60)]
     [TestCase("dora", null, 1e-2, 60)]
     [TestCase("dora", "depthwise", 1e-2, 60)]
+    [TestCase("ia3", null, 1e-2, 60)]
+    [TestCase("ia3", "depthwise", 1e-2, 60)]
     public void EachMethodLearnsANewHeadOnATunedBackbone(string method, string? pooling, double lr, int steps)
     {
         var backbone = Tuned();

@@ -52,6 +52,7 @@ public class TrainCliTests
     [TestCase("lora")]
     [TestCase("prefix")]
     [TestCase("dora")]
+    [TestCase("ia3")]
     public void TwoProcessesWithOneSeedLogTheSameLosses(string method)
     {
         string[] Losses(string run)

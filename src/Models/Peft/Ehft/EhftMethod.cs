@@ -173,8 +173,8 @@ public sealed class EhftMethod : FineTuningMethod
 
         public override IReadOnlyList<TrainingStage> Stages =>
         [
-            new($"stage 1: MLP head + {o.Stage1}", o.Stage1Epochs, o.Stage1Epochs is null ? o.Stage1Ratio ?? 0.1 : null, o.EffectiveStage1LearningRate),
-            new("stage 2: full fine-tuning from the stage-1 head"),
+            new($"stage 1 (MLP head + {o.Stage1})", o.Stage1Epochs, o.Stage1Epochs is null ? o.Stage1Ratio ?? 0.1 : null, o.EffectiveStage1LearningRate),
+            new("stage 2 (full fine-tuning from the stage-1 head)"),
         ];
 
         private bool OwnHead(string name) => Under(MlpHead.ModuleName, name);

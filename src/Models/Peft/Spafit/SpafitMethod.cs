@@ -88,9 +88,9 @@ public sealed class SpafitMethod : FineTuningMethod
 
         public override string? GroupOf(string name) => Stratum(name) switch
         {
-            1 => $"SPAFIT 1: blocks 1–{n1} frozen",
-            2 => $"SPAFIT 2: blocks {n1 + 1}–{n2} BitFit",
-            3 => $"SPAFIT 3: blocks {n2 + 1}–{model.BlockCount} LoRA",
+            1 => $"blocks 1–{n1} frozen",
+            2 => $"blocks {n1 + 1}–{n2} BitFit",
+            3 => $"blocks {n2 + 1}–{model.BlockCount} LoRA",
             _ => null,
         };
 
