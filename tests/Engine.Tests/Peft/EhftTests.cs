@@ -109,6 +109,31 @@ public class EhftTests
         MethodChecks.ResumeContinuesExactly(folder, Options("lora"), temp);
     }
 
+    [TestCase("bitfit")]
+    [TestCase("lora")]
+    public void BothStagesOnTheMirrorDeviceFollowTheCpuRunBitForBit(string stage1)
+    {
+        // The mirror device runs the CPU's kernels behind a device boundary: the same numbers, and
+        // any host access to device memory throws (the boundary's copies back are device copies).
+        var device = Engine.Tests.Devices.MirrorBackend.Install();
+        var folder = MethodChecks.Bert(temp);
+        TrainingPipeline Run(Device? on) => new(folder, Models.Tokenization.TextTokenizer.FromFolder(folder), SequenceClassifier.FromFolder(folder, 3, numLabels: 2),
+            new TrainOptions { MaxSteps = 6, BatchSize = 8, LearningRate = 1e-2, MaxLength = 32, Seed = 3, LogEvery = 1, WarmupRatio = 0, Peft = Options(stage1, pooling: "depthwise"), Device = on },
+            DemoModel.LabelNames, regression: false);
+        var data = DemoModel.Data(48, 5, "train").Examples;
+        var cpu = Run(null);
+        var cpuResult = cpu.Train(data, null);
+        var mirror = Run(device);
+        var mirrorResult = mirror.Train(data, null);
+        Assert.That(mirror.Model.Peft!.Method.Stage, Is.EqualTo(1));
+        Assert.That(mirrorResult.Losses, Is.EqualTo(cpuResult.Losses));
+        foreach (var ((name, p), (_, q)) in cpu.Model.NamedParameters().Zip(mirror.Model.NamedParameters()))
+        {
+            Assert.That(q.Device, Is.EqualTo(device), name);
+            Assert.That(q.ToFloatArray(), Is.EqualTo(p.ToFloatArray()), name);
+        }
+    }
+
     [Test]
     public void TheCliRunsBothStagesMarksTheBoundaryAndTheModelEvaluates()
     {
