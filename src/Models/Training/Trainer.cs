@@ -76,8 +76,12 @@ public sealed class Trainer
         // A multi-stage method (InstalledMethod.Stages) splits the steps; each stage has its own
         // optimizer and schedule (warmup and decay over its own steps) and learning rate.
         var stages = model.Peft?.Method.Stages ?? [];
-        var stageEnds = TrainingStage.Ends(stages, total, (double)perEpoch / o.GradientAccumulation);
         int stage = model.Peft?.Method.Stage ?? 0;
+        // A new run on a model already past its first stages (a saved EH-FT model trained further)
+        // runs the stages left; a resumed run continues the split of the run it resumes.
+        int skipped = resumeFrom is null ? stage : 0;
+        var stageEnds = Enumerable.Repeat(0, skipped)
+            .Concat(TrainingStage.Ends(stages.Skip(skipped).ToList(), total, (double)perEpoch / o.GradientAccumulation)).ToArray();
         int StageStart(int i) => i == 0 ? 0 : stageEnds[i - 1];
         (Optimizer, LrScheduler) ForStage(int i)
         {

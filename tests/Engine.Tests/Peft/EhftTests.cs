@@ -164,22 +164,31 @@ public class EhftTests
         Assert.That(Directory.Exists(temp.File("bad")), Is.False);
     }
 
+    [Test]
+    public void ASavedModelTrainsFurtherInItsLastStage()
+    {
+        var folder = MethodChecks.Bert(temp);
+        var outDir = Path.Combine(temp.Path, "first");
+        MethodChecks.Pipeline(folder, Options("lora"), outDir, 4).Train(DemoModel.Data(32, 5, "train").Examples, null);
+        var again = MethodChecks.Pipeline(HfModelFolder.Open(Path.Combine(outDir, Trainer.LastCheckpoint)), new PeftOptions(), Path.Combine(temp.Path, "again"), 3);
+        Assert.That(again.Model.Peft!.Method.Stage, Is.EqualTo(1), "reloaded in stage 2");
+        var before = again.Model.NamedParameters().ToDictionary(p => p.Name, p => p.Param.ToFloatArray());
+        var notes = new List<string>();
+        var result = again.Train(DemoModel.Data(32, 5, "train").Examples, null, e => { if (e.Note is not null) notes.Add(e.Note); });
+        Assert.That(result.Steps, Is.EqualTo(3));
+        Assert.That(notes, Is.Empty, "no boundary: the run is all stage 2");
+        Assert.That(result.Losses, Has.All.Matches<double>(double.IsFinite));
+        Assert.That(again.Model.NamedParameters().Where(p => !p.Param.ToFloatArray().SequenceEqual(before[p.Name])).Select(p => p.Name),
+            Has.Member("bert.embeddings.word_embeddings.weight").And.Member("ehft_head.dense.weight"), "it trains as stage 2 does");
+    }
+
     [TestCase("lora", null)]
     [TestCase("bitfit", "depthwise")]
     public void EhftLearnsANewTaskOnATunedBackbone(string stage1, string? pooling)
     {
         using var backbone = PeftTests.TuneBackbone();
         var peft = Options(stage1, 0.5, pooling: pooling);
-        var model = SequenceClassifier.FromFolder(backbone.Folder, 3, numLabels: 2);
-        PeftSetup.Apply(model, peft, backbone.Folder.Path, backbone.Tokenizer, 3);
-        double before = PeftTests.Loss(model, PeftTests.DownstreamTrain, backbone.Tokenizer);
-        var trainer = new Trainer(model, backbone.Folder, backbone.Tokenizer, new TrainOptions
-        {
-            MaxSteps = 80, BatchSize = 16, LearningRate = 2e-3, MaxLength = 32, Seed = 3, WarmupRatio = 0, LogEvery = 1000, Peft = peft,
-        }, DemoModel.LabelNames, regression: false);
-        trainer.Train(PeftTests.DownstreamTrain, null);
-        double after = PeftTests.Loss(model, PeftTests.DownstreamTrain, backbone.Tokenizer);
-        double accuracy = trainer.Evaluate(PeftTests.DownstreamHeldOut)["accuracy"];
+        var (model, before, after, accuracy) = PeftTests.LearnDownstream(backbone, peft, 2e-3, 80);
         TestContext.Out.WriteLine($"ehft {stage1} {pooling ?? "(usual pooling)"}: loss {before:F3} → {after:F3}, held out {accuracy:P1}");
         Assert.That(model.Peft!.Method.Stage, Is.EqualTo(1), "it ended in stage 2");
         Assert.That(after, Is.LessThan(0.2));

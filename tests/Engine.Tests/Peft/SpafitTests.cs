@@ -152,17 +152,7 @@ public class SpafitTests
     {
         using var backbone = PeftTests.TuneBackbone();
         var peft = Options(pooling: pooling) with { Settings = new SpafitOptions { Lora = new LoraOptions { Rank = 4, Alpha = 8 } } };
-        var model = SequenceClassifier.FromFolder(backbone.Folder, 3, numLabels: 2);
-        Assert.That(model.HeadInitialisedRandomly);
-        PeftSetup.Apply(model, peft, backbone.Folder.Path, backbone.Tokenizer, 3);
-        double before = PeftTests.Loss(model, PeftTests.DownstreamTrain, backbone.Tokenizer);
-        var trainer = new Trainer(model, backbone.Folder, backbone.Tokenizer, new TrainOptions
-        {
-            MaxSteps = 60, BatchSize = 16, LearningRate = 1e-2, MaxLength = 32, Seed = 3, WarmupRatio = 0, LogEvery = 1000, Peft = peft,
-        }, DemoModel.LabelNames, regression: false);
-        trainer.Train(PeftTests.DownstreamTrain, null);
-        double after = PeftTests.Loss(model, PeftTests.DownstreamTrain, backbone.Tokenizer);
-        double accuracy = trainer.Evaluate(PeftTests.DownstreamHeldOut)["accuracy"];
+        var (_, before, after, accuracy) = PeftTests.LearnDownstream(backbone, peft, 1e-2, 60);
         TestContext.Out.WriteLine($"spafit {pooling ?? "(usual pooling)"}: loss {before:F3} → {after:F3}, held out {accuracy:P1}");
         Assert.That(before, Is.GreaterThan(0.45));
         Assert.That(after, Is.LessThan(0.2));
