@@ -27,13 +27,13 @@ public sealed unsafe partial class CudaBackend
              bf16: a.DType == DType.F32 && MixedPrecision.GemmInBf16);
     }
 
-    /// <summary>The pointer-level GEMM (the attention products call it directly). On a dry-run
-    /// device every matrix the product reads or writes is checked against the live buffers.</summary>
+    /// <summary>The pointer-level GEMM (the attention products call it directly). On a dry-run or
+    /// emulated device every matrix the product reads or writes is checked against the live buffers.</summary>
     private void Gemm(DType dtype, ulong pa, ulong pb, ulong pc, GemmSpec g, bool bf16)
     {
         if (g.Batch == 0 || g.M == 0 || g.N == 0) return;
         int size = dtype.SizeOf();
-        if (gpu.IsDryRun)
+        if (!gpu.IsReal)
         {
             void Check(ulong p, long stride, long count, string what)
             {
@@ -63,6 +63,13 @@ public sealed unsafe partial class CudaBackend
     {
         if (gpu.IsDryRun) return;
         int opFirst = map.TransFirst ? Native.Cublas.OpT : Native.Cublas.OpN, opSecond = map.TransSecond ? Native.Cublas.OpT : Native.Cublas.OpN;
+        if (gpu.IsEmulated)
+        {
+            int type = dtype == DType.F64 ? Native.Cublas.R64F : dtype == DType.F32 ? Native.Cublas.R32F : throw new EngineException($"cuda GEMM computes in F32 or F64, not {dtype}");
+            EmulatedBlas.GemmStridedBatched(dtype == DType.F64 ? "cublasDgemmStridedBatched" : "cublasSgemmStridedBatched", opFirst, opSecond, map.M, map.N, map.K,
+                alpha, first, type, map.LdFirst, strideFirst, second, type, map.LdSecond, strideSecond, beta, c, type, map.LdC, strideC, batch);
+            return;
+        }
         if (dtype == DType.F64)
         {
             double al = alpha, be = beta;
@@ -113,6 +120,13 @@ public sealed unsafe partial class CudaBackend
     {
         if (gpu.IsDryRun) return; // a dry run has no cuBLAS: the packing launches and the pointers were checked
         int opFirst = map.TransFirst ? Native.Cublas.OpT : Native.Cublas.OpN, opSecond = map.TransSecond ? Native.Cublas.OpT : Native.Cublas.OpN;
+        if (gpu.IsEmulated)
+        {
+            EmulatedBlas.GemmStridedBatched("cublasGemmStridedBatchedEx", opFirst, opSecond, map.M, map.N, map.K, (float)alpha,
+                first, Native.Cublas.R16BF, map.LdFirst, strideFirst, second, Native.Cublas.R16BF, map.LdSecond, strideSecond,
+                (float)beta, c, Native.Cublas.R32F, map.LdC, strideC, batch);
+            return;
+        }
         float al = (float)alpha, be = (float)beta;
         Native.Cublas.Check(Native.Cublas.cublasGemmStridedBatchedEx(gpu.Cublas, opFirst, opSecond, map.M, map.N, map.K,
             &al, first, Native.Cublas.R16BF, map.LdFirst, strideFirst, second, Native.Cublas.R16BF, map.LdSecond, strideSecond,

@@ -17,8 +17,24 @@ public sealed unsafe partial class CudaBackend : IBackend
     private readonly CudaDevice gpu;
     private bool allowTf32;
 
-    /// <summary>Makes the CUDA backend available to <see cref="Backends.For"/> (call once at startup).</summary>
-    public static void Register() => Backends.RegisterCuda(index => new CudaBackend(index));
+    /// <summary>Makes the CUDA backend available to <see cref="Backends.For"/> (call once at startup).
+    /// Without a GPU and with ENGINE_CUDA_EMULATOR=1, cuda:N is a device emulated on the CPU
+    /// (<see cref="Emulated"/>; slow, for checking the kernels' arithmetic).</summary>
+    public static void Register()
+    {
+        Backends.RegisterCuda(index =>
+            !CudaAvailability.IsAvailable && Environment.GetEnvironmentVariable("ENGINE_CUDA_EMULATOR") == "1" ? Emulated(index) : new CudaBackend(index));
+        Engine.Distributed.Collectives.RegisterGpu(NcclCollectives.Create);
+    }
+
+    /// <summary>The backend on a device emulated on the CPU (<see cref="CudaDevice.Emulated"/>) with
+    /// the default emulator build, served as cuda:<paramref name="index"/>; throws
+    /// "CUDA not available: …" when the emulator is not built.</summary>
+    public static CudaBackend Emulated(int index = 0, params ThreadOrder[] orders)
+    {
+        if (!EmulatorLibrary.TryLoadDefault(out var library, out var reason)) throw new EngineException($"CUDA not available: {CudaAvailability.Reason}; {reason}");
+        return new CudaBackend(CudaDevice.Emulated(new CudaEmulator([library!], orders), index), Device.Cuda(index));
+    }
 
     /// <summary>Opens GPU <paramref name="index"/>; throws EngineException("CUDA not available: …") when it cannot.
     /// TF32 tensor-core GEMMs are off unless ENGINE_CUDA_TF32=1 or <see cref="AllowTf32"/> is set.</summary>
@@ -30,18 +46,24 @@ public sealed unsafe partial class CudaBackend : IBackend
         AllowTf32 = Environment.GetEnvironmentVariable("ENGINE_CUDA_TF32") == "1";
     }
 
-    /// <summary>The backend on a dry-run device (<see cref="CudaDevice.DryRun"/>): every kernel
-    /// launch, copy and memset is checked and recorded instead of run (tests without a GPU; GEMMs,
-    /// which go to cuBLAS, cannot run on it).</summary>
-    internal CudaBackend(CudaDevice dryRun, Device device)
+    /// <summary>The backend on a dry-run device (<see cref="CudaDevice.DryRun"/>: every kernel
+    /// launch, copy and memset is checked and recorded instead of run; GEMMs are only
+    /// bounds-checked) or an emulated one (<see cref="CudaDevice.Emulated"/>: everything runs on the CPU).</summary>
+    internal CudaBackend(CudaDevice hostSide, Device device)
     {
-        if (!dryRun.IsDryRun) throw new ArgumentException("a dry-run device was expected", nameof(dryRun));
-        gpu = dryRun;
+        if (hostSide.IsReal) throw new ArgumentException("a dry-run or emulated device was expected", nameof(hostSide));
+        gpu = hostSide;
         Device = device;
     }
 
+    /// <summary>The emulator under an emulated device (null on a GPU or a dry run).</summary>
+    public CudaEmulator? Emulator => gpu.Emulator;
+
     public Device Device { get; }
     public string Name => $"cuda ({gpu.Name}, {gpu.Arch})";
+
+    /// <summary>The device under the backend (its stream, allocator and context).</summary>
+    internal CudaDevice Gpu => gpu;
 
     /// <summary>Lets cuBLAS use TF32 tensor cores for F32 GEMMs (faster, ~1e-3 relative error). Off by default.</summary>
     public bool AllowTf32
@@ -50,7 +72,7 @@ public sealed unsafe partial class CudaBackend : IBackend
         set
         {
             gpu.MakeCurrent();
-            Native.Cublas.Check(Native.Cublas.cublasSetMathMode(gpu.Cublas, value ? Native.Cublas.Tf32TensorOpMath : Native.Cublas.DefaultMath), "cublasSetMathMode");
+            if (gpu.IsReal) Native.Cublas.Check(Native.Cublas.cublasSetMathMode(gpu.Cublas, value ? Native.Cublas.Tf32TensorOpMath : Native.Cublas.DefaultMath), "cublasSetMathMode");
             allowTf32 = value;
         }
     }

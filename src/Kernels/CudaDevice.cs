@@ -56,12 +56,19 @@ internal sealed record KernelLaunch(string Kernel, uint GridX, uint GridY, uint 
 /// side except talking to the driver: launches are checked and recorded, memory is fake
 /// addresses whose every use (kernel pointer arguments, copies, memsets) is checked against the
 /// live allocations.
+///
+/// An emulated device (<see cref="Emulated"/>) computes without a GPU: memory is host memory
+/// (poisoned with 0xFF bytes, NaN in floats, when allocated and when returned; guard bytes
+/// around each buffer), launches are marshalled as for cuLaunchKernel and run by the CPU
+/// emulator (<see cref="CudaEmulator"/>: the same kernel sources compiled as C++), cuBLAS calls
+/// by <see cref="EmulatedBlas"/>. Every check of the dry run applies too.
 /// </summary>
 internal sealed unsafe class CudaDevice
 {
     private readonly IntPtr context;
     private readonly Dictionary<string, (IntPtr Function, KernelArgKind[] Signature)> functions = new();
     private readonly Action<KernelLaunch>? dryRun;
+    private readonly CudaEmulator? emulator;
     private readonly object stagingGate = new();
     private IntPtr staging;
 
@@ -81,6 +88,12 @@ internal sealed unsafe class CudaDevice
     public IntPtr Cublas { get; }
     public DeviceAllocator Allocator { get; }
     public bool IsDryRun => dryRun is not null;
+    /// <summary>Emulated on the CPU (<see cref="Emulated"/>).</summary>
+    public bool IsEmulated => emulator is not null;
+    /// <summary>A real GPU behind the driver (neither a dry run nor emulated).</summary>
+    public bool IsReal => dryRun is null && emulator is null;
+    /// <summary>The emulator of an emulated device.</summary>
+    public CudaEmulator? Emulator => emulator;
 
     public CudaDevice(int index)
     {
@@ -109,32 +122,42 @@ internal sealed unsafe class CudaDevice
         Native.Cublas.Check(Native.Cublas.cublasSetStream(handle, Stream), "cublasSetStream");
     }
 
-    private CudaDevice(int index, string arch, int multiprocessors, Action<KernelLaunch> record)
+    private CudaDevice(int index, string name, string arch, int multiprocessors, Action<KernelLaunch>? record, CudaEmulator? emulator)
     {
         Index = index;
-        Name = "dry run (no GPU)";
+        Name = name;
         Arch = arch;
         Multiprocessors = multiprocessors;
         dryRun = record;
+        this.emulator = emulator;
         Allocator = new DeviceAllocator(this);
         foreach (var family in KernelSources.Families)
             foreach (var (kernel, signature) in KernelSources.Signatures(family))
+            {
+                if (emulator is not null && !emulator.Defines(kernel))
+                    throw new EngineException($"the CUDA emulator ({emulator.Libraries[0].Path}) does not define kernel {kernel} of {family}.cu: rebuild it (dotnet build)");
                 functions[kernel] = (IntPtr.Zero, signature);
+            }
     }
 
     /// <summary>A device that needs no GPU, driver or NVRTC: launches are checked as on a GPU and
     /// handed to <paramref name="record"/> instead of run; memory is fake and checked (a test hook).</summary>
     public static CudaDevice DryRun(Action<KernelLaunch> record, int index = 0, string arch = "sm_90", int multiprocessors = 132) =>
-        new(index, arch, multiprocessors, record);
+        new(index, "dry run (no GPU)", arch, multiprocessors, record, null);
+
+    /// <summary>A device emulated on the CPU (an H100's 132 multiprocessors, sm_90 limits): every
+    /// kernel runs through <paramref name="emulator"/>, GEMMs through <see cref="EmulatedBlas"/>.</summary>
+    public static CudaDevice Emulated(CudaEmulator emulator, int index = 0) =>
+        new(index, "CPU emulator (no GPU)", "sm_90", 132, null, emulator);
 
     public void MakeCurrent()
     {
-        if (dryRun is null) Driver.Check(Driver.cuCtxSetCurrent(context), "cuCtxSetCurrent");
+        if (IsReal) Driver.Check(Driver.cuCtxSetCurrent(context), "cuCtxSetCurrent");
     }
 
     public void Synchronize()
     {
-        if (dryRun is null) Driver.Check(Driver.cuStreamSynchronize(Stream), "cuStreamSynchronize");
+        if (IsReal) Driver.Check(Driver.cuStreamSynchronize(Stream), "cuStreamSynchronize");
     }
 
     /// <summary>Compiles (or reads from the cache) every family for this device's arch and loads
@@ -189,6 +212,18 @@ internal sealed unsafe class CudaDevice
         fixed (KernelArg* a = args)
         {
             for (int i = 0; i < args.Length; i++) pointers[i] = a[i].Struct != null ? a[i].Struct : (byte*)&a[i];
+            if (emulator is not null)
+            {
+                var buffers = new List<(ulong, long)>();
+                for (int i = 0; i < args.Length; i++)
+                    if (args[i].Kind == KernelArgKind.Pointer && args[i].Bits != 0)
+                    {
+                        var buffer = Allocator.BufferOf(args[i].Bits, $"argument {i} of {kernel}");
+                        if (!buffers.Contains(buffer)) buffers.Add(buffer);
+                    }
+                emulator.Launch(kernel, gridX, gridY, block, pointers, buffers, k => Allocator.CheckGuards(buffers, k));
+                return;
+            }
             Driver.Check(Driver.cuLaunchKernel(f.Function, gridX, gridY, 1, block, 1, 1, 0, Stream, pointers, null), $"cuLaunchKernel({kernel})");
         }
         if (SynchronizeEachLaunch)
@@ -211,31 +246,47 @@ internal sealed unsafe class CudaDevice
     public void MemsetD8(ulong dst, byte value, long count)
     {
         if (count <= 0) return;
-        if (dryRun is not null) { Allocator.CheckLive(dst, count, "cuMemsetD8Async"); return; }
+        if (!IsReal)
+        {
+            Allocator.CheckLive(dst, count, "cuMemsetD8Async");
+            if (IsEmulated) new Span<byte>((void*)dst, checked((int)count)).Fill(value);
+            return;
+        }
         Driver.Check(Driver.cuMemsetD8Async(dst, value, (nuint)count, Stream), "cuMemsetD8Async");
     }
 
     public void MemsetD16(ulong dst, ushort value, long count)
     {
         if (count <= 0) return;
-        if (dryRun is not null) { Allocator.CheckLive(dst, count * 2, "cuMemsetD16Async"); return; }
+        if (!IsReal)
+        {
+            Allocator.CheckLive(dst, count * 2, "cuMemsetD16Async");
+            if (IsEmulated) new Span<ushort>((void*)dst, checked((int)count)).Fill(value);
+            return;
+        }
         Driver.Check(Driver.cuMemsetD16Async(dst, value, (nuint)count, Stream), "cuMemsetD16Async");
     }
 
     public void MemsetD32(ulong dst, uint value, long count)
     {
         if (count <= 0) return;
-        if (dryRun is not null) { Allocator.CheckLive(dst, count * 4, "cuMemsetD32Async"); return; }
+        if (!IsReal)
+        {
+            Allocator.CheckLive(dst, count * 4, "cuMemsetD32Async");
+            if (IsEmulated) new Span<uint>((void*)dst, checked((int)count)).Fill(value);
+            return;
+        }
         Driver.Check(Driver.cuMemsetD32Async(dst, value, (nuint)count, Stream), "cuMemsetD32Async");
     }
 
     public void CopyDeviceToDevice(ulong dst, ulong src, long bytes)
     {
         if (bytes <= 0) return;
-        if (dryRun is not null)
+        if (!IsReal)
         {
             Allocator.CheckLive(src, bytes, "cuMemcpyDtoDAsync source");
             Allocator.CheckLive(dst, bytes, "cuMemcpyDtoDAsync destination");
+            if (IsEmulated) Buffer.MemoryCopy((void*)src, (void*)dst, bytes, bytes);
             return;
         }
         Driver.Check(Driver.cuMemcpyDtoDAsync(dst, src, (nuint)bytes, Stream), "cuMemcpyDtoDAsync");
@@ -246,7 +297,12 @@ internal sealed unsafe class CudaDevice
     public void CopyFromHost(ulong dst, byte* src, long bytes)
     {
         if (bytes <= 0) return;
-        if (dryRun is not null) { Allocator.CheckLive(dst, bytes, "cuMemcpyHtoDAsync"); return; }
+        if (!IsReal)
+        {
+            Allocator.CheckLive(dst, bytes, "cuMemcpyHtoDAsync");
+            if (IsEmulated) Buffer.MemoryCopy(src, (void*)dst, bytes, bytes);
+            return;
+        }
         lock (stagingGate)
         {
             var buffer = Staging();
@@ -265,10 +321,11 @@ internal sealed unsafe class CudaDevice
     public void CopyToHost(byte* dst, ulong src, long bytes)
     {
         if (bytes <= 0) return;
-        if (dryRun is not null)
+        if (!IsReal)
         {
             Allocator.CheckLive(src, bytes, "cuMemcpyDtoHAsync");
-            new Span<byte>(dst, checked((int)bytes)).Clear();
+            if (IsEmulated) Buffer.MemoryCopy((void*)src, dst, bytes, bytes);
+            else new Span<byte>(dst, checked((int)bytes)).Clear();
             return;
         }
         lock (stagingGate)
@@ -303,11 +360,21 @@ internal sealed unsafe class CudaDevice
 /// that stream without waiting. When cuMemAlloc runs out of memory the cache is emptied and the
 /// allocation retried once. On a dry-run device the addresses are fake (never dereferenced) and
 /// every buffer handed out is tracked, so uses of memory that is not live, and double returns, throw.
+/// On an emulated device buffers are host memory, tracked the same way, filled with
+/// <see cref="Poison"/> bytes when handed out fresh and when returned (a kernel reading memory
+/// nobody wrote sees NaN), with <see cref="GuardBytes"/> guard bytes on either side that are
+/// checked after every launch.
 /// </summary>
-internal sealed class DeviceAllocator(CudaDevice device)
+internal sealed unsafe class DeviceAllocator(CudaDevice device)
 {
+    /// <summary>Guard bytes before and after every emulated buffer (cuMemAlloc's 256-byte alignment kept).</summary>
+    public const int GuardBytes = 256;
+    /// <summary>The byte fresh and returned emulated memory is filled with (0xFFFFFFFF is a NaN float).</summary>
+    public const byte Poison = 0xFF;
+    private const byte Guard = 0xA5;
+
     private readonly Dictionary<long, Stack<ulong>> free = new();
-    private readonly Dictionary<ulong, long> live = new(); // dry run only: base → rounded bytes
+    private readonly Dictionary<ulong, long> live = new(); // dry run and emulated: base → rounded bytes
     private ulong nextFake = 0x7f00_0000_0000UL;
 
     public long DriverAllocations { get; private set; }
@@ -328,7 +395,7 @@ internal sealed class DeviceAllocator(CudaDevice device)
             {
                 CachedBytes -= rounded;
                 var reused = stack.Pop();
-                if (device.IsDryRun) live[reused] = rounded;
+                if (!device.IsReal) live[reused] = rounded;
                 return reused;
             }
             if (device.IsDryRun)
@@ -338,6 +405,17 @@ internal sealed class DeviceAllocator(CudaDevice device)
                 live[fake] = rounded;
                 DriverAllocations++;
                 return fake;
+            }
+            if (device.IsEmulated)
+            {
+                var block = (byte*)NativeMemory.AlignedAlloc((nuint)(rounded + 2 * GuardBytes), 256);
+                new Span<byte>(block, GuardBytes).Fill(Guard);
+                new Span<byte>(block + GuardBytes, checked((int)rounded)).Fill(Poison);
+                new Span<byte>(block + GuardBytes + rounded, GuardBytes).Fill(Guard);
+                ulong start = (ulong)(block + GuardBytes);
+                live[start] = rounded;
+                DriverAllocations++;
+                return start;
             }
         }
         int r = Driver.cuMemAlloc(out ulong p, (nuint)rounded);
@@ -359,8 +437,9 @@ internal sealed class DeviceAllocator(CudaDevice device)
     {
         lock (free)
         {
-            if (device.IsDryRun && !(live.Remove(pointer, out var size) && size == rounded))
+            if (!device.IsReal && !(live.Remove(pointer, out var size) && size == rounded))
                 throw new EngineException($"device buffer 0x{pointer:x} ({rounded} bytes) returned to the allocator but not live (double release?)");
+            if (device.IsEmulated) new Span<byte>((void*)pointer, checked((int)rounded)).Fill(Poison);
             InUseBytes -= rounded;
             if (!free.TryGetValue(rounded, out var stack)) free[rounded] = stack = new Stack<ulong>();
             stack.Push(pointer);
@@ -368,15 +447,32 @@ internal sealed class DeviceAllocator(CudaDevice device)
         }
     }
 
-    /// <summary>Dry run: throws unless [pointer, pointer + bytes) lies inside one live buffer.</summary>
-    public void CheckLive(ulong pointer, long bytes, string use)
+    /// <summary>Dry run and emulated: throws unless [pointer, pointer + bytes) lies inside one live buffer.</summary>
+    public void CheckLive(ulong pointer, long bytes, string use) => BufferOf(pointer, use, bytes);
+
+    /// <summary>The live buffer (start, bytes) that [pointer, pointer + bytes) lies in; throws when none.</summary>
+    public (ulong Start, long Bytes) BufferOf(ulong pointer, string use, long bytes = 0)
     {
         lock (free)
         {
             foreach (var (start, size) in live)
-                if (pointer >= start && pointer + (ulong)bytes <= start + (ulong)size) return;
+                if (pointer >= start && pointer + (ulong)bytes <= start + (ulong)size) return (start, size);
         }
         throw new EngineException($"{use}: device memory 0x{pointer:x} (+{bytes} bytes) is not inside a live buffer");
+    }
+
+    /// <summary>Emulated: throws when a guard byte around one of <paramref name="buffers"/> changed (a kernel wrote past a buffer).</summary>
+    public void CheckGuards(IReadOnlyList<(ulong Start, long Bytes)> buffers, string kernel)
+    {
+        foreach (var (start, size) in buffers)
+        {
+            var before = new ReadOnlySpan<byte>((byte*)start - GuardBytes, GuardBytes);
+            var after = new ReadOnlySpan<byte>((byte*)start + size, GuardBytes);
+            int b = before.IndexOfAnyExcept(Guard), a = after.IndexOfAnyExcept(Guard);
+            if (b < 0 && a < 0) continue;
+            string where = a >= 0 ? $"{a} bytes past its end" : $"{GuardBytes - b} bytes before its start";
+            throw new EngineException($"CUDA emulator: {kernel} wrote outside the buffer at 0x{start:x} ({size} bytes): {where}");
+        }
     }
 
     /// <summary>Frees every cached buffer (waits for the stream first).</summary>
@@ -385,9 +481,12 @@ internal sealed class DeviceAllocator(CudaDevice device)
         device.Synchronize();
         lock (free)
         {
-            if (!device.IsDryRun)
+            if (device.IsReal)
                 foreach (var stack in free.Values)
                     while (stack.Count > 0) Driver.Check(Driver.cuMemFree(stack.Pop()), "cuMemFree");
+            if (device.IsEmulated)
+                foreach (var stack in free.Values)
+                    while (stack.Count > 0) NativeMemory.AlignedFree((byte*)stack.Pop() - GuardBytes);
             free.Clear();
             CachedBytes = 0;
         }

@@ -16,13 +16,15 @@ public static class CudaParity
     /// <summary>F32 against F64: a few float32 roundings over short sums (≈ 1e-6) with margin.</summary>
     public const double F32Tolerance = 1e-4;
 
-    public static ParityResult Check(OpEntry entry, int seed, Device device, double tolerance = F32Tolerance)
+    /// <summary>The comparison for one seed; <paramref name="type"/> is the candidate's element type
+    /// (F64 checks the float64 kernels, at a tolerance of roundoff).</summary>
+    public static ParityResult Check(OpEntry entry, int seed, Device device, double tolerance = F32Tolerance, DType type = DType.F32)
     {
         OpCase reference, candidate;
         try
         {
             reference = entry.Generate(new Random(seed), DType.F64);
-            candidate = entry.Generate(new Random(seed), DType.F32);
+            candidate = entry.Generate(new Random(seed), type);
         }
         catch (Exception e) when (e is EngineException or ArgumentException) { return new(entry.Name, "(generator)", double.NaN, double.NaN, false, e.Message); }
         try

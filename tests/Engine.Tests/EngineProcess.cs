@@ -25,12 +25,16 @@ public static class EngineProcess
         return File.Exists(exe) ? exe : null;
     }
 
-    public static (int Exit, string Out, string Err) Run(params string[] args)
+    public static (int Exit, string Out, string Err) Run(params string[] args) => Run(null, args);
+
+    /// <summary>Runs engine with extra environment variables (e.g. ENGINE_CUDA_EMULATOR=1).</summary>
+    public static (int Exit, string Out, string Err) Run(IReadOnlyDictionary<string, string>? environment, params string[] args)
     {
         var dll = Dll();
         var exe = dll is null ? BundledExecutable() : null;
         if (dll is null && exe is null) Assert.Ignore("the engine program is not built (run `dotnet build` on the solution)");
         var psi = new ProcessStartInfo(exe ?? "dotnet") { RedirectStandardOutput = true, RedirectStandardError = true };
+        foreach (var (name, value) in environment ?? new Dictionary<string, string>()) psi.Environment[name] = value;
         if (exe is null) psi.ArgumentList.Add(dll!);
         foreach (var a in args) psi.ArgumentList.Add(a);
         using var p = Process.Start(psi)!;

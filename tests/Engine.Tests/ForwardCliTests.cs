@@ -46,7 +46,7 @@ public class ForwardCliTests
 
     /// <summary>Whole-model parity: `engine forward --device cuda` on the BERT and Llama fixtures
     /// writes every hidden state, the logits, the loss and every gradient within float32
-    /// tolerance of the CPU run (skips without a GPU).</summary>
+    /// tolerance of the CPU run (without a GPU: on the CPU emulator, ENGINE_CUDA_EMULATOR=1, race-checked).</summary>
     [TestCase("bert_tiny/bert")]
     [TestCase("bert_tiny/roberta")]
     [TestCase("llama_tiny/llama")]
@@ -54,14 +54,20 @@ public class ForwardCliTests
     [TestCase("llama_tiny/qwen2_pad_eos")]
     public void ForwardOnCudaMatchesTheCpu(string fixture)
     {
-        Cuda.CudaTestSupport.Backend();
+        var emulator = Cuda.CudaTestSupport.Backend().Emulator;
+        var environment = emulator is null ? null : new Dictionary<string, string>
+        {
+            ["ENGINE_CUDA_EMULATOR"] = "1",
+            ["ENGINE_CUDA_EMULATOR_LIB"] = emulator.Libraries[0].Path,
+            ["ENGINE_CUDA_EMULATOR_ORDERS"] = string.Join(",", emulator.Orders),
+        };
         var dir = Path.Combine(TestContext.CurrentContext.TestDirectory, "Fixtures", fixture);
         using var temp = new TempFolder();
         var outputs = new Dictionary<string, string>();
         foreach (var device in new[] { "cpu", "cuda" })
         {
             outputs[device] = temp.File(device + ".safetensors");
-            var r = EngineProcess.Run("forward", "--model", dir, "--ids", Path.Combine(dir, "reference.safetensors"), "--grads", "--device", device, "--out", outputs[device]);
+            var r = EngineProcess.Run(environment, "forward", "--model", dir, "--ids", Path.Combine(dir, "reference.safetensors"), "--grads", "--device", device, "--out", outputs[device]);
             Assert.That(r.Exit, Is.EqualTo(0), r.Err);
         }
         using var cpu = SafeTensors.Open(outputs["cpu"]);

@@ -38,7 +38,7 @@ public static class Cli
     /// ("CUDA not available: …") before any work starts.</summary>
     public static Device OpenDevice(string? text)
     {
-        var device = Device.Parse(text ?? "cpu");
+        var device = Device.Parse(Ranks.LocalDevice(text) ?? "cpu");
         var backend = Engine.Backend.Backends.For(device);
         if (device.Kind != DeviceKind.Cpu) Console.Error.WriteLine($"device: {device} ({backend.Name})");
         return device;
@@ -46,7 +46,8 @@ public static class Cli
 
     public static int Fail(string message)
     {
-        Console.Error.WriteLine($"engine: {message}");
+        Console.Error.WriteLine($"engine: {Engine.Distributed.Collectives.RankPrefix}{message}");
+        Engine.Distributed.Collectives.AbortIfDistributed(UserError);   // one rank's error stops every rank of an mpirun job
         return UserError;
     }
 }

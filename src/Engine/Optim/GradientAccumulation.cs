@@ -32,11 +32,12 @@ public sealed class GradientAccumulation
     /// <summary>The micro-batches seen since the last boundary (0 right after one).</summary>
     public int Pending { get; private set; }
 
-    /// <summary>Runs backward on loss/k and returns true when this was the k-th micro-batch
-    /// (time for the optimizer step).</summary>
-    public bool Backward(Tensor loss)
+    /// <summary>Runs backward on weight · loss / k and returns true when this was the k-th
+    /// micro-batch (time for the optimizer step). <paramref name="weight"/> scales a micro-batch's
+    /// part (data-parallel ranks: the share of the global batch a rank's shard is).</summary>
+    public bool Backward(Tensor loss, double weight = 1)
     {
-        (MicroBatches == 1 ? loss : Ops.Scale(loss, 1.0 / MicroBatches)).Backward();
+        (MicroBatches == 1 && weight == 1 ? loss : Ops.Scale(loss, weight / MicroBatches)).Backward();
         Pending++;
         if (Pending < MicroBatches) return false;
         Pending = 0;

@@ -32,6 +32,12 @@ struct Layout {
     i64 stride1[MAX_RANK];  // second operand's stride along each output dim (0 where broadcast)
 };
 
+// Dynamic shared memory (the launch's shared-memory bytes): EXTERN_SHARED(float, buf); declares
+// float buf[]. The CPU emulator (native/cuda-emulator/cuda_emu.h, included first) has its own.
+#ifndef EXTERN_SHARED
+#define EXTERN_SHARED(T, name) extern __shared__ T name[]
+#endif
+
 // Sum of one value per thread over the whole block (blockDim.x a multiple of 32, at most 1024).
 // Every thread receives the total. The tree has a fixed shape, so the result is deterministic.
 template <typename T>
@@ -79,12 +85,28 @@ __device__ __forceinline__ unsigned short float_to_bf16(float f) {
     return (unsigned short)((u + 0x7FFFu + ((u >> 16) & 1u)) >> 16);
 }
 
-// IEEE half <-> float through the PTX conversion instructions (no cuda_fp16.h).
+// IEEE half <-> float by bits (no cuda_fp16.h, no PTX, so the CPU emulator compiles them too):
+// rounding to nearest even as cvt.rn.f16.f32, subnormals kept, overflow to ±∞, NaN to 0x7FFF.
 __device__ __forceinline__ float f16_to_float(unsigned short h) {
-    float f; asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(h)); return f;
+    unsigned int sign = (unsigned int)(h & 0x8000u) << 16, e = (h >> 10) & 0x1Fu, m = h & 0x3FFu;
+    if (e == 0x1F) return __uint_as_float(sign | 0x7F800000u | (m << 13));
+    if (e == 0) { float v = (float)m * (1.0f / 16777216.0f); return sign ? -v : v; }   // m·2⁻²⁴, exact
+    return __uint_as_float(sign | ((e + 112) << 23) | (m << 13));
 }
 __device__ __forceinline__ unsigned short float_to_f16(float f) {
-    unsigned short h; asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(f)); return h;
+    unsigned int u = __float_as_uint(f), sign = (u >> 16) & 0x8000u, a = u & 0x7FFFFFFFu;
+    if (a > 0x7F800000u) return (unsigned short)0x7FFF;                      // NaN
+    if (a >= 0x477FF000u) return (unsigned short)(sign | 0x7C00u);           // ≥ 65520 rounds to ±∞
+    if (a < 0x38800000u) {                                                   // below 2⁻¹⁴: subnormal or zero
+        if (a < 0x33000000u) return (unsigned short)sign;                    // ≤ 2⁻²⁵ rounds to ±0
+        unsigned int mant = (a & 0x7FFFFFu) | 0x800000u, drop = 126 - (a >> 23);  // value = mant·2^(e−150)
+        unsigned int kept = mant >> drop, rest = mant & ((1u << drop) - 1u), half = 1u << (drop - 1);
+        if (rest > half || (rest == half && (kept & 1u))) kept++;
+        return (unsigned short)(sign | kept);
+    }
+    unsigned int r = a - 0x38000000u;                                        // exponent bias 127 → 15
+    r += 0xFFFu + ((r >> 13) & 1u);
+    return (unsigned short)(sign | (r >> 13));
 }
 
 // Counter-based random numbers, bit-identical to Engine.Rng on the host: SplitMix64's

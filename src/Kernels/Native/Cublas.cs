@@ -10,8 +10,8 @@ internal static unsafe partial class Cublas
 
     public const int OpN = 0, OpT = 1;
     public const int DefaultMath = 0, Tf32TensorOpMath = 3;
-    /// <summary>cudaDataType_t (library_types.h): CUDA_R_32F 0, CUDA_R_16BF 14.</summary>
-    public const int R32F = 0, R16BF = 14;
+    /// <summary>cudaDataType_t (library_types.h): CUDA_R_32F 0, CUDA_R_64F 1, CUDA_R_16BF 14.</summary>
+    public const int R32F = 0, R64F = 1, R16BF = 14;
     /// <summary>cublasComputeType_t CUBLAS_COMPUTE_32F (float32 accumulation, alpha and beta float).</summary>
     public const int Compute32F = 68;
     /// <summary>cublasGemmAlgo_t CUBLAS_GEMM_DEFAULT.</summary>

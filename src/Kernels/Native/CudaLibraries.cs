@@ -190,6 +190,23 @@ public static class CudaLibraries
         }
     }
 
+    /// <summary>Loads NCCL (libnccl.so.2) from the same folders as cuBLAS (pip's nvidia/nccl/lib
+    /// included), once. False, with the reason, when it is not there.</summary>
+    internal static bool TryLoadNccl(out IntPtr handle, out string reason)
+    {
+        lock (gate)
+        {
+            reason = "";
+            if (nccl == IntPtr.Zero) (nccl, _) = Probe(["libnccl.so.2"], _ => { });
+            handle = nccl;
+            if (nccl != IntPtr.Zero) return true;
+            reason = "NCCL not available: libnccl.so.2 not found (ENGINE_CUDA_LIB_DIR, CUDA_PATH, CUDA_HOME, /usr/local/cuda, pip nvidia/nccl, the loader path)";
+            return false;
+        }
+    }
+
+    private static IntPtr nccl;
+
     private static (IntPtr, string?) Probe(string[] sonames, Action<string> beforeLoadInDir, Func<string, bool>? beforeLoadSoname = null)
     {
         var dirs = ProbeDirectories();

@@ -42,6 +42,8 @@ internal static unsafe partial class Driver
                                              uint sharedBytes, IntPtr stream, void** parameters, void** extra);
     [LibraryImport(Lib)] public static partial int cuStreamCreate(out IntPtr stream, uint flags);
     [LibraryImport(Lib)] public static partial int cuStreamSynchronize(IntPtr stream);
+    /// <summary>0 when the stream's work is done, 600 (CUDA_ERROR_NOT_READY) while it runs.</summary>
+    [LibraryImport(Lib)] public static partial int cuStreamQuery(IntPtr stream);
 
     /// <summary>"cuMemAlloc: CUDA_ERROR_OUT_OF_MEMORY (out of memory)".</summary>
     public static string Describe(string call, int result)

@@ -41,8 +41,8 @@ public static class CanonicalDecomposition
                 sb.Append((char)(0x1100 + s / 588)).Append((char)(0x1161 + s % 588 / 28));
                 if (s % 28 != 0) sb.Append((char)(0x11A7 + s % 28));
             }
-            else if (table.TryGetValue(c, out var parts)) foreach (var p in parts) sb.Append(new Rune(p).ToString());
-            else sb.Append(rune.ToString());
+            else if (table.TryGetValue(c, out var parts)) foreach (var p in parts) sb.AppendRune(new Rune(p));
+            else sb.AppendRune(rune);
         }
         return sb.ToString();
     }

@@ -29,8 +29,8 @@ public static class Normalizers
                 if (rune.Value == 0 || rune.Value == 0xFFFD || IsControl(rune)) continue;
                 if (IsWhitespace(rune)) { sb.Append(' '); continue; }
             }
-            if (handleChineseChars && IsChineseCharacter(rune.Value)) { sb.Append(' ').Append(rune.ToString()).Append(' '); continue; }
-            sb.Append(rune.ToString());
+            if (handleChineseChars && IsChineseCharacter(rune.Value)) { sb.Append(' ').AppendRune(rune).Append(' '); continue; }
+            sb.AppendRune(rune);
         }
         var result = sb.ToString();
         if (stripAccents) result = StripAccents(result);
@@ -45,7 +45,7 @@ public static class Normalizers
         var decomposed = CanonicalDecomposition.Decompose(text);
         var sb = new StringBuilder(decomposed.Length);
         foreach (var rune in decomposed.EnumerateRunes())
-            if (Rune.GetUnicodeCategory(rune) != UnicodeCategory.NonSpacingMark) sb.Append(rune.ToString());
+            if (Rune.GetUnicodeCategory(rune) != UnicodeCategory.NonSpacingMark) sb.AppendRune(rune);
         return sb.ToString();
     }
 
@@ -83,5 +83,17 @@ public static class Normalizers
         if (literal is not null) return s => s.Replace(literal, content, StringComparison.Ordinal);
         var re = new Regex(regex!, RegexOptions.CultureInvariant);
         return s => re.Replace(s, content.Replace("$", "$$", StringComparison.Ordinal));
+    }
+}
+
+internal static class RuneAppending
+{
+    /// <summary>Appends one code point (one or two UTF-16 units) without making a string of it.</summary>
+    public static StringBuilder AppendRune(this StringBuilder sb, Rune rune)
+    {
+        if (rune.IsBmp) return sb.Append((char)rune.Value);
+        Span<char> units = stackalloc char[2];
+        rune.EncodeToUtf16(units);
+        return sb.Append(units);
     }
 }

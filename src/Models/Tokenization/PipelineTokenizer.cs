@@ -27,7 +27,7 @@ public sealed class PipelineTokenizer : TextTokenizer
         this.preTokenizer = preTokenizer;
         this.addedTokens = new Dictionary<string, int>(addedTokens);
         var contents = this.addedTokens.Keys.Where(k => k.Length > 0).OrderByDescending(k => k.Length).ThenBy(k => k, StringComparer.Ordinal).ToList();
-        addedTokenPattern = contents.Count == 0 ? null : new Regex(string.Join("|", contents.Select(Regex.Escape)), RegexOptions.CultureInvariant);
+        addedTokenPattern = contents.Count == 0 ? null : new Regex(string.Join("|", contents.Select(Regex.Escape)), RegexOptions.CultureInvariant | RegexOptions.Compiled);
         hasPadToken = padId is not null;
         this.padId = padId ?? fallbackPadId;
     }

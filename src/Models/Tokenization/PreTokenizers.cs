@@ -48,7 +48,7 @@ public sealed class BertPreTokenizer : PreTokenizer
         {
             if (Rune.IsWhiteSpace(rune)) Flush();
             else if (Normalizers.IsPunctuation(rune)) { Flush(); output.Add(rune.ToString()); }
-            else word.Append(rune.ToString());
+            else word.AppendRune(rune);
         }
         Flush();
     }

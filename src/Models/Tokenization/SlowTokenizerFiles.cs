@@ -71,7 +71,8 @@ internal static class TokenizerFiles
 /// BERT's WordPiece tokenizer from vocab.txt (one token per line, the id is the line number) and
 /// tokenizer_config.json, as transformers' BertTokenizer: do_lower_case (default true),
 /// strip_accents (default: follows do_lower_case), tokenize_chinese_chars (default true), special
-/// tokens [UNK] [CLS] [SEP] [PAD] [MASK] unless renamed, model_max_length.
+/// tokens [UNK] [CLS] [SEP] [PAD] [MASK] unless renamed, model_max_length. Not Microsoft.ML.Tokenizers'
+/// BertTokenizer, which drops symbols such as '$' and keeps accents under invariant globalization (docs/tokenizers.md).
 /// </summary>
 public static class WordPieceFiles
 {

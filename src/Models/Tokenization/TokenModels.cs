@@ -1,5 +1,4 @@
 using System.Collections.Concurrent;
-using System.Text;
 
 namespace Engine.Models.Tokenization;
 
@@ -17,11 +16,13 @@ public abstract class TokenModel
 public sealed class Vocabulary
 {
     private readonly Dictionary<string, int> ids;
+    private readonly Dictionary<string, int>.AlternateLookup<ReadOnlySpan<char>> spans;
     private readonly string?[] tokens;
 
     public Vocabulary(Dictionary<string, int> ids)
     {
-        this.ids = ids;
+        this.ids = new Dictionary<string, int>(ids, StringComparer.Ordinal);
+        spans = this.ids.GetAlternateLookup<ReadOnlySpan<char>>();
         tokens = new string?[ids.Count == 0 ? 0 : ids.Values.Max() + 1];
         foreach (var (token, id) in ids) tokens[id] = token;
     }
@@ -29,6 +30,8 @@ public sealed class Vocabulary
     public int Size => tokens.Length;
     public int? this[string token] => ids.TryGetValue(token, out var id) ? id : null;
     public bool TryGet(string token, out int id) => ids.TryGetValue(token, out id);
+    /// <summary>Looks a token up without making a string of it.</summary>
+    public bool TryGet(ReadOnlySpan<char> token, out int id) => spans.TryGetValue(token, out id);
     public string? Token(int id) => id >= 0 && id < tokens.Length ? tokens[id] : null;
 }
 
@@ -36,6 +39,7 @@ public sealed class Vocabulary
 /// WordPiece (BERT): each word is split greedily into the longest vocabulary entries from the left,
 /// every entry after the first written with the continuing prefix ("##"). A word longer than
 /// <c>maxCharacters</c> code points (100 in BERT), or one that cannot be split, becomes the unknown token.
+/// Not Microsoft.ML.Tokenizers' WordPieceTokenizer: it counts the limit in UTF-16 units (docs/tokenizers.md).
 /// </summary>
 public sealed class WordPieceModel(Vocabulary vocabulary, int unknownId, string continuingPrefix = "##", int maxCharacters = 100) : TokenModel
 {
@@ -45,19 +49,29 @@ public sealed class WordPieceModel(Vocabulary vocabulary, int unknownId, string 
 
     public override void Encode(string piece, List<int> ids)
     {
-        var runes = piece.EnumerateRunes().Select(r => r.ToString()).ToArray();
-        if (runes.Length > maxCharacters) { ids.Add(unknownId); return; }
+        // starts[k] is the UTF-16 offset of the k-th code point; starts[count] is the end of the piece.
+        var starts = new List<int>(piece.Length + 1);
+        for (int i = 0; i < piece.Length; i += char.IsSurrogatePair(piece, i) ? 2 : 1) starts.Add(i);
+        int count = starts.Count;
+        starts.Add(piece.Length);
+        if (count > maxCharacters) { ids.Add(unknownId); return; }
+        // A candidate after the first is the prefix followed by the piece's text, assembled in one buffer.
+        var buffer = new char[continuingPrefix.Length + piece.Length];
+        continuingPrefix.CopyTo(buffer);
         int mark = ids.Count, start = 0;
-        var candidate = new StringBuilder();
-        while (start < runes.Length)
+        while (start < count)
         {
-            int end = runes.Length, found = -1;
+            int end = count, found = -1;
             while (end > start)
             {
-                candidate.Clear();
-                if (start > 0) candidate.Append(continuingPrefix);
-                for (int i = start; i < end; i++) candidate.Append(runes[i]);
-                if (vocabulary.TryGet(candidate.ToString(), out var id)) { found = id; break; }
+                var text = piece.AsSpan(starts[start], starts[end] - starts[start]);
+                ReadOnlySpan<char> candidate = text;
+                if (start > 0)
+                {
+                    text.CopyTo(buffer.AsSpan(continuingPrefix.Length));
+                    candidate = buffer.AsSpan(0, continuingPrefix.Length + text.Length);
+                }
+                if (vocabulary.TryGet(candidate, out var id)) { found = id; break; }
                 end--;
             }
             if (found < 0)
@@ -78,6 +92,7 @@ public sealed class WordPieceModel(Vocabulary vocabulary, int unknownId, string 
 /// with byte_fallback, else the unknown token, consecutive unknowns fused into one with fuse_unk);
 /// then the adjacent pair with the lowest merge rank (leftmost on ties) is merged, again and again,
 /// until no pair has a merge. With ignore_merges a piece that is itself in the vocabulary is taken whole.
+/// Not Microsoft.ML.Tokenizers' BpeTokenizer: it has neither byte_fallback nor ignore_merges (docs/tokenizers.md).
 /// </summary>
 public sealed class BpeModel : TokenModel
 {

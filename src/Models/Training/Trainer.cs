@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using Engine.Autograd;
+using Engine.Distributed;
 using Engine.IO;
 using Engine.Models.Data;
 using Engine.Models.Peft;
@@ -43,6 +44,7 @@ public sealed class Trainer
     private readonly TrainOptions o;
     private readonly IReadOnlyList<string>? labelNames;
     private readonly bool regression;
+    private readonly DataParallel ranks;
 
     public Trainer(SequenceClassifier model, HfModelFolder source, TextTokenizer tokenizer, TrainOptions options, IReadOnlyList<string>? labelNames, bool regression)
     {
@@ -50,7 +52,8 @@ public sealed class Trainer
         this.model = model;
         this.source = source;
         this.tokenizer = tokenizer;
-        o = options;
+        ranks = DataParallel.For(options.Device ?? model.Device);
+        o = ranks.IsWriter ? options : options with { OutDir = null };   // only rank 0 writes (checkpoints, logs, eval.json)
         this.labelNames = labelNames;
         this.regression = regression;
     }
@@ -63,8 +66,9 @@ public sealed class Trainer
         var train = Batches.Encode(trainSet, tokenizer, o.MaxLength);
         var eval = evalSet is null ? null : Batches.Encode(evalSet, tokenizer, o.MaxLength);
         if (train.Count == 0) throw new EngineException("train: the training set is empty");
-        int perEpoch = (train.Count + o.BatchSize - 1) / o.BatchSize;
-        int total = TotalSteps(o, train.Count);
+        int globalBatch = o.BatchSize * ranks.Size;   // N ranks × b: each rank takes its shard of every global batch
+        int perEpoch = (train.Count + globalBatch - 1) / globalBatch;
+        int total = TotalSteps(train.Count);
         int warmup = (int)(o.WarmupRatio * total);
 
         // The method and the device are the pipeline's (TrainingPipeline applies and moves once).
@@ -102,6 +106,7 @@ public sealed class Trainer
 
         var state = new RunState();
         if (resumeFrom is not null) state = Restore(resumeFrom, opt, schedule, Name, StageStart(stage));
+        ranks.Start(model.Parameters(), model.Seeds);
         if (o.OutDir is not null)
         {
             Directory.CreateDirectory(o.OutDir);
@@ -137,10 +142,14 @@ public sealed class Trainer
                 int epoch = (int)(micro / perEpoch);
                 if (epoch != orderEpoch)
                 {
-                    order = Batches.Order(train, o.BatchSize, new Random(EpochSeed(o.Seed, epoch)), o.BucketByLength);
+                    order = Batches.Order(train, globalBatch, new Random(EpochSeed(o.Seed, epoch)), o.BucketByLength);
                     orderEpoch = epoch;
                 }
-                var batch = Batches.Collate(train, order![(int)(micro % perEpoch)], tokenizer.PadId);
+                var global = order![(int)(micro % perEpoch)];
+                var shard = ranks.Shard(global);
+                if (shard.Length == 0) continue;   // a short last batch may leave a rank nothing
+                double share = DataParallel.Share(shard.Length, global.Length);
+                var batch = Batches.Collate(train, shard, tokenizer.PadId);
                 tokens += batch.Tokens;
                 using var scope = Scope.Begin();
                 using var precision = MixedPrecision.Use(MixedPrecision.Parse(o.Precision)); // bf16: GEMM inputs rounded (forward and backward)
@@ -149,9 +158,11 @@ public sealed class Trainer
                 double value = loss.Item();
                 if (!double.IsFinite(value))
                     throw new EngineException($"train: the loss is {value} at step {state.Step + 1}; stopped (the last checkpoint is intact)");
-                stepLoss += value / o.GradientAccumulation;
-                accumulation.Backward(loss); // loss / k; the loop's k-th micro-batch is the boundary
+                stepLoss += value * share / o.GradientAccumulation;
+                accumulation.Backward(loss, share); // loss · share / k (share: this rank's part of the global batch)
             }
+            ranks.ReduceGradients(opt.Parameters);
+            stepLoss = ranks.Sum(stepLoss);
             double norm = o.MaxGradNorm > 0 ? GradClip.ClipByGlobalNorm(opt.Parameters, o.MaxGradNorm) : GradClip.GlobalNorm(opt.Parameters);
             if (!double.IsFinite(norm))
                 throw new EngineException($"train: the gradient norm is {norm} at step {state.Step + 1}; stopped (the last checkpoint is intact)");
@@ -188,7 +199,7 @@ public sealed class Trainer
             }
             state.LastEval = lastEval;
             Save(LastCheckpoint, opt, state, Name, lastEval);
-            if (o.EarlyStoppingPatience is { } p && state.Patience >= p)
+            if (ranks.RootDecides(o.EarlyStoppingPatience is { } patience && state.Patience >= patience) && o.EarlyStoppingPatience is { } p)
             {
                 progress?.Invoke(new TrainEvent(state.Step, total, epochNow, null, opt.LearningRate, tps, null,
                     $"early stop: no better {PrimaryMetric} in {p} evaluations (best {state.Best:F4} at step {state.BestStep})"));
@@ -203,9 +214,13 @@ public sealed class Trainer
             clock.Elapsed, tokens / Math.Max(1e-9, clock.Elapsed.TotalSeconds), stoppedEarly, losses);
     }
 
-    /// <summary>The optimizer steps of a run over <paramref name="examples"/> examples: MaxSteps, or the epochs' batches over the accumulation.</summary>
-    public static int TotalSteps(TrainOptions o, int examples) =>
-        o.MaxSteps ?? Math.Max(1, (int)Math.Ceiling((double)o.Epochs * ((examples + o.BatchSize - 1) / o.BatchSize) / o.GradientAccumulation));
+    /// <summary>The optimizer steps of a run over <paramref name="examples"/> examples: MaxSteps, or
+    /// the epochs' global batches (batch size × ranks) over the accumulation.</summary>
+    public int TotalSteps(int examples)
+    {
+        int globalBatch = o.BatchSize * ranks.Size;
+        return o.MaxSteps ?? Math.Max(1, (int)Math.Ceiling((double)o.Epochs * ((examples + globalBatch - 1) / globalBatch) / o.GradientAccumulation));
+    }
 
     /// <summary>The task's metrics on <paramref name="data"/> (evaluation mode, no gradients).</summary>
     public Dictionary<string, double> Evaluate(IReadOnlyList<EncodedExample> data)
@@ -281,7 +296,7 @@ public sealed class Trainer
             {
                 ["step"] = s.Step, ["best_metric"] = double.IsFinite(s.Best) ? s.Best : null, ["best_step"] = s.BestStep,
                 ["evals_without_improvement"] = s.Patience, ["optimizer_steps"] = count, ["dropout_counter"] = model.Seeds.Counter,
-                ["primary_metric"] = PrimaryMetric, ["seed"] = o.Seed,
+                ["primary_metric"] = PrimaryMetric, ["seed"] = o.Seed, ["ranks"] = ranks.Size,
                 ["parameter_steps"] = JsonSerializer.SerializeToNode(steps),
                 ["last_eval"] = eval is null ? null : JsonSerializer.SerializeToNode(eval),
                 ["options"] = JsonSerializer.SerializeToNode(o),

@@ -6,7 +6,8 @@ using NUnit.Framework;
 namespace Engine.Tests.Cuda;
 
 /// <summary>CUDA against the CPU: every catalog op, the optimizers, the dropout mask, a few
-/// training steps. These need a GPU and skip with the one-line reason without one.</summary>
+/// training steps. On a GPU when there is one, else on the CPU emulator (race-checked:
+/// <see cref="CudaTestSupport.Backend"/>).</summary>
 public class ParityTests
 {
     public static IEnumerable<string> OpNames => OpCatalog.All.Select(e => e.Name);
@@ -14,16 +15,58 @@ public class ParityTests
     [TestCaseSource(nameof(OpNames))]
     public void EveryOpMatchesTheCpuForwardAndBackward(string name)
     {
-        CudaTestSupport.Backend();
+        var gpu = CudaTestSupport.Backend();
         var entry = OpCatalog.Find(name)!;
         foreach (var seed in new[] { 1, 2, 3, 4, 5 })
         {
-            var r = CudaParity.Check(entry, seed, Device.Cuda());
+            var r = CudaParity.Check(entry, seed, gpu.Device);
             Assert.That(r.Error, Is.Null, $"{name} seed {seed}: {r.Case}");
             // F32 on the GPU vs F64 on the CPU: scaled max error ≤ 1e-4 (CudaParity.F32Tolerance).
             Assert.That(r.ForwardError, Is.LessThanOrEqualTo(CudaParity.F32Tolerance), $"{name} seed {seed} forward: {r.Case}");
             Assert.That(r.GradientError, Is.LessThanOrEqualTo(CudaParity.F32Tolerance), $"{name} seed {seed} gradients: {r.Case}");
         }
+    }
+
+    /// <summary>Ops at shapes the catalog's small random ones never reach: rows longer than a
+    /// warp and than a block (several warps in a block reduction, threads looping over a row),
+    /// parameter-gradient column sums over several row chunks and column blocks, attention over
+    /// 300 keys, an embedding 300 wide (two column blocks) with repeated ids, whole-tensor sums
+    /// with 1024 partials, and more elements than a grid-stride loop covers in one sweep.</summary>
+    public static IEnumerable<string> LargeShapeNames => LargeShapes().Select(e => e.Name);
+
+    private static IEnumerable<OpEntry> LargeShapes()
+    {
+        static Tensor N(Random r, DType t, params int[] shape) => Tensor.Randn(shape, r, t);
+        static OpEntry Entry(string name, int[] shape, Func<Random, DType, Tensor[]> inputs, bool[] differentiable, Func<Tensor[], Tensor> apply) =>
+            new(name, "large", name, (r, t) => new OpCase(name, inputs(r, t), differentiable, apply, shape));
+        return
+        [
+            Entry("softmax [3, 700]", [3, 700], (r, t) => [N(r, t, 3, 700)], [true], i => Ops.Softmax(i[0])),
+            Entry("sum [2, 1000]", [2], (r, t) => [N(r, t, 2, 1000)], [true], i => Ops.Sum(i[0])),
+            Entry("layer_norm [130, 300]", [130, 300], (r, t) => [N(r, t, 130, 300), N(r, t, 300), N(r, t, 300)], [true, true, true], i => Ops.LayerNorm(i[0], i[1], i[2])),
+            Entry("rms_norm [130, 300]", [130, 300], (r, t) => [N(r, t, 130, 300), N(r, t, 300)], [true, true], i => Ops.RmsNorm(i[0], i[1])),
+            Entry("cross_entropy [70, 300]", [], (r, t) => [N(r, t, 70, 300), Tensor.FromArray(Enumerable.Range(0, 70).Select(k => k % 9 == 4 ? -100 : k * 37 % 300).ToArray(), 70)],
+                [true, false], i => Ops.CrossEntropy(i[0], i[1])),
+            Entry("attention 300 keys, causal", [1, 2, 3, 4], (r, t) => [N(r, t, 1, 2, 3, 4), N(r, t, 1, 1, 300, 4), N(r, t, 1, 1, 300, 4)],
+                [true, true, true], i => Ops.Attention(i[0], i[1], i[2], causal: true)),
+            Entry("embedding [60] into [7, 300]", [60, 300], (r, t) => [Tensor.FromArray(Enumerable.Range(0, 60).Select(k => k * k % 7).ToArray(), 60), N(r, t, 7, 300)],
+                [false, true], i => Ops.Embedding(i[0], i[1])),
+            Entry("mse [300000]", [], (r, t) => [N(r, t, 300_000), N(r, t, 300_000)], [true, false], i => Ops.Mse(i[0], i[1])),
+            Entry("weighted_sum 2 × [300000]", [300_000], (r, t) => [N(r, t, 300_000), N(r, t, 300_000), N(r, t, 2)],
+                [true, true, true], i => Ops.WeightedSum([i[0], i[1]], i[2])),
+            Entry("scale [1100000]", [1_100_000], (r, t) => [N(r, t, 1_100_000)], [true], i => Ops.Scale(i[0], 0.5)),
+        ];
+    }
+
+    [TestCaseSource(nameof(LargeShapeNames))]
+    public void LargeShapesMatchTheCpu(string name)
+    {
+        var gpu = CudaTestSupport.Backend();
+        var entry = LargeShapes().Single(e => e.Name == name);
+        var r = CudaParity.Check(entry, 1, gpu.Device);
+        Assert.That(r.Error, Is.Null, entry.Name);
+        Assert.That(r.ForwardError, Is.LessThanOrEqualTo(CudaParity.F32Tolerance), $"{entry.Name} forward");
+        Assert.That(r.GradientError, Is.LessThanOrEqualTo(CudaParity.F32Tolerance), $"{entry.Name} gradients");
     }
 
     [Test]

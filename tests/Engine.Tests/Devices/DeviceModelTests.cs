@@ -52,7 +52,7 @@ public class DeviceModelTests(string which)
         Settings = method switch
         {
             "prefix" => new PrefixOptions { Length = 3 }, "prompt" => new PromptOptions { Length = 3 },
-            "lora" => new LoraOptions { Rank = 4, Alpha = 8, Dropout = 0.1 }, _ => null,
+            "lora" or "dora" => new LoraOptions { Rank = 4, Alpha = 8, Dropout = 0.1 }, _ => null,
         },
     };
 
@@ -81,6 +81,7 @@ public class DeviceModelTests(string which)
     [
         ["bert", "full", null], ["bert", "lora", "depthwise"], ["bert", "prefix", null], ["bert", "prompt", "mean"], ["bert", "bitfit", null],
         ["llama", "full", null], ["llama", "lora", "depthwise:last:with-embeddings"], ["llama", "prefix", null], ["llama", "prompt", null],
+        ["bert", "dora", "depthwise"], ["bert", "ia3", null], ["llama", "dora", null], ["llama", "ia3", "mean"],
         ["bert", "spafit", "depthwise"], ["llama", "spafit", null], ["bert", "ehft", "depthwise"], ["llama", "ehft", null],
     ];
 

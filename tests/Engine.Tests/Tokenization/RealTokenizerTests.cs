@@ -82,6 +82,8 @@ public class RealTokenizerTests
         AllMatch(tok, Cases("llama2"), LongRun);
         var run = Cases("llama2").First(c => LongRun(c.Text));
         Assert.That(((SentencePieceLlamaTokenizer)tok).Decode(tok.Encode(run.Text).Ids), Is.EqualTo(run.Text), "the differing case still decodes to its text");
+        Assert.That(tok.Encode(run.Text).Ids, Is.Not.EqualTo(run.Ids),
+            "the library now merges long runs as SentencePiece does: drop this known difference from the test and docs/tokenizers.md");
     }
 
     [Test]

@@ -68,7 +68,7 @@ public static class BenchCommand
             }
             return 0;
         }));
-        var cmd = new Command("bench", "Benchmarks") { ops, StepCommand(), LlamaScale.Create() };
+        var cmd = new Command("bench", "Benchmarks") { ops, StepCommand(), LlamaScale.Create(), AllReduceBench.Create() };
         return cmd;
     }
 

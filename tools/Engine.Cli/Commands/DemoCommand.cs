@@ -1,3 +1,4 @@
+using Engine.Models;
 using System.CommandLine;
 using Engine.Models.Demo;
 using Engine.Models.Training;
@@ -22,6 +23,7 @@ public static class DemoCommand
         var cmd = new Command("demo", "Train a small BERT on a synthetic word-order task (under a minute on the CPU)") { output, steps, seed, lr, device };
         cmd.SetAction(Cli.Action(parse =>
         {
+            Ranks.Open();   // `mpirun -np N engine demo`: data-parallel, rank 0 writes
             var dir = parse.GetValue(output)!;
             int s = parse.GetValue(seed);
             var result = Run(dir, parse.GetValue(steps), s, learningRate: parse.GetValue(lr), device: Cli.OpenDevice(parse.GetValue(device)));
@@ -35,7 +37,11 @@ public static class DemoCommand
         if (steps < 1) throw new EngineException($"demo: --steps must be at least 1, got {steps}");
         Console.WriteLine("demo: a small BERT learns a sentiment task where only word order decides the label:");
         Console.WriteLine("      'the food was good but the service was not great .' → negative (the last clause counts, 'not' flips it)");
-        var folder = DemoModel.CreateFolder(Path.Combine(dir, "model-init"), seed);
+        var world = Engine.Distributed.Collectives.World;
+        var init = Path.Combine(dir, "model-init");
+        if (world.Rank == 0) DemoModel.CreateFolder(init, seed);
+        world.Barrier();   // the other ranks of a job read rank 0's folder
+        var folder = HfModelFolder.Open(init);
         var train = DemoModel.Data(trainCount, seed, "synthetic negation task (train)");
         var eval = DemoModel.Data(evalCount, seed + 1, "synthetic negation task (held out)");
         var options = new TrainOptions
@@ -43,7 +49,7 @@ public static class DemoCommand
             MaxSteps = steps, BatchSize = 32, LearningRate = learningRate, WarmupRatio = 0.1, MaxLength = 48, Seed = seed,
             EvalEvery = Math.Max(1, steps / 4), OutDir = dir, LogEvery = Math.Max(1, steps / 20), Device = device,
         };
-        var result = TrainCommands.Run(folder, train, eval, options);
+        var result = TrainCommands.Run(folder, train, eval, Ranks.ForThisRank(options));
         int majority = eval.Examples.GroupBy(e => e.Label).Max(g => g.Count());
         Console.WriteLine($"held-out accuracy {result.FinalEval.GetValueOrDefault("accuracy"):P1}; the majority class alone scores {(double)majority / eval.Count:P1}");
         return result;

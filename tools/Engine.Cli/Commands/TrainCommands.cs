@@ -113,6 +113,7 @@ public static class TrainCommands
         cmd.Options.Add(dtype);
         cmd.SetAction(Cli.Action(p =>
         {
+            Ranks.Open();
             var on = Cli.OpenDevice(p.GetValue(device));
             var resumeDir = p.GetValue(resume);
             var folder = HfModelFolder.Open(resumeDir ?? p.GetValue(model)!);
@@ -136,7 +137,7 @@ public static class TrainCommands
             if (adapterMethod is not null && options.Peft.Method != adapterMethod)
                 throw new EngineException($"--adapter {adapterDir}: a {adapterMethod} adapter trains with --method {adapterMethod}, not {options.Peft.Method}");
             options.Validate();
-            Run(folder, trainSet, evalSet, options, resumeDir, adapterDir);
+            Run(folder, trainSet, evalSet, Ranks.ForThisRank(options), resumeDir, adapterDir);
             return 0;
         }));
         return cmd;

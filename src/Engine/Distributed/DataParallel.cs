@@ -1,0 +1,114 @@
+using Engine.Autograd;
+using Engine.Nn;
+
+namespace Engine.Distributed;
+
+/// <summary>
+/// Data-parallel training over the ranks of a job, as a training loop uses it:
+/// <list type="bullet">
+/// <item>Global-batch semantics. The loop orders the data in global batches of N·b examples
+/// (N ranks, b per rank), the same order for every N; rank r takes the contiguous slice
+/// <see cref="Shard(int[])"/> of each and scales its loss by its <see cref="Share"/> of the global
+/// batch (local / global examples). Summing the ranks' gradients then gives exactly the gradient
+/// of the mean loss over the global batch, so N ranks × b equal one rank × N·b (up to the order of
+/// float32 additions), a short last batch included, and gradient accumulation composes with it.</item>
+/// <item><see cref="Start"/>: every parameter is broadcast from rank 0, and each rank draws its
+/// own dropout masks (its dropout counter is moved to a range of its own; rank 0 keeps the
+/// single-process sequence).</item>
+/// <item><see cref="ReduceGradients"/>: after the backward, the gradients are summed over the
+/// ranks in buckets of about <see cref="BucketBytes"/>, last parameters first (the order a backward
+/// finishes them). On the CPU the reduction runs after the backward, not overlapped with it: the
+/// backward's kernels already use every core, and an MPI progress thread would compete with them.</item>
+/// <item>Only rank 0 writes files (<see cref="IsWriter"/>); decisions that must agree (early
+/// stopping) are rank 0's (<see cref="RootDecides"/>).</item>
+/// </list>
+/// With one rank every method returns at once and the loop computes what it always computed.
+/// </summary>
+public sealed class DataParallel(ICollectives collectives, long bucketBytes = DataParallel.DefaultBucketBytes)
+{
+    /// <summary>25 MiB, PyTorch DDP's default bucket.</summary>
+    public const long DefaultBucketBytes = 25L << 20;
+
+    public ICollectives Collectives { get; } = collectives;
+    public long BucketBytes { get; } = bucketBytes;
+    public int Rank => Collectives.Rank;
+    public int Size => Collectives.Size;
+    public bool IsWriter => Rank == 0;
+
+    /// <summary>The data-parallel view of the job for a model on <paramref name="device"/>.</summary>
+    public static DataParallel For(Device device) => new(Distributed.Collectives.For(device));
+
+    /// <summary>Rank <paramref name="rank"/>'s contiguous slice of a global batch: elements
+    /// [n·r/N, n·(r+1)/N), so the slices differ by at most one element and may be empty.</summary>
+    public static int[] Shard(int[] global, int rank, int size) =>
+        global[(int)((long)global.Length * rank / size)..(int)((long)global.Length * (rank + 1) / size)];
+
+    public int[] Shard(int[] global) => Size == 1 ? global : Shard(global, Rank, Size);
+
+    /// <summary>This rank's weight in the global batch's mean loss (exactly 1 with one rank).</summary>
+    public static double Share(int local, int global) => local == global ? 1.0 : (double)local / global;
+
+    /// <summary>Broadcasts every parameter from rank 0 and gives this rank its own dropout stream.</summary>
+    public void Start(IEnumerable<Tensor> parameters, DropoutSeeds? seeds)
+    {
+        if (Size == 1) return;
+        Collectives.Broadcast(parameters.ToList(), root: 0);
+        if (seeds is not null) seeds.Counter += (ulong)Rank << 40;
+    }
+
+    /// <summary>Sums the gradients of <paramref name="parameters"/> over the ranks, in place. A
+    /// parameter that got a gradient on any rank gets one (zeros) on every rank first, so the
+    /// buckets agree and the optimizer updates the same parameters everywhere.</summary>
+    public void ReduceGradients(IReadOnlyList<Tensor> parameters)
+    {
+        if (Size == 1) return;
+        var present = new double[parameters.Count];
+        for (int i = 0; i < parameters.Count; i++) present[i] = parameters[i].Grad is null ? 0 : 1;
+        Collectives.AllReduceSum(present);
+        var grads = new List<Tensor>();
+        for (int i = 0; i < parameters.Count; i++)
+            if (present[i] > 0) grads.Add(Tape.GradOf(parameters[i]));
+        foreach (var bucket in Buckets(grads, BucketBytes)) Collectives.AllReduceSum(bucket);
+    }
+
+    /// <summary>Splits tensors into buckets of at most <paramref name="bytes"/> (a larger tensor is a
+    /// bucket of its own), taking them from the end of the list.</summary>
+    public static List<List<Tensor>> Buckets(IReadOnlyList<Tensor> tensors, long bytes)
+    {
+        var buckets = new List<List<Tensor>>();
+        var current = new List<Tensor>();
+        long size = 0;
+        for (int i = tensors.Count - 1; i >= 0; i--)
+        {
+            long b = tensors[i].Numel * tensors[i].DType.SizeOf();
+            if (current.Count > 0 && size + b > bytes)
+            {
+                buckets.Add(current);
+                current = new List<Tensor>();
+                size = 0;
+            }
+            current.Add(tensors[i]);
+            size += b;
+        }
+        if (current.Count > 0) buckets.Add(current);
+        return buckets;
+    }
+
+    /// <summary>The sum of <paramref name="value"/> over the ranks.</summary>
+    public double Sum(double value)
+    {
+        if (Size == 1) return value;
+        Span<double> v = [value];
+        Collectives.AllReduceSum(v);
+        return v[0];
+    }
+
+    /// <summary>Rank 0's <paramref name="decision"/>, on every rank.</summary>
+    public bool RootDecides(bool decision)
+    {
+        if (Size == 1) return decision;
+        Span<byte> b = [(byte)(decision ? 1 : 0)];
+        Collectives.Broadcast(b, root: 0);
+        return b[0] != 0;
+    }
+}
