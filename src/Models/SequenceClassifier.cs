@@ -65,7 +65,24 @@ public abstract class SequenceClassifier : Module
     /// module's own names (a LoRA adapter at "bert.encoder.layer.0.attention.self.query" gives
     /// "….query.lora_A.weight"). Attached modules follow Train/Eval and are saved and loaded
     /// with the model.</summary>
-    public T Attach<T>(string path, T module) where T : Module => Child(path, module);
+    public T Attach<T>(string path, T module) where T : Module
+    {
+        attached.Add(path);
+        return Child(path, module);
+    }
+
+    private readonly List<string> attached = [];
+
+    /// <summary>The paths of the modules attached with <see cref="Attach"/>, in order.</summary>
+    public IReadOnlyList<string> AttachedPaths => attached;
+
+    /// <summary>Removes a module attached at <paramref name="path"/>: its parameters leave the
+    /// model (a method dropping its parameters between stages also unsets its hooks).</summary>
+    public void Detach(string path)
+    {
+        if (!attached.Remove(path)) throw new EngineException($"detach: no module is attached at '{path}'");
+        RemoveChild(path);
+    }
 
     /// <summary>Every linear layer of the backbone (not the head) with its module path
     /// ("bert.encoder.layer.0.attention.self.query"), in block order; a method wraps them through

@@ -18,7 +18,7 @@ public static class Plots
     /// with markers) over optimizer steps. Either series may be empty.
     /// </summary>
     public static void LossCurve(IReadOnlyList<(int Step, double Loss)> train, IReadOnlyList<(int Step, double Value)> eval,
-        string metricName, string pngPath)
+        string metricName, string pngPath, IReadOnlyList<int>? stageStarts = null)
     {
         var plot = new Plot();
         plot.Title(eval.Count > 0 ? $"Training loss and eval {metricName}" : "Training loss");
@@ -41,6 +41,14 @@ public static class Plots
             metric.Color = Colors.DarkOrange;
             metric.Axes.YAxis = plot.Axes.Right;
             plot.Axes.Right.Label.Text = $"eval {metricName}";
+        }
+        foreach (var step in stageStarts ?? [])
+        {
+            // A multi-stage method's boundary ("stage" lines of metrics.jsonl): after this step the next stage trains.
+            var line = plot.Add.VerticalLine(step + 0.5);
+            line.Color = Colors.Gray;
+            line.LinePattern = LinePattern.Dashed;
+            line.LegendText = "next stage";
         }
         if (train.Count > 0 || eval.Count > 0) plot.ShowLegend(Alignment.UpperCenter);
         Save(plot, pngPath);
@@ -114,6 +122,7 @@ public static class Plots
     {
         var train = new List<(int Step, double Loss)>();
         var evals = new List<(int Step, JsonElement Metrics)>();
+        var stageStarts = new List<int>();
         var documents = new List<JsonDocument>();
         try
         {
@@ -126,7 +135,8 @@ public static class Plots
                 documents.Add(document);
                 var root = document.RootElement;
                 if (root.ValueKind != JsonValueKind.Object || !TryNumber(root, "step", out double step)) continue;
-                if (root.TryGetProperty("eval", out var metrics) && metrics.ValueKind == JsonValueKind.Object)
+                if (root.TryGetProperty("stage", out _)) stageStarts.Add((int)step);
+                else if (root.TryGetProperty("eval", out var metrics) && metrics.ValueKind == JsonValueKind.Object)
                     evals.Add(((int)step, metrics));
                 else if (TryNumber(root, "loss", out double loss))
                     train.Add(((int)step, loss));
@@ -141,7 +151,7 @@ public static class Plots
             if (train.Count == 0 && eval.Count == 0) return [];
             Directory.CreateDirectory(outDir);
             var path = Path.Combine(outDir, "loss.png");
-            LossCurve(train, eval, metricName ?? "metric", path);
+            LossCurve(train, eval, metricName ?? "metric", path, stageStarts);
             return [path];
         }
         finally

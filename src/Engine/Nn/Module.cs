@@ -26,6 +26,9 @@ public abstract class Module
         return module;
     }
 
+    /// <summary>Removes the child registered as <paramref name="name"/>.</summary>
+    protected void RemoveChild(string name) => children.RemoveAt(children.FindIndex(c => c.Name == name));
+
     public IEnumerable<(string Name, Tensor Param)> NamedParameters(string prefix = "")
     {
         foreach (var (n, p) in parameters) yield return (prefix + n, p);

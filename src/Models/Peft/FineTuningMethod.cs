@@ -171,10 +171,21 @@ public abstract class InstalledMethod
 
     public virtual void Unmerge() { }
 
-    /// <summary>The stages of a method that trains in stages (EH-FT: a PEFT method with a new head,
-    /// then full fine-tuning from the reset backbone); empty: one stage (every method so far).
-    /// <see cref="Training.TrainingPipeline"/> runs them in order, each with a fresh optimizer.</summary>
+    /// <summary>
+    /// The stages of a multi-stage method, in order (empty: one stage, the whole run). The trainer
+    /// splits the run's steps among them (<see cref="TrainingStage"/>), gives each its own
+    /// optimizer and learning-rate schedule, and moves the model on with <see cref="EnterStage"/>
+    /// at each boundary; which parameters train is then <see cref="Trains"/> again.
+    /// </summary>
     public virtual IReadOnlyList<TrainingStage> Stages => [];
+
+    /// <summary>The stage the model is in (0-based; written into config.json by multi-stage
+    /// methods, so a checkpoint reloads in its stage).</summary>
+    public virtual int Stage => 0;
+
+    /// <summary>Moves the model into stage <paramref name="stage"/> (the next one): the method
+    /// changes its parameters, modules and hooks in place.</summary>
+    public virtual void EnterStage(int stage) => throw new EngineException("this method has a single stage");
 
     /// <summary>The head (classifier / score) and the depth-wise pooling weights.</summary>
     public static bool TrainsHeadOrPooling(string parameterName) =>
@@ -184,14 +195,31 @@ public abstract class InstalledMethod
     public static bool Under(string module, string parameterName) => parameterName.StartsWith(module + ".", StringComparison.Ordinal);
 }
 
-/// <summary>One stage of a method that trains in stages.</summary>
-/// <param name="Name">Names the stage in logs and its output folder (OUT/NAME; the last stage writes OUT itself).</param>
-/// <param name="Share">The stage's share of the run's optimizer steps (the last stage takes what is left).</param>
-/// <param name="Begin">Runs before the stage trains: it may reset the backbone, unwrap layers, change
-/// what <see cref="InstalledMethod.Trains"/> answers (asked again right after).</param>
-public sealed record TrainingStage(string Name, double Share, Action<StageContext> Begin);
-
-/// <summary>What a stage may use when it begins: the model, and <see cref="ReloadBackbone"/>, which
-/// copies the base folder's weights back into every backbone parameter (not the head, not the
-/// pooling weights, not the parameters <see cref="InstalledMethod.GroupOf"/> names as the method's).</summary>
-public sealed record StageContext(SequenceClassifier Model, Action ReloadBackbone);
+/// <summary>One stage of a multi-stage method (<see cref="InstalledMethod.Stages"/>): its name
+/// (logged at the boundary), its length as <paramref name="Epochs"/> (passes over the training
+/// set) or as <paramref name="Share"/> of the run's steps (the last stage: the steps left), and
+/// its peak learning rate (null: the run's). Each stage has its own warmup and decay of the run's
+/// schedule over its own steps.</summary>
+public sealed record TrainingStage(string Name, double? Epochs = null, double? Share = null, double? LearningRate = null)
+{
+    /// <summary>The optimizer steps of the stages in a run of <paramref name="total"/> steps with
+    /// <paramref name="stepsPerEpoch"/> steps per epoch: each stage's end step (the last ends at
+    /// <paramref name="total"/>); every stage gets at least one step.</summary>
+    public static int[] Ends(IReadOnlyList<TrainingStage> stages, int total, double stepsPerEpoch)
+    {
+        if (stages.Count == 0) return [total];
+        var ends = new int[stages.Count];
+        int end = 0;
+        for (int i = 0; i < stages.Count - 1; i++)
+        {
+            var s = stages[i];
+            int steps = (int)Math.Round(s.Epochs is { } e ? e * stepsPerEpoch : (s.Share ?? 0) * total);
+            end += Math.Max(1, steps);
+            ends[i] = end;
+        }
+        ends[^1] = total;
+        if (end >= total)
+            throw new EngineException($"train: the run has {total} steps, too few for its stages ({string.Join(", ", stages.Take(stages.Count - 1).Select((s, i) => $"{s.Name}: {ends[i] - (i == 0 ? 0 : ends[i - 1])}"))} before the last)");
+        return ends;
+    }
+}

@@ -28,6 +28,8 @@ public static class MethodRegistry
         new Ia3.Ia3Method(),
         new SelectMethod(),
         new LtPrefixMethod(), new LtPromptMethod(),
+        new Spafit.SpafitMethod(),
+        new Ehft.EhftMethod(),
     ];
 
     public static IReadOnlyList<FineTuningMethod> All => methods;

@@ -44,8 +44,15 @@ public sealed class ModelHooks
         if (!linears.TryAdd(layer, forward)) throw new EngineException("hooks: this linear layer is already wrapped");
     }
 
-    /// <summary>Gives <paramref name="layer"/> its own forward back (a stage that drops a method's adapters).</summary>
-    public void UnwrapLinear(Linear layer) => linears.Remove(layer);
+    /// <summary>Unsets every hook (a method that drops its parameters mid-run, between stages).</summary>
+    public void Clear()
+    {
+        linears.Clear();
+        KeyValuePrefixes = null;
+        VirtualTokens = null;
+        BlockLimit = null;
+        Head = null;
+    }
 
     /// <summary>The layer's own forward, or its replacement when one is hooked in.</summary>
     public Tensor Linear(Linear layer, Tensor x) => linears.TryGetValue(layer, out var f) ? f(x) : layer.Forward(x);

@@ -77,20 +77,36 @@ public sealed class Trainer
         if (o.Device is { } device && model.Device != device)
             throw new EngineException($"train: the options ask for {device}, the model is on {model.Device}; move it first (TrainingPipeline or Module.To)");
         model.Train();
-        var opt = new AdamW(model.Parameters(), o.LearningRate, weightDecay: o.WeightDecay, noDecay: Optimizer.VectorsAndScalars);
-        var schedule = new LrScheduler(opt, o.Schedule switch
+        // A multi-stage method (InstalledMethod.Stages) splits the steps; each stage has its own
+        // optimizer and schedule (warmup and decay over its own steps) and learning rate.
+        var stages = model.Peft?.Method.Stages ?? [];
+        int stage = model.Peft?.Method.Stage ?? 0;
+        // A new run on a model already past its first stages (a saved EH-FT model trained further)
+        // runs the stages left; a resumed run continues the split of the run it resumes.
+        int skipped = resumeFrom is null ? stage : 0;
+        var stageEnds = Enumerable.Repeat(0, skipped)
+            .Concat(TrainingStage.Ends(stages.Skip(skipped).ToList(), total, (double)perEpoch / o.GradientAccumulation)).ToArray();
+        int StageStart(int i) => i == 0 ? 0 : stageEnds[i - 1];
+        (Optimizer, LrScheduler) ForStage(int i)
         {
-            "constant" => warmup > 0 ? new LrSchedule.ConstantWithWarmup(warmup) : new LrSchedule.Constant(),
-            "cosine" => new LrSchedule.CosineWithWarmup(warmup, total),
-            _ => new LrSchedule.LinearWarmupDecay(warmup, total),
-        });
+            int steps = stageEnds[i] - StageStart(i), warm = stages.Count == 0 ? warmup : (int)(o.WarmupRatio * steps);
+            var optimizer = new AdamW(model.Parameters(), stages.Count == 0 ? o.LearningRate : stages[i].LearningRate ?? o.LearningRate,
+                weightDecay: o.WeightDecay, noDecay: Optimizer.VectorsAndScalars);
+            return (optimizer, new LrScheduler(optimizer, o.Schedule switch
+            {
+                "constant" => warm > 0 ? new LrSchedule.ConstantWithWarmup(warm) : new LrSchedule.Constant(),
+                "cosine" => new LrSchedule.CosineWithWarmup(warm, steps),
+                _ => new LrSchedule.LinearWarmupDecay(warm, steps),
+            }));
+        }
+        var (opt, schedule) = ForStage(stage);
         var checkpointNames = new Dictionary<Tensor, string>(ReferenceEqualityComparer.Instance);
         foreach (var (n, p) in model.NamedParameters()) checkpointNames[p] = model.CheckpointName(n);
         string Name(Tensor p) => checkpointNames[p];
 
         RunGuards.BeforeTraining(model, source, tokenizer, o, train);
         var state = new RunState();
-        if (resumeFrom is not null) state = Restore(resumeFrom, opt, schedule, Name);
+        if (resumeFrom is not null) state = Restore(resumeFrom, opt, schedule, Name, StageStart(stage));
         ranks.Start(model.Parameters(), model.Seeds);
         if (o.OutDir is not null)
         {
@@ -115,6 +131,17 @@ public sealed class Trainer
 
         while (!stoppedEarly && state.Step < total)
         {
+            while (stage < stageEnds.Length - 1 && state.Step >= stageEnds[stage])
+            {
+                // The boundary (also right after resuming from the last checkpoint of a stage).
+                stage++;
+                model.Peft!.Method.EnterStage(stage);
+                PeftSetup.Freeze(model);
+                model.Train();
+                (opt, schedule) = ForStage(stage);
+                Log(new { step = state.Step, stage = stage + 1, stage_name = stages[stage].Name });
+                progress?.Invoke(new TrainEvent(state.Step, total, (double)micro / perEpoch, null, opt.LearningRate, 0, null, $"{stages[stage].Name} from step {state.Step + 1}: {model.ParameterCount(trainableOnly: true):N0} parameters trained"));
+            }
             double stepLoss = 0;
             string? nonFinite = null;
             for (int a = 0; a < o.GradientAccumulation; a++, micro++)
@@ -318,7 +345,7 @@ public sealed class Trainer
         }));
     }
 
-    private RunState Restore(string dir, Optimizer opt, LrScheduler schedule, Func<Tensor, string> nameOf)
+    private RunState Restore(string dir, Optimizer opt, LrScheduler schedule, Func<Tensor, string> nameOf, int stageStart)
     {
         var statePath = Path.Combine(dir, StateFile);
         if (!File.Exists(statePath)) throw new EngineException($"--resume: {dir} has no {StateFile}; is it a checkpoint folder written by engine train?");
@@ -337,7 +364,7 @@ public sealed class Trainer
         var steps = st["parameter_steps"]!.Deserialize<Dictionary<string, int>>()!;
         var buffers = SafeTensors.Load(Path.Combine(dir, OptimizerFile));
         opt.ImportState(buffers, steps, st["optimizer_steps"]!.GetValue<int>(), nameOf);
-        schedule.Restore(s.Step);
+        schedule.Restore(s.Step - stageStart);
         model.Seeds.Counter = st["dropout_counter"]!.GetValue<ulong>();
         return s;
     }
@@ -356,7 +383,8 @@ public sealed class Trainer
         if (!File.Exists(path)) return;
         var keep = File.ReadAllLines(path).Where(l =>
         {
-            try { return JsonNode.Parse(l)?["step"]?.GetValue<int>() <= step; }
+            // A stage line at the checkpoint's step is written again when the resumed run crosses the boundary.
+            try { return JsonNode.Parse(l) is { } n && (n["step"]?.GetValue<int>() < step || (n["step"]?.GetValue<int>() == step && n["stage"] is null)); }
             catch (JsonException) { return false; }
         }).ToList();
         File.WriteAllLines(path, keep);

@@ -60,40 +60,10 @@ public sealed class TrainingPipeline
     public string PrimaryMetric => trainer.PrimaryMetric;
 
     /// <summary>Trains; <paramref name="resumeFrom"/> continues a run from its checkpoint folder. A
-    /// method with stages (<see cref="InstalledMethod.Stages"/>) trains them in order, each its share
-    /// of the steps with a fresh optimizer, after the stage's Begin and a re-freeze.</summary>
-    public TrainResult Train(IReadOnlyList<Example> train, IReadOnlyList<Example>? eval, Action<TrainEvent>? progress = null, string? resumeFrom = null)
-    {
-        var stages = Model.Peft?.Method.Stages ?? [];
-        if (stages.Count == 0) return trainer.Train(train, eval, progress, resumeFrom);
-        if (resumeFrom is not null) throw new EngineException($"--resume: method {Options.Peft.Method} trains in stages, and resuming one is not supported yet");
-        int total = trainer.TotalSteps(train.Count), done = 0;
-        TrainResult? result = null;
-        for (int i = 0; i < stages.Count; i++)
-        {
-            var stage = stages[i];
-            bool last = i == stages.Count - 1;
-            int steps = last ? Math.Max(1, total - done) : Math.Max(1, (int)Math.Round(stage.Share * total));
-            stage.Begin(new StageContext(Model, ReloadBackbone));
-            PeftSetup.Freeze(Model);
-            var o = Options with { MaxSteps = steps, OutDir = Options.OutDir is null || last ? Options.OutDir : Path.Combine(Options.OutDir, stage.Name) };
-            progress?.Invoke(new TrainEvent(0, steps, 0, null, o.LearningRate, 0, null, $"stage {stage.Name}: {steps} steps"));
-            result = new Trainer(Model, Folder, Tokenizer, o, LabelNames, IsRegression).Train(train, eval, progress);
-            done += steps;
-        }
-        return result!;
-    }
-
-    /// <summary>The base folder's weights back into every backbone parameter of the model (the head,
-    /// the pooling weights and the parameters the method groups as its own keep theirs).</summary>
-    private void ReloadBackbone()
-    {
-        var fresh = SequenceClassifier.FromFolder(Folder, Options.Seed, numLabels: Model.NumLabels).NamedParameters().ToDictionary(p => p.Name, p => p.Param);
-        var method = Model.Peft?.Method;
-        foreach (var (name, p) in Model.NamedParameters())
-            if (!InstalledMethod.TrainsHeadOrPooling(name) && method?.GroupOf(name) is null && fresh.TryGetValue(name, out var source))
-                Backend.Backends.Copy(source.To(p.Device), p);
-    }
+    /// method with stages (<see cref="InstalledMethod.Stages"/>) trains them in this one run (the
+    /// <see cref="Trainer"/> moves the model on at each boundary).</summary>
+    public TrainResult Train(IReadOnlyList<Example> train, IReadOnlyList<Example>? eval, Action<TrainEvent>? progress = null, string? resumeFrom = null) =>
+        trainer.Train(train, eval, progress, resumeFrom);
 
     public Dictionary<string, double> Evaluate(IReadOnlyList<Example> data) => trainer.Evaluate(data);
 

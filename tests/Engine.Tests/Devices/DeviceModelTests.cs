@@ -84,6 +84,7 @@ public class DeviceModelTests(string which)
         ["llama", "full", null], ["llama", "lora", "depthwise:last:with-embeddings"], ["llama", "prefix", null], ["llama", "prompt", null],
         ["bert", "dora", "depthwise"], ["bert", "ia3", null], ["llama", "dora", null], ["llama", "ia3", "mean"],
         ["bert", "select", "depthwise"], ["llama", "select", null],
+        ["bert", "spafit", "depthwise"], ["llama", "spafit", null], ["bert", "ehft", "depthwise"], ["llama", "ehft", null],
     ];
 
     /// <summary>The logits, loss and every parameter gradient of one training-mode step (dropout on) on <see cref="Batch"/>.</summary>
