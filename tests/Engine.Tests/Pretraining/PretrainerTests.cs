@@ -53,7 +53,7 @@ public class PretrainerTests
     public void ATinyBertMemorisesATinyCorpus()
     {
         // Every row is also a "held-out" row here only in name: heldOutEvery 2 and evaluation on the training rows.
-        var (trainer, model, corpus) = Bert(temp.File("run"), steps: 400, dropout: 0, heldOutEvery: 2);
+        var (trainer, model, corpus) = Bert(temp.File("run"), steps: 600, dropout: 0, heldOutEvery: 2, lr: 5e-3);
         var result = trainer.Train();
         var objective = LmObjective.For(model, TextTokenizer.FromFolder(HfModelFolder.Open(Path.Combine(temp.Path, "init"))));
         var onTraining = LmEvaluator.Evaluate(objective, corpus, corpus.TrainRows, 8, trainer.Unigram);
@@ -75,12 +75,16 @@ public class PretrainerTests
         var rng = new Random(3);
         var stream = Enumerable.Range(0, 200).Select(i => i % 25 == 24 ? 2 : rng.Next(3, 40)).ToArray();
         var corpus = new PackedCorpus(stream, 8, 16, startToken: 1, heldOutEvery: 2);
-        var trainer = new Pretrainer(new LmObjective(model, null), null!, corpus, new PretrainOptions { Steps = 300, BatchSize = 4, LearningRate = 1e-2, Seed = 2, EvalEvery = 1000, WarmupRatio = 0.05 });
+        var trainer = new Pretrainer(new LmObjective(model, null), null!, corpus, new PretrainOptions { Steps = 500, BatchSize = 4, LearningRate = 1e-2, Seed = 2, EvalEvery = 1000, WarmupRatio = 0.05 });
         var result = trainer.Train();
         var onTraining = LmEvaluator.Evaluate(new LmObjective(model, null), corpus, corpus.TrainRows, 8, trainer.Unigram);
         Assert.That(result.Losses[0], Is.GreaterThan(3.0), "starts near ln(40)");
-        Assert.That(onTraining.Loss, Is.LessThan(0.05), $"next-token loss on the memorised rows: {onTraining.Loss}");
-        Assert.That(onTraining.Accuracy, Is.EqualTo(1.0));
+        // Every row starts with bos, so the token after it cannot be told from the context: at best
+        // a uniform guess among the rows' first tokens, ln(rows) on 1 of the T − 1 scored positions.
+        // Everything else is memorised.
+        int rows = corpus.TrainRows.Count, scored = corpus.RowLength - 1;
+        Assert.That(onTraining.Loss, Is.LessThan(Math.Log(rows) / scored + 0.02), $"next-token loss on the memorised rows: {onTraining.Loss}");
+        Assert.That(onTraining.Accuracy, Is.GreaterThanOrEqualTo((scored - 1.0) / scored));
     }
 
     [Test]
