@@ -70,13 +70,16 @@ public sealed class Pretrainer
 
     private readonly LmObjective objective;
     private readonly LanguageModel model;
-    private readonly HfModelFolder source;
+    private readonly HfModelFolder? source;
     private readonly PackedCorpus corpus;
     private readonly PretrainOptions o;
 
-    public Pretrainer(LmObjective objective, HfModelFolder source, PackedCorpus corpus, PretrainOptions options)
+    /// <param name="source">the folder the model came from: its config.json and tokenizer files go
+    /// into every checkpoint. Needed when <see cref="PretrainOptions.OutDir"/> is set.</param>
+    public Pretrainer(LmObjective objective, HfModelFolder? source, PackedCorpus corpus, PretrainOptions options)
     {
         options.Validate();
+        if (options.OutDir is not null && source is null) throw new ArgumentException("a run that writes checkpoints needs the source folder", nameof(source));
         if (corpus.TrainRows.Count == 0) throw new EngineException($"pretrain: the corpus gives no training rows of {corpus.RowLength} tokens ({corpus.Stream.Length:N0} tokens in all)");
         if (corpus.HeldOutRows.Count == 0) throw new EngineException($"pretrain: the corpus gives no held-out rows ({corpus.RowCount} rows, every {corpus.HeldOutEvery}th held out); give more text");
         this.objective = objective;
@@ -206,7 +209,7 @@ public sealed class Pretrainer
         if (o.OutDir is null) return;
         AtomicFolder.Write(Path.Combine(o.OutDir, LastCheckpoint), dir =>
         {
-            model.SaveInto(dir, source);
+            model.SaveInto(dir, source!);
             var (buffers, steps, count) = opt.ExportState(nameOf);
             SafeTensors.Save(Path.Combine(dir, OptimizerFile), buffers);
             var state = new JsonObject

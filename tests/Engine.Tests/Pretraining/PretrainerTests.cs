@@ -75,7 +75,7 @@ public class PretrainerTests
         var rng = new Random(3);
         var stream = Enumerable.Range(0, 200).Select(i => i % 25 == 24 ? 2 : rng.Next(3, 40)).ToArray();
         var corpus = new PackedCorpus(stream, 8, 16, startToken: 1, heldOutEvery: 2);
-        var trainer = new Pretrainer(new LmObjective(model, null), null!, corpus, new PretrainOptions { Steps = 500, BatchSize = 4, LearningRate = 1e-2, Seed = 2, EvalEvery = 1000, WarmupRatio = 0.05 });
+        var trainer = new Pretrainer(new LmObjective(model, null), null, corpus, new PretrainOptions { Steps = 500, BatchSize = 4, LearningRate = 1e-2, Seed = 2, EvalEvery = 1000, WarmupRatio = 0.05 });
         var result = trainer.Train();
         var onTraining = LmEvaluator.Evaluate(new LmObjective(model, null), corpus, corpus.TrainRows, 8, trainer.Unigram);
         Assert.That(result.Losses[0], Is.GreaterThan(3.0), "starts near ln(40)");
