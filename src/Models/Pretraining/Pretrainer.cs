@@ -74,8 +74,8 @@ public sealed class Pretrainer
     private readonly PackedCorpus corpus;
     private readonly PretrainOptions o;
 
-    /// <param name="source">the folder the model came from: its config.json and tokenizer files go
-    /// into every checkpoint. Needed when <see cref="PretrainOptions.OutDir"/> is set.</param>
+    /// <summary><paramref name="source"/> is the folder the model came from: its config.json and
+    /// tokenizer files go into every checkpoint (needed when <see cref="PretrainOptions.OutDir"/> is set).</summary>
     public Pretrainer(LmObjective objective, HfModelFolder? source, PackedCorpus corpus, PretrainOptions options)
     {
         options.Validate();
