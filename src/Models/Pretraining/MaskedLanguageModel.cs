@@ -41,16 +41,23 @@ public sealed class MaskedLanguageModel : LanguageModel
     /// <summary>The tied output layer on hidden states x [N, d] → logits [N, V].</summary>
     public Tensor Head(Tensor x) => head.Forward(x, wordEmbeddings);
 
+    private const int PadTo = 32;
+
     public override LmPrediction Predict(int[] ids, int[] targets, int batch, int length)
     {
         var h = Encoder.Forward(Tensor.FromArray(ids, batch, length)).LastHiddenState;
         var at = new List<int>();
         for (int i = 0; i < targets.Length; i++) if (targets[i] != MlmMasker.Ignore) at.Add(i);
         if (at.Count == 0) throw new EngineException("mlm: a batch with no masked token (rows too short?)");
+        var scored = at.Select(i => targets[i]).ToList();
+        // The masked count varies from batch to batch; padded up to a multiple of 32 (with position 0,
+        // not scored) the head's tensors take a few sizes only, which the CPU's size-keyed array pool
+        // can keep and reuse. The padding rows count for nothing in the loss and get no gradient.
+        while (at.Count % PadTo != 0) { at.Add(0); scored.Add(MlmMasker.Ignore); }
         // The masked positions' hidden states: an embedding lookup into h viewed as a [B·T, d] table
         // (its backward scatters the gradient back into h).
         var rows = Ops.Embedding(Tensor.FromArray(at.ToArray(), at.Count).To(h.Device), h.Reshape(batch * length, Config.HiddenSize));
-        return new LmPrediction(Head(rows), at.Select(i => targets[i]).ToArray());
+        return new LmPrediction(Head(rows), scored.ToArray());
     }
 
     public static MaskedLanguageModel FromFolder(HfModelFolder folder, int seed = 0, DType dtype = DType.F32)
