@@ -62,7 +62,9 @@ public sealed record PretrainResult(int Steps, long Tokens, TimeSpan TrainingTim
 /// (<see cref="AtomicFolder"/>): a Hugging Face folder plus optimizer.safetensors and
 /// pretrain_state.json. On the CPU a run is a pure function of its inputs and seed, and a run
 /// resumed from checkpoint-last continues bit for bit as the uninterrupted run would have.
-/// OUT/metrics.jsonl gets one line per LogEvery steps and one per evaluation.
+/// OUT/metrics.jsonl gets one line per LogEvery steps (with the wall-clock training seconds of
+/// all sessions, and this process's CPU seconds, user + system, so a busy machine's share is
+/// visible) and one per evaluation.
 /// </summary>
 public sealed class Pretrainer
 {
@@ -168,7 +170,8 @@ public sealed class Pretrainer
             double tps = sessionTokens / Math.Max(1e-9, clock.Elapsed.TotalSeconds);
             if (step % o.LogEvery == 0 || step == total)
             {
-                Log(new { step, epoch = Math.Round(epochNow, 4), tokens, loss = value, lr = opt.LearningRate, grad_norm = norm, tokens_per_s = Math.Round(tps), seconds = Math.Round(Seconds(), 1) });
+                Log(new { step, epoch = Math.Round(epochNow, 4), tokens, loss = value, lr = opt.LearningRate, grad_norm = norm, tokens_per_s = Math.Round(tps), seconds = Math.Round(Seconds(), 1),
+                    cpu_seconds = Math.Round(Process.GetCurrentProcess().TotalProcessorTime.TotalSeconds, 1) });
                 progress?.Invoke(new TrainEvent(step, total, epochNow, value, opt.LearningRate, tps, null));
             }
             if (step % o.EvalEvery == 0 || step == total)

@@ -102,7 +102,7 @@ public static class PretrainCommands
     {
         var model = new Option<string>("--model") { Description = "a language-model folder (BertForMaskedLM or LlamaForCausalLM), e.g. OUT/checkpoint-last", Required = true };
         var corpus = new Option<string[]>("--corpus") { Description = "plain-text files to score", Required = true, AllowMultipleArgumentsPerToken = true };
-        var unigramFrom = new Option<string[]>("--unigram-from") { Description = "text whose token frequencies make the unigram baseline (the training corpus); default: the scored text itself (an oracle unigram, a stricter baseline)", AllowMultipleArgumentsPerToken = true };
+        var unigramFrom = new Option<string[]>("--unigram-from") { Description = "text whose token frequencies make the unigram baseline (the training corpus); default: with --held-out-every the other rows, else the scored text itself (an oracle unigram, a stricter baseline)", AllowMultipleArgumentsPerToken = true };
         var seq = new Option<int>("--seq") { Description = "tokens per packed row", DefaultValueFactory = _ => 128 };
         var batch = new Option<int>("--batch") { Description = "rows per forward pass", DefaultValueFactory = _ => 16 };
         var maxRows = new Option<int?>("--max-rows") { Description = "score at most this many rows" };
@@ -126,11 +126,15 @@ public static class PretrainCommands
             var objective = LmObjective.For(lm, text);
             bool CanBeTarget(int id) => objective.Masker is not { } m || !m.IsSpecial(id);
             var from = p.GetValue(unigramFrom) is { Length: > 0 } files ? ReadCorpus(folder, text, files, length, 2, null) : null;
-            var counts = from is null ? UnigramBaseline.Count(packed, rows, lm.VocabSize)
-                : UnigramBaseline.Count(from, Enumerable.Range(0, from.RowCount), lm.VocabSize);
+            // The baseline's frequencies: the given text; else, for held-out rows, the other rows of the
+            // same text (what engine pretrain counts); else the scored rows themselves.
+            var counts = from is not null ? UnigramBaseline.Count(from, Enumerable.Range(0, from.RowCount), lm.VocabSize)
+                : every >= 2 ? UnigramBaseline.Count(packed, packed.TrainRows, lm.VocabSize)
+                : UnigramBaseline.Count(packed, rows, lm.VocabSize);
+            string source = from is not null ? string.Join(", ", p.GetValue(unigramFrom)!) : every >= 2 ? "the training rows of the same text" : "the scored text itself";
             var clock = Stopwatch.StartNew();
             var result = LmEvaluator.Evaluate(objective, packed, rows, p.GetValue(batch), new UnigramBaseline(counts, CanBeTarget));
-            Console.WriteLine($"scored {rows.Count:N0} rows of {length} tokens in {clock.Elapsed.TotalSeconds:F1} s; unigram frequencies from {(from is null ? "the scored text itself" : string.Join(", ", p.GetValue(unigramFrom)!))}");
+            Console.WriteLine($"scored {rows.Count:N0} rows of {length} tokens in {clock.Elapsed.TotalSeconds:F1} s; unigram frequencies from {source}");
             Console.WriteLine(Summary(result, objective.Masked));
             Console.WriteLine(JsonSerializer.Serialize(result.ToMetrics(objective.Masked)));
             return 0;
