@@ -11,6 +11,8 @@ root.Add(InitCommand.Create());
 root.Add(TrainCommands.Train());
 root.Add(TrainCommands.Eval());
 root.Add(TrainCommands.Predict());
+root.Add(PretrainCommands.Pretrain());
+root.Add(PretrainCommands.EvalLm());
 root.Add(BenchCommand.Create());
 root.Add(InspectCommand.Create());
 root.Add(ForwardCommand.Create());

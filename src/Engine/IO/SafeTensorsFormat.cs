@@ -97,7 +97,9 @@ public static class SafeTensorsFormat
     {
         if (head.StartsWith("PK\x03\x04"u8))
             return "is a zip archive (a PyTorch .bin/.pt checkpoint saved by torch.save), not safetensors; " + ConvertHint;
-        if (head.Length >= 2 && head[0] == 0x80 && head[1] is >= 2 and <= 5)
+        // A safetensors header length can start with the same two bytes (0x280 = 640 bytes is
+        // 80 02 ...); its JSON then opens at byte 8, where a pickle has no '{'.
+        if (head.Length >= 2 && head[0] == 0x80 && head[1] is >= 2 and <= 5 && !(head.Length > 8 && head[8] == (byte)'{'))
             return "is a Python pickle (an old-style PyTorch checkpoint), not safetensors; " + ConvertHint;
         if (head.StartsWith("GGUF"u8))
             return "is a GGUF file (llama.cpp), not safetensors";

@@ -94,6 +94,8 @@ public sealed class BertForSequenceClassification : SequenceClassifier
         // Buffers and heads this model does not build: position_ids, pre-training heads, a RoBERTa pooler.
         static bool Ignore(string n) => n.EndsWith("position_ids", StringComparison.Ordinal) || n.StartsWith("cls.", StringComparison.Ordinal)
             || n.StartsWith("lm_head.", StringComparison.Ordinal) || n.Contains("pooler.") || n.EndsWith("token_type_ids", StringComparison.Ordinal);
-        LoadMatched(source, Candidates, Ignore, n => n.StartsWith("classifier.", StringComparison.Ordinal), log);
+        // A BertForMaskedLM checkpoint has no pooler: like transformers, the pooler then starts
+        // from random weights along with the classifier.
+        LoadMatched(source, Candidates, Ignore, n => n.StartsWith("classifier.", StringComparison.Ordinal) || n.StartsWith("bert.pooler.", StringComparison.Ordinal), log);
     }
 }

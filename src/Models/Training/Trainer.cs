@@ -378,7 +378,7 @@ public sealed class Trainer
     }
 
     /// <summary>On resume, drops log lines past the checkpoint's step (they belong to the interrupted part).</summary>
-    private static void TrimLog(string path, int step)
+    internal static void TrimLog(string path, int step)
     {
         if (!File.Exists(path)) return;
         var keep = File.ReadAllLines(path).Where(l =>

@@ -185,6 +185,22 @@ public class SafeTensorsValidationTests
         Assert.That(e.Message, Does.Contain("pickle").And.Contain("save_file"));
     }
 
+    /// <summary>A valid file whose header is 640 + k bytes starts 80 02 like a pickle: it must still read.</summary>
+    [Test]
+    public void AHeaderLengthThatStartsLikeAPickleStillReads()
+    {
+        var path = temp.File("x.safetensors");
+        for (int pad = 0; ; pad++)
+        {
+            SafeTensors.Save(path, [new("t", Tensor.FromArray(new float[] { 1, 2 }, 2))], new Dictionary<string, string> { ["note"] = new string('x', pad) });
+            var head = File.ReadAllBytes(path);
+            if (head[0] == 0x80 && head[1] == 0x02) break;
+            Assert.That(pad, Is.LessThan(2000), "no padding gave a header length of 0x280..0x2FF");
+        }
+        using var file = SafeTensors.Open(path);
+        Assert.That(file.Read("t").ToFloatArray(), Is.EqualTo(new float[] { 1, 2 }));
+    }
+
     [Test]
     public void TextFileIsNotSafetensors()
     {

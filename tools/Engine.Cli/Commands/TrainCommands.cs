@@ -274,42 +274,4 @@ public static class TrainCommands
 
     /// <summary>The task's preset says whether its target is a real value (STS-B).</summary>
     private static bool IsRegressionTask(string? task) => task is not null && TaskPreset.Find(task)?.IsRegression == true;
-
-    /// <summary>
-    /// Progress: on a terminal, one line redrawn in place (a bar, step, loss, throughput, ETA);
-    /// when the output is redirected, a plain line per logged step. Evaluations and notes always
-    /// get their own line.
-    /// </summary>
-    private sealed class ProgressPrinter
-    {
-        private readonly System.Diagnostics.Stopwatch clock = System.Diagnostics.Stopwatch.StartNew();
-        private readonly bool live = !Console.IsOutputRedirected;
-        private bool open;
-
-        public void Report(TrainEvent e)
-        {
-            if (e.Note is not null || e.Eval is not null)
-            {
-                EndLine();
-                Console.WriteLine(e.Note ?? $"  eval at step {e.Step}: " + string.Join(", ", e.Eval!.Select(kv => $"{kv.Key} {kv.Value:F4}")));
-                return;
-            }
-            double elapsed = clock.Elapsed.TotalSeconds;
-            double eta = e.Step > 0 ? elapsed / e.Step * (e.TotalSteps - e.Step) : 0;
-            var text = $"step {e.Step,6}/{e.TotalSteps}  epoch {e.Epoch:F2}  loss {e.Loss:F4}  lr {e.LearningRate:E2}  {e.TokensPerSecond:N0} tok/s  ETA {TimeSpan.FromSeconds(eta):hh\\:mm\\:ss}";
-            if (!live) { Console.WriteLine(text); return; }
-            int filled = (int)(20.0 * e.Step / Math.Max(1, e.TotalSteps));
-            Console.Write($"\r[{new string('#', filled)}{new string('.', 20 - filled)}] {text}   ");
-            open = true;
-        }
-
-        public void Done() => EndLine();
-
-        private void EndLine()
-        {
-            if (!open) return;
-            Console.WriteLine();
-            open = false;
-        }
-    }
 }
