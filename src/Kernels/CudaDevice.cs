@@ -426,11 +426,23 @@ internal sealed unsafe class DeviceAllocator(CudaDevice device)
         }
         if (r != 0)
         {
-            lock (free) InUseBytes -= rounded;
+            long inUse;
+            lock (free) { InUseBytes -= rounded; inUse = InUseBytes; }
+            if (r == 2 && Driver.cuMemGetInfo(out nuint freeBytes, out nuint totalBytes) == 0)
+                throw new EngineException(OutOfMemoryMessage(device.Index, rounded, (long)freeBytes, (long)totalBytes, inUse));
             throw new EngineException($"CUDA error in {Driver.Describe("cuMemAlloc", r)} allocating {rounded} bytes on cuda:{device.Index}");
         }
         lock (free) DriverAllocations++;
         return p;
+    }
+
+    /// <summary>The one line for a device allocation that failed after the cache was given back:
+    /// what was asked for, what the device has free, what the engine's tensors hold, what to change.</summary>
+    public static string OutOfMemoryMessage(int index, long requested, long freeBytes, long totalBytes, long inUse)
+    {
+        static string MiB(long bytes) => $"{bytes / (1024.0 * 1024.0):F0} MiB";
+        return $"cuda:{index} is out of memory: {MiB(requested)} requested, {MiB(freeBytes)} free of {MiB(totalBytes)} " +
+               $"(the engine's tensors hold {MiB(inUse)}); try a smaller --batch with --grad-accum, --dtype bf16 or a shorter --max-len";
     }
 
     public void Return(ulong pointer, long rounded)

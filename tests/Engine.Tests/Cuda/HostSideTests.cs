@@ -20,6 +20,16 @@ public class HostSideTests
         Assert.That(GemmMapping.RowMajor(true, false, 5, 7, 3), Is.EqualTo(new GemmMapping(false, true, 7, 5, 3, 7, 5, 7)));
     }
 
+    /// <summary>A device allocation that fails for want of memory is one line naming what was asked
+    /// for, what the device has free and what to change (issue: reliability).</summary>
+    [Test]
+    public void OutOfMemoryNamesRequestedAndFreeBytes()
+    {
+        var line = DeviceAllocator.OutOfMemoryMessage(1, 3L << 30, 512L << 20, 80L << 30, 70L << 30);
+        Assert.That(line, Does.StartWith("cuda:1 is out of memory: 3072 MiB requested, 512 MiB free of 81920 MiB"));
+        Assert.That(line, Does.Contain("71680 MiB").And.Contain("--batch").And.Not.Contain("\n"));
+    }
+
     /// <summary>A column-major reference GEMM with cuBLAS's argument meaning:
     /// C[m×n] = op(X)[m×k]·op(Y)[k×n] + beta·C, X with leading dim ldx, etc.</summary>
     private static void ColumnMajorGemm(bool tx, bool ty, int m, int n, int k, double[] x, int ldx, double[] y, int ldy, double[] c, int ldc, double beta)
