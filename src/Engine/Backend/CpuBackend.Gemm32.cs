@@ -51,21 +51,7 @@ public sealed partial class CpuBackend
                     // so a panel of B (K×16) stays in cache while the block's rows (K·RowBlock floats)
                     // pass over it; all of B is read once per row block, not once per 4 rows.
                     int blocks = (m + RowBlock - 1) / RowBlock;
-                    For(blocks, (long)RowBlock * n * k, block =>
-                    {
-                        int r0 = block * RowBlock, r1 = Math.Min(m, r0 + RowBlock);
-                        for (int j0 = 0; j0 < n; j0 += 16)
-                        {
-                            int cols = Math.Min(16, n - j0);
-                            for (int i0 = r0; i0 < r1; i0 += 4)
-                            {
-                                int rows = Math.Min(4, r1 - i0);
-                                float* panel = B + (long)j0 * k; // panel j0/16 starts at (j0/16)·16·k
-                                if (rows == 4 && cols == 16) Tile4x16(A + (long)i0 * k, panel, C + (long)i0 * n + j0, n, k, alpha);
-                                else TileEdge(A + (long)i0 * k, panel, C + (long)i0 * n + j0, n, k, rows, cols, alpha);
-                            }
-                        }
-                    });
+                    For(blocks, (long)RowBlock * n * k, block => MultiplyRows(A, B, C, block * RowBlock, Math.Min(m, (block + 1) * RowBlock), n, k, alpha));
                 }
             }
         }
@@ -73,6 +59,24 @@ public sealed partial class CpuBackend
         {
             if (packA is not null) pool.Return(packA);
             pool.Return(packB);
+        }
+    }
+
+    /// <summary>C[r0..r1, :] += alpha · A[r0..r1, :] · op(B) on one thread: A row-major [m, k], op(B) packed
+    /// by <see cref="PackPanels"/> (n columns), C row stride n. Column panels of 16 go outermost, so
+    /// a panel of B (K×16) stays in cache while the rows (K·(r1 − r0) floats) pass over it.</summary>
+    private static unsafe void MultiplyRows(float* A, float* B, float* C, int r0, int r1, int n, int k, float alpha)
+    {
+        for (int j0 = 0; j0 < n; j0 += 16)
+        {
+            int cols = Math.Min(16, n - j0);
+            float* panel = B + (long)j0 * k; // panel j0/16 starts at (j0/16)·16·k
+            for (int i0 = r0; i0 < r1; i0 += 4)
+            {
+                int rows = Math.Min(4, r1 - i0);
+                if (rows == 4 && cols == 16) Tile4x16(A + (long)i0 * k, panel, C + (long)i0 * n + j0, n, k, alpha);
+                else TileEdge(A + (long)i0 * k, panel, C + (long)i0 * n + j0, n, k, rows, cols, alpha);
+            }
         }
     }
 
@@ -85,19 +89,22 @@ public sealed partial class CpuBackend
         fixed (float* ps = src, pd = dst)
         {
             float* s = ps, d = pd;
-            For((rows + Tile - 1) / Tile, (long)Tile * cols, stripe =>
+            For((rows + Tile - 1) / Tile, (long)Tile * cols, stripe => TransposeRows(s, d, rows, cols, stripe * Tile, Math.Min(rows, (stripe + 1) * Tile)));
+        }
+    }
+
+    /// <summary>Rows r0..r1 of the transpose (dst [cols, rows] = srcᵀ), on one thread, in 32-column tiles.</summary>
+    private static unsafe void TransposeRows(float* s, float* d, int rows, int cols, int r0, int r1)
+    {
+        const int Tile = 32;
+        for (int c0 = 0; c0 < cols; c0 += Tile)
+        {
+            int c1 = Math.Min(cols, c0 + Tile);
+            for (int r = r0; r < r1; r++)
             {
-                int r0 = stripe * Tile, r1 = Math.Min(rows, r0 + Tile);
-                for (int c0 = 0; c0 < cols; c0 += Tile)
-                {
-                    int c1 = Math.Min(cols, c0 + Tile);
-                    for (int r = r0; r < r1; r++)
-                    {
-                        float* row = s + (long)r * cols;
-                        for (int c = c0; c < c1; c++) d[(long)c * rows + r] = row[c];
-                    }
-                }
-            });
+                float* row = s + (long)r * cols;
+                for (int c = c0; c < c1; c++) d[(long)c * rows + r] = row[c];
+            }
         }
     }
 
@@ -112,29 +119,32 @@ public sealed partial class CpuBackend
         fixed (float* ps = b, pd = dst)
         {
             float* s = ps, d = pd;
-            For((n + 15) / 16, 16L * k, q =>
+            For((n + 15) / 16, 16L * k, q => PackPanel(s, trans, k, n, q, d));
+        }
+    }
+
+    /// <summary>Panel q of <see cref="PackPanels"/> (columns 16q..16q+15 of op(B)), on one thread.</summary>
+    private static unsafe void PackPanel(float* s, bool trans, int k, int n, int q, float* d)
+    {
+        int j0 = q * 16, cols = Math.Min(16, n - j0);
+        float* panel = d + (long)j0 * k;
+        if (!trans)
+        {
+            for (int p = 0; p < k; p++)
             {
-                int j0 = q * 16, cols = Math.Min(16, n - j0);
-                float* panel = d + (long)j0 * k;
-                if (!trans)
-                {
-                    for (int p = 0; p < k; p++)
-                    {
-                        float* row = s + (long)p * n + j0;
-                        if (cols == 16) { Vector256.Load(row).Store(panel + p * 16); Vector256.Load(row + 8).Store(panel + p * 16 + 8); }
-                        else for (int c = 0; c < cols; c++) panel[p * 16 + c] = row[c];
-                    }
-                }
-                else
-                {
-                    // B stored [N, K]: column j of op(B) is stored row j, contiguous over p.
-                    for (int c = 0; c < cols; c++)
-                    {
-                        float* col = s + (long)(j0 + c) * k;
-                        for (int p = 0; p < k; p++) panel[p * 16 + c] = col[p];
-                    }
-                }
-            });
+                float* row = s + (long)p * n + j0;
+                if (cols == 16) { Vector256.Load(row).Store(panel + p * 16); Vector256.Load(row + 8).Store(panel + p * 16 + 8); }
+                else for (int c = 0; c < cols; c++) panel[p * 16 + c] = row[c];
+            }
+        }
+        else
+        {
+            // B stored [N, K]: column j of op(B) is stored row j, contiguous over p.
+            for (int c = 0; c < cols; c++)
+            {
+                float* col = s + (long)(j0 + c) * k;
+                for (int p = 0; p < k; p++) panel[p * 16 + c] = col[p];
+            }
         }
     }
 
