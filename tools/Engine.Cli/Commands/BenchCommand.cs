@@ -24,6 +24,8 @@ public static class BenchCommand
             i => Ops.Linear(i[0], i[1], i[2]))),
         new("attention", "q,k,v[4,12,128,64]", r => ([Tensor.Randn([4, 12, 128, 64], r), Tensor.Randn([4, 12, 128, 64], r), Tensor.Randn([4, 12, 128, 64], r)],
             i => Ops.Attention(i[0], i[1], i[2]))),
+        new("attention_long", "q,k,v[8,12,512,64]", r => ([Tensor.Randn([8, 12, 512, 64], r), Tensor.Randn([8, 12, 512, 64], r), Tensor.Randn([8, 12, 512, 64], r)],
+            i => Ops.Attention(i[0], i[1], i[2]))),
         new("bmm", "q[48,128,64]·k[48,128,64]ᵀ", r => ([Tensor.Randn([48, 128, 64], r), Tensor.Randn([48, 128, 64], r)],
             i => Ops.MatMul(i[0], i[1], transB: true))),
         new("layer_norm", "x[512,768]", r => ([Tensor.Randn([512, 768], r), Tensor.Randn([768], r), Tensor.Randn([768], r)],
@@ -125,13 +127,17 @@ public static class BenchCommand
         var device = Cli.DeviceOption();
         var profile = new Option<bool>("--profile") { Description = "also time every op's forward and backward (synchronising the device after each; slower)" };
         var dtype = DTypeOption.Create();
-        var cmd = new Command("step", "Time a training step of a model folder (float32 weights; --dtype bf16 rounds GEMM inputs)") { model, batch, length, iters, device, profile, dtype };
+        var method = new Option<string>("--method") { Description = "full, or lora (rank 8, alpha 16, dropout 0.1 on the model's default targets; only the adapters and the head train)", DefaultValueFactory = _ => "full" };
+        var cmd = new Command("step", "Time a training step of a model folder (float32 weights; --dtype bf16 rounds GEMM inputs)") { model, batch, length, iters, device, profile, dtype, method };
         cmd.SetAction(Cli.Action(parse =>
         {
             var on = Cli.OpenDevice(parse.GetValue(device));
             var precision = DTypeOption.Read(parse, dtype);
             var folder = Engine.Models.HfModelFolder.Open(parse.GetValue(model)!);
             var net = Engine.Models.SequenceClassifier.FromFolder(folder, numLabels: 2);
+            var how = parse.GetValue(method);
+            if (how is not ("full" or "lora")) throw new EngineException($"bench step: --method must be full or lora, got '{how}'");
+            Engine.Models.Peft.PeftSetup.Apply(net, new Engine.Models.Peft.PeftOptions { Method = how });
             net.To(on);
             var backend = Engine.Backend.Backends.For(on);
             int b = parse.GetValue(batch), t = parse.GetValue(length), n = Math.Max(1, parse.GetValue(iters));
@@ -139,7 +145,7 @@ public static class BenchCommand
             int vocab = folder.VocabSize;
             var ids = Tensor.FromArray(Enumerable.Range(0, b * t).Select(_ => rng.Next(1, vocab)).ToArray(), b, t).To(on);
             var labels = Tensor.FromArray(Enumerable.Range(0, b).Select(_ => rng.Next(2)).ToArray(), b).To(on);
-            var opt = new Engine.Optim.AdamW(net.Parameters(), 1e-4);
+            var opt = new Engine.Optim.AdamW(net.Parameters().Where(p => p.RequiresGrad), 1e-4);
             var parts = new Dictionary<string, List<double>> { ["forward"] = [], ["backward"] = [], ["clip"] = [], ["optimizer"] = [] };
             bool profiling = parse.GetValue(profile);
             Engine.Autograd.OpProfile? ops = null;
@@ -170,7 +176,7 @@ public static class BenchCommand
                 parts["forward"].Add(f); parts["backward"].Add(bw - f); parts["clip"].Add(c - bw); parts["optimizer"].Add(o - c);
             }
             double total = 0;
-            Console.WriteLine($"{folder.ModelType}, {net.ParameterCount():N0} parameters, batch {b} × {t} tokens, on {backend.Name}, GEMMs {MixedPrecision.Name(precision)}, median of {n}");
+            Console.WriteLine($"{folder.ModelType}, {net.ParameterCount():N0} parameters ({how}: {opt.Parameters.Sum(p => p.Numel):N0} trained), batch {b} × {t} tokens, on {backend.Name}, GEMMs {MixedPrecision.Name(precision)}, median of {n}");
             foreach (var (k, v) in parts)
             {
                 v.Sort();
