@@ -144,8 +144,14 @@ if "ops" in only:
 if "step" in only:
     model = arg("--model", "")
     if not model:
-        vocab = arg("--vocab", os.path.join(here, "../../../shared/tokenizers/bert-base-uncased/vocab.txt"))
-        model = tempfile.mkdtemp(prefix="bench-bert-mini-")
+        vocab = arg("--vocab", "")
+        if not vocab:  # shared/ beside the checkout, or inside it
+            root = os.path.dirname(os.path.dirname(here))
+            found = [p for p in (os.path.join(d, "shared/tokenizers/bert-base-uncased/vocab.txt") for d in (root, os.path.dirname(root), os.path.dirname(os.path.dirname(root)))) if os.path.exists(p)]
+            if not found:
+                sys.exit("compare: no bert-base-uncased vocab.txt found under shared/; pass --vocab FILE or --model DIR")
+            vocab = found[0]
+        model = os.path.join(tempfile.mkdtemp(prefix="bench-bert-mini-"), "model")
         subprocess.run([engine, "init", "--vocab", vocab, "--out", model, "--layers", "4", "--hidden", "256", "--heads", "4"],
                        check=True, capture_output=True)
     rows = {}
