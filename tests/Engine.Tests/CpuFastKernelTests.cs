@@ -43,6 +43,28 @@ public class CpuFastKernelTests
         Near(c, c64, 1e-5 * Math.Sqrt(k), "C");
     }
 
+    /// <summary>The 8×16 AVX-512 tile sums each element in the same order as two 4×16 tiles: same bits
+    /// (so the float32 results do not depend on which tile a machine uses).</summary>
+    [Test]
+    public unsafe void WideTileGivesTheBitsOfTwoNarrowTiles()
+    {
+        if (!System.Runtime.Intrinsics.Vector512.IsHardwareAccelerated) Assert.Ignore("no AVX-512 here");
+        const int k = 77, n = 19;
+        var rng = new Random(3);
+        var a = Enumerable.Range(0, 8 * k).Select(_ => (float)rng.NextDouble() - 0.5f).ToArray();
+        var b = Enumerable.Range(0, 16 * k).Select(_ => (float)rng.NextDouble() - 0.5f).ToArray();
+        var c0 = Enumerable.Range(0, 8 * n).Select(_ => (float)rng.NextDouble()).ToArray();
+        var (wide, narrow) = ((float[])c0.Clone(), (float[])c0.Clone());
+        fixed (float* pa = a, pb = b, pw = wide, pn = narrow)
+        {
+            CpuBackend.Tile8x16(pa, pb, pw, n, k, 0.75f);
+            CpuBackend.Tile4x16(pa, pb, pn, n, k, 0.75f);
+            CpuBackend.Tile4x16(pa + 4 * k, pb, pn + 4 * n, n, k, 0.75f);
+        }
+        Assert.That(wide, Is.EqualTo(narrow));
+        Assert.That(wide, Is.Not.EqualTo(c0));
+    }
+
     public static IEnumerable<TestCaseData> AttentionShapes()
     {
         // B, H, Hkv, T, S, D, causal, masked
