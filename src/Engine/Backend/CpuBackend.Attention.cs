@@ -9,12 +9,15 @@ public sealed partial class CpuBackend
     public void Attention(Tensor q, Tensor k, Tensor v, Tensor? mask, bool causal, double scale, Tensor o, Tensor probs)
     {
         if (IsF64(q)) Attention<double>(q, k, v, mask, causal, scale, o, probs);
-        else Attention<float>(q, k, v, mask, causal, scale, o, probs);
+        else if (SimpleAttention) Attention<float>(q, k, v, mask, causal, scale, o, probs);
+        else AttentionF32(q, k, v, mask, causal, (float)scale, o, probs);
     }
 
+    // The simple kernel (float64; float32 with ENGINE_ATTENTION=simple; the float32 default is
+    // CpuBackend.AttentionF32.cs, tested against this one).
     // One work item per (batch, query head, query position): scores over keys, masked softmax,
     // then the weighted sum of values. Masked-out causal keys get probability exactly 0.
-    private static void Attention<T>(Tensor tq, Tensor tk, Tensor tv, Tensor? tmask, bool causal, double scaleD, Tensor to, Tensor tp)
+    internal static void Attention<T>(Tensor tq, Tensor tk, Tensor tv, Tensor? tmask, bool causal, double scaleD, Tensor to, Tensor tp)
         where T : unmanaged, IFloatingPointIeee754<T>
     {
         int B = tq.Dim(0), H = tq.Dim(1), Tq = tq.Dim(2), D = tq.Dim(3), Hkv = tk.Dim(1), Sk = tk.Dim(2);
@@ -46,13 +49,14 @@ public sealed partial class CpuBackend
     public void AttentionBackward(Tensor q, Tensor k, Tensor v, Tensor probs, Tensor dO, double scale, Tensor? dq, Tensor? dk, Tensor? dv)
     {
         if (IsF64(q)) AttentionBackward<double>(q, k, v, probs, dO, scale, dq, dk, dv);
-        else AttentionBackward<float>(q, k, v, probs, dO, scale, dq, dk, dv);
+        else if (SimpleAttention) AttentionBackward<float>(q, k, v, probs, dO, scale, dq, dk, dv);
+        else AttentionBackwardF32(q, k, v, probs, dO, (float)scale, dq, dk, dv);
     }
 
     // With P the probabilities: dV += Pᵀ·dO; dP = dO·Vᵀ; dS = P ⊙ (dP − rowsum(P ⊙ dP));
     // dQ += scale·dS·K; dK += scale·dSᵀ·Q. One work item per (batch, kv head): the query heads
     // of a group write the same dK and dV, so they run in turn inside the item.
-    private static void AttentionBackward<T>(Tensor tq, Tensor tk, Tensor tv, Tensor tp, Tensor tdo, double scaleD, Tensor? tdq, Tensor? tdk, Tensor? tdv)
+    internal static void AttentionBackward<T>(Tensor tq, Tensor tk, Tensor tv, Tensor tp, Tensor tdo, double scaleD, Tensor? tdq, Tensor? tdk, Tensor? tdv)
         where T : unmanaged, IFloatingPointIeee754<T>
     {
         int B = tq.Dim(0), H = tq.Dim(1), Tq = tq.Dim(2), D = tq.Dim(3), Hkv = tk.Dim(1), Sk = tk.Dim(2);

@@ -9,6 +9,8 @@ namespace Engine.Cli.Commands;
 /// `engine bench ops`: times op forward and forward+backward on the CPU at transformer sizes
 /// (BERT-base widths, 512 tokens). The same cases run in PyTorch through
 /// tools/bench/cpu_ops_vs_torch.py, which prints the side-by-side ratio table.
+/// `engine bench gemm`: one CPU GEMM C = op(A)·op(B) in GFLOP/s (tools/bench/compare.sh puts it
+/// beside numpy/OpenBLAS).
 /// </summary>
 public static class BenchCommand
 {
@@ -21,6 +23,8 @@ public static class BenchCommand
         new("linear_up", "x[512,768]·W[3072,768]ᵀ+b", r => ([Tensor.Randn([512, 768], r), Tensor.Randn([3072, 768], r, std: 0.02), Tensor.Randn([3072], r)],
             i => Ops.Linear(i[0], i[1], i[2]))),
         new("attention", "q,k,v[4,12,128,64]", r => ([Tensor.Randn([4, 12, 128, 64], r), Tensor.Randn([4, 12, 128, 64], r), Tensor.Randn([4, 12, 128, 64], r)],
+            i => Ops.Attention(i[0], i[1], i[2]))),
+        new("attention_long", "q,k,v[8,12,512,64]", r => ([Tensor.Randn([8, 12, 512, 64], r), Tensor.Randn([8, 12, 512, 64], r), Tensor.Randn([8, 12, 512, 64], r)],
             i => Ops.Attention(i[0], i[1], i[2]))),
         new("bmm", "q[48,128,64]·k[48,128,64]ᵀ", r => ([Tensor.Randn([48, 128, 64], r), Tensor.Randn([48, 128, 64], r)],
             i => Ops.MatMul(i[0], i[1], transB: true))),
@@ -68,7 +72,47 @@ public static class BenchCommand
             }
             return 0;
         }));
-        var cmd = new Command("bench", "Benchmarks") { ops, StepCommand(), LlamaScale.Create(), AllReduceBench.Create() };
+        var cmd = new Command("bench", "Benchmarks") { ops, GemmCommand(), StepCommand(), LlamaScale.Create(), AllReduceBench.Create() };
+        return cmd;
+    }
+
+    /// <summary>`engine bench gemm --m M --n N --k K [--ta] [--tb] [--dtype f32|bf16]`: C [M, N] = op(A)·op(B)
+    /// on the CPU backend (float32 tensors; bf16 rounds the inputs as MixedPrecision does), op(A) [M, K],
+    /// op(B) [K, N]; --ta stores A as [K, M], --tb stores B as [N, K] (the linear layer's weight).
+    /// Prints the median time and 2·M·N·K / time in GFLOP/s.</summary>
+    private static Command GemmCommand()
+    {
+        var m = new Option<int>("--m") { Description = "rows of C", Required = true };
+        var n = new Option<int>("--n") { Description = "columns of C", Required = true };
+        var k = new Option<int>("--k") { Description = "the summed dimension", Required = true };
+        var ta = new Option<bool>("--ta") { Description = "A stored transposed, [K, M]" };
+        var tb = new Option<bool>("--tb") { Description = "B stored transposed, [N, K]" };
+        var iters = new Option<int>("--iters") { Description = "timed calls", DefaultValueFactory = _ => 10 };
+        var json = new Option<bool>("--json") { Description = "one JSON object instead of a line" };
+        var dtype = DTypeOption.Create();
+        var cmd = new Command("gemm", "Time one CPU GEMM and print GFLOP/s (median)") { m, n, k, ta, tb, iters, json, dtype };
+        cmd.SetAction(Cli.Action(parse =>
+        {
+            int M = parse.GetValue(m), N = parse.GetValue(n), K = parse.GetValue(k), iterations = Math.Max(1, parse.GetValue(iters));
+            if (M < 1 || N < 1 || K < 1) throw new EngineException($"bench gemm: --m, --n and --k must be at least 1, got {M}, {N}, {K}");
+            bool transA = parse.GetValue(ta), transB = parse.GetValue(tb);
+            var precision = DTypeOption.Read(parse, dtype);
+            var rng = new Random(1);
+            var a = transA ? Tensor.Randn([K, M], rng) : Tensor.Randn([M, K], rng);
+            var b = transB ? Tensor.Randn([N, K], rng) : Tensor.Randn([K, N], rng);
+            var c = Tensor.Randn([M, N], rng);
+            var cpu = Engine.Backend.Backends.Cpu;
+            double ms;
+            using (MixedPrecision.Use(precision))
+                ms = Median(iterations, () => cpu.Gemm(a, 0, 0, transA, b, 0, 0, transB, c, 0, 0, 1, M, N, K, 1.0, 0.0));
+            double gflops = 2.0 * M * N * K / (ms / 1000) / 1e9;
+            var ops = $"{(transA ? "Aᵀ" : "A")}·{(transB ? "Bᵀ" : "B")}";
+            if (parse.GetValue(json))
+                Console.WriteLine(JsonSerializer.Serialize(new { engine = "engine", m = M, n = N, k = K, ta = transA, tb = transB, dtype = MixedPrecision.Name(precision), ms, gflops }));
+            else
+                Console.WriteLine($"gemm {M}×{N}×{K} {ops} {MixedPrecision.Name(precision)}: {ms:F3} ms, {gflops:F1} GFLOP/s (median of {iterations}, {Environment.ProcessorCount} threads)");
+            return 0;
+        }));
         return cmd;
     }
 
@@ -83,13 +127,17 @@ public static class BenchCommand
         var device = Cli.DeviceOption();
         var profile = new Option<bool>("--profile") { Description = "also time every op's forward and backward (synchronising the device after each; slower)" };
         var dtype = DTypeOption.Create();
-        var cmd = new Command("step", "Time a training step of a model folder (float32 weights; --dtype bf16 rounds GEMM inputs)") { model, batch, length, iters, device, profile, dtype };
+        var method = new Option<string>("--method") { Description = "full, or lora (rank 8, alpha 16, dropout 0.1 on the model's default targets; only the adapters and the head train)", DefaultValueFactory = _ => "full" };
+        var cmd = new Command("step", "Time a training step of a model folder (float32 weights; --dtype bf16 rounds GEMM inputs)") { model, batch, length, iters, device, profile, dtype, method };
         cmd.SetAction(Cli.Action(parse =>
         {
             var on = Cli.OpenDevice(parse.GetValue(device));
             var precision = DTypeOption.Read(parse, dtype);
             var folder = Engine.Models.HfModelFolder.Open(parse.GetValue(model)!);
             var net = Engine.Models.SequenceClassifier.FromFolder(folder, numLabels: 2);
+            var how = parse.GetValue(method);
+            if (how is not ("full" or "lora")) throw new EngineException($"bench step: --method must be full or lora, got '{how}'");
+            Engine.Models.Peft.PeftSetup.Apply(net, new Engine.Models.Peft.PeftOptions { Method = how });
             net.To(on);
             var backend = Engine.Backend.Backends.For(on);
             int b = parse.GetValue(batch), t = parse.GetValue(length), n = Math.Max(1, parse.GetValue(iters));
@@ -97,7 +145,7 @@ public static class BenchCommand
             int vocab = folder.VocabSize;
             var ids = Tensor.FromArray(Enumerable.Range(0, b * t).Select(_ => rng.Next(1, vocab)).ToArray(), b, t).To(on);
             var labels = Tensor.FromArray(Enumerable.Range(0, b).Select(_ => rng.Next(2)).ToArray(), b).To(on);
-            var opt = new Engine.Optim.AdamW(net.Parameters(), 1e-4);
+            var opt = new Engine.Optim.AdamW(net.Parameters().Where(p => p.RequiresGrad), 1e-4);
             var parts = new Dictionary<string, List<double>> { ["forward"] = [], ["backward"] = [], ["clip"] = [], ["optimizer"] = [] };
             bool profiling = parse.GetValue(profile);
             Engine.Autograd.OpProfile? ops = null;
@@ -128,7 +176,7 @@ public static class BenchCommand
                 parts["forward"].Add(f); parts["backward"].Add(bw - f); parts["clip"].Add(c - bw); parts["optimizer"].Add(o - c);
             }
             double total = 0;
-            Console.WriteLine($"{folder.ModelType}, {net.ParameterCount():N0} parameters, batch {b} × {t} tokens, on {backend.Name}, GEMMs {MixedPrecision.Name(precision)}, median of {n}");
+            Console.WriteLine($"{folder.ModelType}, {net.ParameterCount():N0} parameters ({how}: {opt.Parameters.Sum(p => p.Numel):N0} trained), batch {b} × {t} tokens, on {backend.Name}, GEMMs {MixedPrecision.Name(precision)}, median of {n}");
             foreach (var (k, v) in parts)
             {
                 v.Sort();
