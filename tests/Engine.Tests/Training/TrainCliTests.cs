@@ -109,6 +109,19 @@ public class TrainCliTests
     }
 
     [Test]
+    public void TrainSampleTrainsOnTheDrawnSubset()
+    {
+        var run = temp.File("run");
+        var r = EngineProcess.Run("train", "--model", model, "--train", temp.File("train.tsv"), "--task", "sst2", "--train-sample", "20", "--sample-seed", "5",
+            "--epochs", "1", "--batch", "10", "--out", run);
+        Assert.That(r.Exit, Is.EqualTo(0), r.Err);
+        Assert.That(r.Out, Does.Contain("data: 20 training examples").And.Contain("sample of 20, seed 5").And.Contain("done: 2 steps"));
+        var line = EngineProcess.AssertUserError(EngineProcess.Run("train", "--model", model, "--train", temp.File("train.tsv"), "--task", "sst2",
+            "--train-sample", "0", "--out", temp.File("run0")));
+        Assert.That(line, Does.Contain("train.tsv").And.Contain("at least 1"));
+    }
+
+    [Test]
     public void MethodMistakesAreOneLine()
     {
         var run = temp.File("run");
