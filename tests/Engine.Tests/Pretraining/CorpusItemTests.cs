@@ -15,15 +15,9 @@ public class CorpusItemTests
     [SetUp] public void SetUp() => temp = new TempFolder();
     [TearDown] public void TearDown() => temp.Dispose();
 
-    private static readonly string[] Words =
-        "the a cat dog sat on mat ran far away and then slept under tree bird sang song of morning light river flows to sea , .".Split(' ');
+    private static readonly string[] Words = PretrainerTests.Words;
 
-    private string Vocab()
-    {
-        var path = temp.File("vocab.txt");
-        File.WriteAllLines(path, new[] { "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]" }.Concat(Words).Append("##s"));
-        return path;
-    }
+    private string Vocab() => PretrainerTests.WriteVocab(temp.File("vocab.txt"), Words.Append(",").Append("."));
 
     private string Write(string name, string text)
     {
