@@ -49,6 +49,8 @@ public sealed record CorpusItem(string Path, string? Task, bool IsDataset)
     public static IEnumerable<string> Documents(string item)
     {
         var parsed = Parse(item);
+        if (!parsed.IsDataset && Directory.Exists(parsed.Path))
+            throw new EngineException($"--corpus {item}: is a folder; give its files, or TASK:FOLDER for a SentEval folder (mr, cr, subj, mpqa)");
         if (!parsed.IsDataset) return PackedCorpus.ReadDocuments(parsed.Path);
         var data = DatasetReader.Read(parsed.Path, new DataOptions { Task = parsed.Task, Unlabelled = true });
         return data.Examples.Select(e => e.TextPair is null ? e.Text : e.Text + "\n" + e.TextPair);

@@ -93,11 +93,12 @@ public class CorpusItemTests
     }
 
     [Test]
-    public void ABadDataLineStopsTheReadNamingFileAndLine()
+    public void ABadDataLineNamesFileAndLineAndAFolderIsRefused()
     {
         var bad = Write("bad.tsv", "sentence\tlabel\nthe cat\t1\nthe dog\t0\textra\n");
         Assert.That(() => CorpusItem.Documents(bad).ToList(),
             Throws.TypeOf<EngineException>().With.Message.EqualTo($"{bad}:3: expected 2 tab-separated columns, found 3"));
+        Assert.That(() => CorpusItem.Documents(temp.Path).ToList(), Throws.TypeOf<EngineException>().With.Message.Contains("is a folder"));
     }
 
     [Test]
