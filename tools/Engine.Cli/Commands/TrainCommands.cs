@@ -98,7 +98,7 @@ public static class TrainCommands
         var decay = new Option<double>("--weight-decay") { Description = "AdamW weight decay (not on biases and norm weights)", DefaultValueFactory = _ => 0.01 };
         var schedule = new Option<string>("--schedule") { Description = "constant, linear or cosine", DefaultValueFactory = _ => "linear" };
         var clip = new Option<double>("--clip") { Description = "gradient-norm clipping (0: off)", DefaultValueFactory = _ => 1.0 };
-        var evalEvery = new Option<int?>("--eval-every") { Description = "evaluate every N steps (and at epoch ends)" };
+        var evalEvery = new Option<int?>("--eval-every") { Description = "evaluate and save checkpoints every N steps and at epoch ends (0: only after the last step)" };
         var patience = new Option<int?>("--early-stopping") { Description = "stop after N evaluations without improvement" };
         var bucket = new Option<bool>("--bucket") { Description = "batch examples of similar length together" };
         var resume = new Option<string?>("--resume") { Description = "continue from a checkpoint folder (OUT/checkpoint-last)" };
