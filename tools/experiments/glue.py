@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/python3
 """The results tables of docs/results.md, run end to end with the engine (issue #15).
 
     glue.py run TABLE [TABLE ...] --backbone DIR [--random-backbone DIR] [--runs DIR]
@@ -88,18 +88,19 @@ TABLES = {
                     "Head at the layer of lowest variability (auto), tuning one block, vs the top block, vs full."),
 }
 
-COMMON = ["--batch", "32", "--max-len", "128", "--bucket", "--warmup", "0.1", "--schedule", "linear", "--log-every", "5"]
+COMMON = ["--batch", "32", "--max-len", "128", "--bucket", "--warmup", "0.1", "--schedule", "linear", "--log-every", "5", "--eval-every", "0"]
 
 
 def cells(tables, tasks, seeds):
+    """Seed by seed, so a run cut short leaves whole rows with fewer seeds rather than missing rows."""
     seen = set()
     for t in tables:
         _, configs, only, _ = TABLES[t]
-        for task in tasks:
-            if only is not None and task not in only:
-                continue
-            for c in configs:
-                for s in seeds:
+        for s in seeds:
+            for task in tasks:
+                if only is not None and task not in only:
+                    continue
+                for c in configs:
                     if (task, c, s) not in seen:
                         seen.add((task, c, s))
                         yield task, c, s
@@ -208,6 +209,7 @@ def load_runs(runs):
             r = json.load(open(os.path.join(dirpath, "run.json")))
             r["eval"] = json.load(open(os.path.join(dirpath, "eval.json")))
             r["backbone"] = os.path.relpath(dirpath, runs).split(os.sep)[0]
+            r["dir"] = dirpath
             found.append(r)
     return found
 
@@ -218,6 +220,104 @@ def fmt(values):
     m = 100 * statistics.mean(values)
     s = 100 * statistics.stdev(values) if len(values) > 1 else 0.0
     return f"{m:.1f} ± {s:.1f}"
+
+
+def pyplot(args):
+    """matplotlib's pyplot (Debian: python3-matplotlib), or None: the tables need no charts."""
+    if not args.charts:
+        return None
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        os.makedirs(args.charts, exist_ok=True)
+        return plt
+    except ImportError:
+        print("glue.py: no matplotlib (apt-get install python3-matplotlib): tables without charts", file=sys.stderr)
+        args.charts = None
+        return None
+
+
+def link(args, name):
+    """The chart's path as the markdown file (--out) sees it."""
+    path = os.path.join(args.charts, name)
+    return os.path.relpath(path, os.path.dirname(os.path.abspath(args.out))) if args.out else path
+
+
+def bars(args, name, title, configs, tasks, runs):
+    """One group of bars per task, one bar per configuration: the mean over seeds, the sample std as error bar."""
+    plt = pyplot(args)
+    if plt is None:
+        return None
+    fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(tasks) + 0.3 * len(configs)), 3.6))
+    width = 0.8 / len(configs)
+    for i, c in enumerate(configs):
+        means, stds = [], []
+        for t in tasks:
+            vs = [100 * r["eval"][TASKS[t][2]] for r in runs if r["config"] == c and r["task"] == t]
+            means.append(statistics.mean(vs) if vs else 0)
+            stds.append(statistics.stdev(vs) if len(vs) > 1 else 0)
+        ax.bar([j + (i - (len(configs) - 1) / 2) * width for j in range(len(tasks))], means, width, yerr=stds, capsize=2, label=c)
+    ax.set_xticks(range(len(tasks)), [TASKS[t][3] for t in tasks])
+    ax.set_ylabel("dev metric ×100")
+    ax.set_title(title)
+    ax.axhline(0, color="black", linewidth=0.5)
+    ax.legend(fontsize=7, ncol=min(len(configs), 5))
+    fig.tight_layout()
+    fig.savefig(os.path.join(args.charts, name + ".png"), dpi=90)
+    plt.close(fig)
+    return link(args, name + ".png")
+
+
+def nu_curves(args):
+    """ν per layer for every task with an analyze-variability output, in one chart."""
+    found = []
+    for dirpath, _, files in os.walk(args.runs):
+        if "nu.json" in files:
+            found.append((os.path.basename(dirpath), json.load(open(os.path.join(dirpath, "nu.json")))["nu"]))
+    plt = pyplot(args) if found else None
+    if plt is None:
+        return None
+    fig, ax = plt.subplots(figsize=(5, 3.4))
+    for task, nu in sorted(found):
+        ax.plot(range(len(nu)), nu, marker="o", label=TASKS.get(task, (0, 0, 0, task))[3].split()[0])
+    ax.set_xlabel("layer (0: embeddings)")
+    ax.set_ylabel("ν (low: separates the classes)")
+    ax.set_title("Variability per layer")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(os.path.join(args.charts, "variability-nu.png"), dpi=90)
+    plt.close(fig)
+    return link(args, "variability-nu.png")
+
+
+def depth_weights(args, runs):
+    """The learned depth-wise pooling weights (printed by engine train), mean over seeds, per task."""
+    curves = {}
+    for r in runs:
+        if "depthwise" not in r["config"]:
+            continue
+        text = open(os.path.join(r["dir"], "stdout.txt")).read()
+        block = text.split("depth-wise pooling weights (per layer):\n", 1)[-1] if "depth-wise pooling weights" in text else ""
+        ws = re.findall(r"^\s+layer (\S+)\s+(-?[\d.]+)\s+#*$", block, re.M)
+        if ws:
+            curves.setdefault((r["task"], r["config"], r["regime"]), []).append([float(w) for _, w in ws])
+            labels = [l for l, _ in ws]
+    plt = pyplot(args) if curves else None
+    if plt is None:
+        return None
+    fig, ax = plt.subplots(figsize=(5.5, 3.4))
+    for (task, config, regime), ws in sorted(curves.items()):
+        ax.plot(range(len(ws[0])), [statistics.mean(col) for col in zip(*ws)], marker="o", label=f"{TASKS[task][3].split()[0]} {config} {regime}")
+    ax.set_xticks(range(len(labels)), labels)
+    ax.set_xlabel("layer")
+    ax.set_ylabel("weight")
+    ax.set_title("Learned depth-wise pooling weights")
+    ax.legend(fontsize=6)
+    fig.tight_layout()
+    fig.savefig(os.path.join(args.charts, "depth-weights.png"), dpi=90)
+    plt.close(fig)
+    return link(args, "depth-weights.png")
 
 
 def report(args):
@@ -234,7 +334,7 @@ def report(args):
             lines += [f"### {title} ({'1,000 training examples' if regime == 'scarce' else 'full training sets'})", "",
                       what, "",
                       f"Backbone {', '.join(backbones)}; dev-set {', '.join(TASKS[t][3] for t in tasks)} after the last epoch, ×100, mean ± std over seeds {', '.join(map(str, seeds))} (n in brackets when fewer).", "",
-                      "| method | trained params | " + " | ".join(TASKS[t][3] for t in tasks) + " | mean | s/run |",
+                      "| method | trained params (2 classes) | " + " | ".join(TASKS[t][3] for t in tasks) + " | mean | s/run |",
                       "|---|---:|" + "---:|" * len(tasks) + "---:|---:|"]
             for c in configs:
                 rs = [r for r in mine if r["config"] == c]
@@ -247,12 +347,18 @@ def report(args):
                     row.append(cell)
                     if vs:
                         means.append(statistics.mean(vs))
-                params = sorted({r["trained"] for r in rs})
-                ptext = f"{params[0]:,}" if len(params) == 1 else f"{params[0]:,}–{params[-1]:,}"
+                two = [r["trained"] for r in rs if r["task"] in CLASSIFICATION]  # the head's width differs with the outputs: state 2 classes
+                ptext = f"{(two or [r['trained'] for r in rs])[0]:,}"
                 avg = f"{100 * statistics.mean(means):.1f}" if len(means) == len(tasks) else ""
                 secs = statistics.mean(r["wall_seconds"] for r in rs)
                 lines.append(f"| {c} | {ptext} | " + " | ".join(row) + f" | {avg} | {secs:.0f} |")
             lines += ["", f"Settings: epochs {mine[0]['command'][mine[0]['command'].index('--epochs') + 1]}, {' '.join(COMMON)}; per-method options in tools/experiments/glue.py CONFIGS.", ""]
+            png = bars(args, f"{key}-{regime}", f"{title} ({regime})", [c for c in configs if any(r['config'] == c for r in mine)], tasks, mine)
+            if png:
+                lines += [f"![{title}]({png})", ""]
+    for png, what in (nu_curves(args), "ν per layer"), (depth_weights(args, runs), "learned depth-wise weights"):
+        if png:
+            lines += [f"![{what}]({png})", ""]
     text = "\n".join(lines) + "\n"
     if args.out:
         open(args.out, "w").write(text)
@@ -278,6 +384,7 @@ def main():
     q = sub.add_parser("report")
     q.add_argument("--runs", default=os.path.join(REPO, "..", "runs", "glue"))
     q.add_argument("--out")
+    q.add_argument("--charts", help="folder for the PNG charts (needs matplotlib); none without it")
     sub.add_parser("tables")
     args = p.parse_args()
     if args.what == "run":
