@@ -19,6 +19,7 @@ namespace Engine.Distributed;
 /// ranks in buckets of about <see cref="BucketBytes"/>, last parameters first (the order a backward
 /// finishes them). On the CPU the reduction runs after the backward, not overlapped with it: the
 /// backward's kernels already use every core, and an MPI progress thread would compete with them.</item>
+/// <item><see cref="GatherRows"/>: work split over the ranks (evaluation) and its rows gathered on every rank.</item>
 /// <item>Only rank 0 writes files (<see cref="IsWriter"/>); decisions that must agree (early
 /// stopping) are rank 0's (<see cref="RootDecides"/>).</item>
 /// </list>
@@ -92,6 +93,27 @@ public sealed class DataParallel(ICollectives collectives, long bucketBytes = Da
         }
         if (current.Count > 0) buckets.Add(current);
         return buckets;
+    }
+
+    /// <summary>Rows computed sharded and gathered on every rank: rank r computes the rows of its
+    /// <see cref="Shard(int[])"/> of 0 … <paramref name="count"/> − 1 (<paramref name="compute"/> gets
+    /// their indices and returns <paramref name="width"/> values per row, in that order); every rank
+    /// gets all rows. The gathering is one host all-reduce where each rank contributes its rows and
+    /// zeros elsewhere, and x + 0 = x, so each row is exactly what its rank computed (evaluation:
+    /// N ranks score N times fewer examples each, and the metrics come from the same rows everywhere).</summary>
+    public double[][] GatherRows(int count, int width, Func<int[], IReadOnlyList<double[]>> compute)
+    {
+        var mine = Shard(Enumerable.Range(0, count).ToArray());
+        var rows = compute(mine);
+        if (rows.Count != mine.Length || rows.Any(r => r.Length != width))
+            throw new InvalidOperationException($"gather: {mine.Length} rows of {width} values expected, got {rows.Count} rows of {string.Join("/", rows.Select(r => r.Length).Distinct())}");
+        if (Size == 1) return [.. rows];
+        var all = new double[(long)count * width];
+        for (int i = 0; i < mine.Length; i++) rows[i].CopyTo(all, (long)mine[i] * width);
+        Collectives.AllReduceSum(all);
+        var gathered = new double[count][];
+        for (int i = 0; i < count; i++) gathered[i] = all.AsSpan(i * width, width).ToArray();
+        return gathered;
     }
 
     /// <summary>The sum of <paramref name="value"/> over the ranks.</summary>

@@ -242,10 +242,13 @@ public sealed class Trainer
     }
 
     /// <summary>The task's metrics on <paramref name="data"/> (evaluation mode, no gradients); for a
-    /// label-pairing method the metrics of its K-way predictions and the pair accuracy.</summary>
+    /// label-pairing method the metrics of its K-way predictions and the pair accuracy. In a
+    /// data-parallel job each rank computes the logits of its shard of the examples and every rank
+    /// computes the metrics from all of them (<see cref="DataParallel.GatherRows"/>).</summary>
     public Dictionary<string, double> Evaluate(IReadOnlyList<EncodedExample> data)
     {
-        var logits = Logits(data);
+        int width = (model.Peft?.Method.Pairing?.LabelCount ?? 1) * model.NumLabels;
+        var logits = ranks.GatherRows(data.Count, width, rows => Logits(rows.Length == data.Count ? data : rows.Select(i => data[i]).ToList()));
         var preds = logits.Select(ToPrediction).ToList();
         var metrics = new Dictionary<string, double>(regression
             ? TaskMetrics.For(o.Task, preds.Select(p => p.Value).ToArray(), data.Select(d => d.Value).ToArray())

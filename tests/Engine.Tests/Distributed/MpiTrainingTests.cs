@@ -19,7 +19,7 @@ namespace Engine.Tests.Distributed;
 public class MpiTrainingTests
 {
     private TempFolder temp = null!;
-    private string model = null!, data = null!;
+    private string model = null!, data = null!, evalData = null!;
 
     [SetUp]
     public void SetUp()
@@ -30,13 +30,16 @@ public class MpiTrainingTests
             DemoModel.LabelNames, dropout: 0, intermediate: 64).Path;
         data = temp.File("train.tsv");
         File.WriteAllLines(data, new[] { "sentence\tlabel" }.Concat(NegationTask.Make(69, 3).Select(e => $"{e.Text}\t{e.Label}")));
+        // 37 evaluation examples: shards of 18 and 19, each rank scoring its own.
+        evalData = temp.File("eval.tsv");
+        File.WriteAllLines(evalData, new[] { "sentence\tlabel" }.Concat(NegationTask.Make(37, 4).Select(e => $"{e.Text}\t{e.Label}")));
     }
 
     [TearDown] public void TearDown() => temp?.Dispose();
 
     private string[] Train(string outDir, int batch, int accum, int steps, string? resume = null) =>
     [
-        "train", "--model", model, "--train", data, "--task", "sst2", "--batch", batch.ToString(), "--grad-accum", accum.ToString(),
+        "train", "--model", model, "--train", data, "--eval", evalData, "--task", "sst2", "--batch", batch.ToString(), "--grad-accum", accum.ToString(),
         "--steps", steps.ToString(), "--lr", "2e-3", "--schedule", "constant", "--warmup", "0", "--seed", "7", "--log-every", "1",
         "--eval-every", "3", "--out", outDir, .. resume is null ? Array.Empty<string>() : ["--resume", resume],
     ];
@@ -45,6 +48,22 @@ public class MpiTrainingTests
     private static Dictionary<int, double> Losses(string outDir) =>
         File.ReadAllLines(Path.Combine(outDir, "metrics.jsonl")).Select(l => JsonNode.Parse(l)!)
             .Where(n => n["loss"] is not null).ToDictionary(n => n["step"]!.GetValue<int>(), n => n["loss"]!.GetValue<double>());
+
+    private static JsonObject EvalFile(string outDir) => JsonNode.Parse(File.ReadAllText(Path.Combine(outDir, "eval.json")))!.AsObject();
+
+    /// <summary>Step → the evaluation's metrics, from a run's metrics.jsonl.</summary>
+    private static Dictionary<int, JsonObject> Evals(string outDir) =>
+        File.ReadAllLines(Path.Combine(outDir, "metrics.jsonl")).Select(l => JsonNode.Parse(l)!)
+            .Where(n => n["eval"] is not null).ToDictionary(n => n["step"]!.GetValue<int>(), n => n["eval"]!.AsObject());
+
+    /// <summary>The same metrics within 1e-6 of each (each example's logits differ from one process's
+    /// only by float32 rounding, the batches being padded differently; the metrics are counts).</summary>
+    private static void AssertSameMetrics(JsonObject expected, JsonObject actual, string what)
+    {
+        Assert.That(actual.Select(kv => kv.Key), Is.EquivalentTo(expected.Select(kv => kv.Key)).And.Not.Empty, what);
+        foreach (var (metric, value) in expected)
+            Assert.That(actual[metric]!.GetValue<double>(), Is.EqualTo(value!.GetValue<double>()).Within(1e-6 * Math.Abs(value.GetValue<double>())), $"{metric} in the {what}");
+    }
 
     /// <summary>Float32 sums in another order: the ranks' partial gradients add up in a different
     /// order than one process's, and six AdamW steps carry that forward. 1e-4 of the loss is
@@ -71,7 +90,13 @@ public class MpiTrainingTests
         Assert.That(r.Err, Does.Contain("ranks: 2 (MPI"));
         Assert.That(r.Out.Split('\n').Count(l => l.StartsWith("done: 6 steps")), Is.EqualTo(1), "only rank 0 prints\n" + r.Out);
         AssertSameLosses(Losses(single), Losses(two), Enumerable.Range(1, 6));
-        Assert.That(File.Exists(Path.Combine(two, "loss.png")) && File.Exists(Path.Combine(two, "eval.json")));
+        Assert.That(File.Exists(Path.Combine(two, "loss.png")));
+        // The evaluation is sharded (each rank scores its 18 or 19 examples) and its logits gathered:
+        // eval.json and every logged evaluation match one process's.
+        AssertSameMetrics(EvalFile(single), EvalFile(two), "eval.json");
+        var (expected, actual) = (Evals(single), Evals(two));
+        Assert.That(actual.Keys, Is.EqualTo(expected.Keys).And.Not.Empty);
+        foreach (var step in expected.Keys) AssertSameMetrics(expected[step], actual[step], $"evaluation at step {step}");
     }
 
     [Test]
