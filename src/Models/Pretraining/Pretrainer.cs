@@ -171,14 +171,17 @@ public sealed class Pretrainer
             int from = shard.Length == 0 ? 0 : shard[0] * t, length = shard.Length * t;
             int scored = Scored(targets), local = Scored(targets.AsSpan(from, length));
             double value = 0;
-            if (local > 0 || scored == 0)   // (a batch with nothing scored at all stops in Predict with a line saying so)
+            using (ranks.OverlapWithBackward(opt.Parameters))   // the reduction starts bucket by bucket during the backward
             {
-                using var scope = Scope.Begin();
-                using var precision = MixedPrecision.Use(MixedPrecision.Parse(o.Precision));
-                var loss = LanguageModel.Loss(model.Predict(input[from..(from + length)], targets[from..(from + length)], shard.Length, t));
-                double share = DataParallel.Share(local, scored);
-                value = loss.Item() * share;
-                if (double.IsFinite(value)) accumulation.Backward(loss, share);
+                if (local > 0 || scored == 0)   // (a batch with nothing scored at all stops in Predict with a line saying so)
+                {
+                    using var scope = Scope.Begin();
+                    using var precision = MixedPrecision.Use(MixedPrecision.Parse(o.Precision));
+                    var loss = LanguageModel.Loss(model.Predict(input[from..(from + length)], targets[from..(from + length)], shard.Length, t));
+                    double share = DataParallel.Share(local, scored);
+                    value = loss.Item() * share;
+                    if (double.IsFinite(value)) accumulation.Backward(loss, share);
+                }
             }
             ranks.ReduceGradients(opt.Parameters);
             value = ranks.Sum(value);   // the global batch's mean loss; non-finite on any rank makes it non-finite everywhere

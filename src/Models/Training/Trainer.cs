@@ -146,6 +146,8 @@ public sealed class Trainer
             string? nonFinite = null;
             for (int a = 0; a < o.GradientAccumulation; a++, micro++)
             {
+                // The step's last backward starts the gradient reduction bucket by bucket (every rank arms it, backward or not).
+                using var overlap = a == o.GradientAccumulation - 1 ? ranks.OverlapWithBackward(opt.Parameters) : null;
                 int epoch = (int)(micro / perEpoch);
                 if (epoch != orderEpoch)
                 {

@@ -63,13 +63,17 @@ public class MpiPretrainingTests
         }
     }
 
-    [Test]
-    public void TwoRanksMatchOneProcessWithTheSameGlobalBatch()
+    /// <param name="bucketMb">ENGINE_BUCKET_MB: null, the default 25 MiB (one bucket for this model,
+    /// started when the backward ends); 0.002 (2 KiB): each weight matrix a bucket of its own, most
+    /// started during the backward.</param>
+    [TestCase(null)]
+    [TestCase("0.002")]
+    public void TwoRanksMatchOneProcessWithTheSameGlobalBatch(string? bucketMb)
     {
         var single = temp.File("single");
         Mpirun.Start([.. Mpirun.EngineCommand(), .. Pretrain(single, 8, 6)]).AssertSucceeded();
         var two = temp.File("two");
-        var r = Mpirun.Run(2, Pretrain(two, 4, 6));
+        var r = Mpirun.Run(2, Pretrain(two, 4, 6), bucketMb is null ? null : new Dictionary<string, string> { ["ENGINE_BUCKET_MB"] = bucketMb });
         r.AssertSucceeded();
         Assert.That(r.Err, Does.Contain("ranks: 2 (MPI"));
         Assert.That(r.Out.Split('\n').Count(l => l.StartsWith("done: step 6")), Is.EqualTo(1), "only rank 0 prints\n" + r.Out);

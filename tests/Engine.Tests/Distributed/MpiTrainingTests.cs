@@ -100,6 +100,22 @@ public class MpiTrainingTests
     }
 
     [Test]
+    public void SmallBucketsOverlappingTheBackwardGiveTheSameRun()
+    {
+        // 2 KiB buckets: each weight matrix of the demo BERT (4-8 KiB) is a bucket of its own and the
+        // small vectors between them share one, most started while the backward still runs
+        // (DataParallel.OverlapWithBackward); the default 25 MiB is one bucket,
+        // started when the backward ends. With two ranks each sum is the same float32 addition
+        // either way, so the runs are identical, not just close.
+        var one = temp.File("one-bucket");
+        Mpirun.Run(2, Train(one, 8, 2, 4)).AssertSucceeded();
+        var many = temp.File("many-buckets");
+        Mpirun.Run(2, Train(many, 8, 2, 4), new Dictionary<string, string> { ["ENGINE_BUCKET_MB"] = "0.002" }).AssertSucceeded();
+        Assert.That(Losses(many), Is.EqualTo(Losses(one)));
+        Assert.That(File.ReadAllText(Path.Combine(many, "eval.json")), Is.EqualTo(File.ReadAllText(Path.Combine(one, "eval.json"))));
+    }
+
+    [Test]
     public void ARunResumesWithAnotherNumberOfRanks()
     {
         var single = temp.File("single");
@@ -192,12 +208,13 @@ internal static class Mpirun
         return ["dotnet", dll!];
     }
 
-    /// <summary>mpirun -np <paramref name="ranks"/> engine ARGS.</summary>
-    public static Result Run(int ranks, string[] args) => Run([[.. EngineCommand(), .. args]], ranks);
+    /// <summary>mpirun -np <paramref name="ranks"/> engine ARGS, with <paramref name="environment"/> added.</summary>
+    public static Result Run(int ranks, string[] args, IReadOnlyDictionary<string, string>? environment = null) =>
+        Run([[.. EngineCommand(), .. args]], ranks, environment: environment);
 
     /// <summary>One mpirun job with one rank per command line (MPMD: "cmd0 : cmd1 : …"), or
     /// <paramref name="ranksEach"/> ranks of each.</summary>
-    public static Result Run(string[][] commands, int ranksEach = 1, int timeoutSeconds = 90)
+    public static Result Run(string[][] commands, int ranksEach = 1, int timeoutSeconds = 90, IReadOnlyDictionary<string, string>? environment = null)
     {
         var line = new List<string> { "mpirun", "--allow-run-as-root", "--oversubscribe", "--bind-to", "none" };
         for (int i = 0; i < commands.Length; i++)
@@ -205,10 +222,10 @@ internal static class Mpirun
             if (i > 0) line.Add(":");
             line.AddRange(["-np", ranksEach.ToString(), .. commands[i]]);
         }
-        return Start([.. line], timeoutSeconds);
+        return Start([.. line], timeoutSeconds, environment);
     }
 
-    public static Result Start(string[] command, int timeoutSeconds = 90)
+    public static Result Start(string[] command, int timeoutSeconds = 90, IReadOnlyDictionary<string, string>? environment = null)
     {
         var psi = new ProcessStartInfo("nice") { RedirectStandardOutput = true, RedirectStandardError = true };
         psi.ArgumentList.Add("-n");
@@ -217,6 +234,7 @@ internal static class Mpirun
         // Containers often forbid the cross-process memory copies of Open MPI's shared-memory transport.
         psi.Environment["OMPI_MCA_btl_vader_single_copy_mechanism"] = "none";
         psi.Environment["ENGINE_COLLECTIVE_TIMEOUT"] = timeoutSeconds.ToString();
+        foreach (var (name, value) in environment ?? new Dictionary<string, string>()) psi.Environment[name] = value;
         using var p = Process.Start(psi)!;
         var stdout = p.StandardOutput.ReadToEndAsync();
         var stderr = p.StandardError.ReadToEndAsync();
