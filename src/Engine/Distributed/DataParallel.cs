@@ -130,6 +130,7 @@ public sealed class DataParallel(ICollectives collectives, long bucketBytes = Da
         private readonly bool[] hadGradient;
         private readonly Dictionary<Tensor, int> indexOf = new(ReferenceEqualityComparer.Instance);
         private readonly List<IPendingReduction> started = [];
+        private int completed;   // started[0 … completed − 1] are known to be done
 
         public IReadOnlyList<Tensor> Parameters { get; }
 
@@ -151,7 +152,8 @@ public sealed class DataParallel(ICollectives collectives, long bucketBytes = Da
             if (b < started.Count) throw new InvalidOperationException("a gradient was added to after its bucket had started: one backward per OverlapWithBackward");
             waiting[b]--;
             while (started.Count < buckets.Count && waiting[started.Count] == 0) Start(started.Count);
-            foreach (var s in started) s.Test();   // let the transfers progress while the backward runs
+            // Let the transfers progress while the backward runs (one test moves all of MPI's; cheap either way).
+            while (completed < started.Count && started[completed].Test()) completed++;
         }
 
         private void Start(int b)
@@ -200,17 +202,24 @@ public sealed class DataParallel(ICollectives collectives, long bucketBytes = Da
 
     /// <summary>Rows computed sharded and gathered on every rank: rank r computes the rows of its
     /// <see cref="Shard(int[])"/> of 0 … <paramref name="count"/> − 1 (<paramref name="compute"/> gets
-    /// their indices and returns <paramref name="width"/> values per row, in that order); every rank
-    /// gets all rows. The gathering is one host all-reduce where each rank contributes its rows and
-    /// zeros elsewhere, and x + 0 = x, so each row is exactly what its rank computed (evaluation:
+    /// their indices and returns one row of values each, all of one length, in that order); every
+    /// rank gets all rows. The gathering is one host all-reduce where each rank contributes its rows
+    /// and zeros elsewhere, and x + 0 = x, so each row is exactly what its rank computed (evaluation:
     /// N ranks score N times fewer examples each, and the metrics come from the same rows everywhere).</summary>
-    public double[][] GatherRows(int count, int width, Func<int[], IReadOnlyList<double[]>> compute)
+    public double[][] GatherRows(int count, Func<int[], IReadOnlyList<double[]>> compute)
     {
         var mine = Shard(Enumerable.Range(0, count).ToArray());
         var rows = compute(mine);
+        int width = rows.Count > 0 ? rows[0].Length : 0;
         if (rows.Count != mine.Length || rows.Any(r => r.Length != width))
-            throw new InvalidOperationException($"gather: {mine.Length} rows of {width} values expected, got {rows.Count} rows of {string.Join("/", rows.Select(r => r.Length).Distinct())}");
+            throw new InvalidOperationException($"gather: {mine.Length} rows of one length expected, got {rows.Count} rows of {string.Join("/", rows.Select(r => r.Length).Distinct())}");
         if (Size == 1) return [.. rows];
+        // The row length: the ranks that have rows tell it (a rank with none does not know it).
+        Span<double> widths = [rows.Count > 0 ? 1 : 0, width];
+        Collectives.AllReduceSum(widths);
+        if (widths[0] > 0) width = (int)(widths[1] / widths[0]);
+        if (rows.Count > 0 && widths[1] != widths[0] * rows[0].Length)
+            throw new InvalidOperationException("gather: the ranks' rows differ in length");
         var all = new double[(long)count * width];
         for (int i = 0; i < mine.Length; i++) rows[i].CopyTo(all, (long)mine[i] * width);
         Collectives.AllReduceSum(all);

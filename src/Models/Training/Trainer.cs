@@ -249,8 +249,7 @@ public sealed class Trainer
     /// computes the metrics from all of them (<see cref="DataParallel.GatherRows"/>).</summary>
     public Dictionary<string, double> Evaluate(IReadOnlyList<EncodedExample> data)
     {
-        int width = (model.Peft?.Method.Pairing?.LabelCount ?? 1) * model.NumLabels;
-        var logits = ranks.GatherRows(data.Count, width, rows => Logits(rows.Length == data.Count ? data : rows.Select(i => data[i]).ToList()));
+        var logits = ranks.GatherRows(data.Count, rows => Logits(rows.Length == data.Count ? data : rows.Select(i => data[i]).ToList()));
         var preds = logits.Select(ToPrediction).ToList();
         var metrics = new Dictionary<string, double>(regression
             ? TaskMetrics.For(o.Task, preds.Select(p => p.Value).ToArray(), data.Select(d => d.Value).ToArray())

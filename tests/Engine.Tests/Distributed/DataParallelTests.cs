@@ -70,17 +70,19 @@ public class DataParallelTests
         }
     }
 
-    [Test]
-    public void GatheredRowsAreEveryRanksRowsExactlyInOrder()
+    [TestCase(7)]
+    [TestCase(2)]
+    public void GatheredRowsAreEveryRanksRowsExactlyInOrder(int count)
     {
-        // 7 rows of 3 values over 3 ranks (shards of 2, 2, 3); each rank computes only its rows.
-        const int count = 7, width = 3, size = 3;
+        // Rows of 3 values over 3 ranks (7 rows: shards of 2, 2, 3; 2 rows: rank 0 has none and
+        // learns the row length from the others); each rank computes only its rows.
+        const int size = 3;
         static double[] Row(int i) => [i + 0.1, -1.0 / (i + 3), Math.Pow(1.7, -40 * i)];   // one value near the smallest doubles
         var world = new ThreadWorld(size);
         var computed = new int[size][];
         var results = new double[size][][];
         var threads = Enumerable.Range(0, size).Select(r => new Thread(() =>
-            results[r] = new DataParallel(world.Rank(r)).GatherRows(count, width, rows => { computed[r] = rows; return rows.Select(Row).ToList(); }))).ToList();
+            results[r] = new DataParallel(world.Rank(r)).GatherRows(count, rows => { computed[r] = rows; return rows.Select(Row).ToList(); }))).ToList();
         threads.ForEach(t => t.Start());
         threads.ForEach(t => t.Join());
         Assert.That(computed.SelectMany(c => c), Is.EqualTo(Enumerable.Range(0, count)), "each row computed once, by its shard's rank");
