@@ -14,6 +14,7 @@ namespace Engine.Models.Pretraining;
 public sealed record PretrainOptions
 {
     public required int Steps { get; init; }
+    /// <summary>Rows per step (per rank in a data-parallel job: the global batch is ranks × this).</summary>
     public int BatchSize { get; init; } = 32;
     public double LearningRate { get; init; } = 1e-3;
     public double WarmupRatio { get; init; } = 0.02;
