@@ -33,8 +33,12 @@ public sealed class CpuStorage : Storage
     internal static CpuStorage Allocate(DType dtype, long length, bool zero)
     {
         if (length > Array.MaxLength) throw new EngineException($"a CPU tensor of {length} elements is larger than one array can hold");
-        int n = (int)length;
-        if (CpuPool.Rent(dtype, n, zero) is { } pooled) return new CpuStorage(dtype, pooled, length);
+        // A step's temporaries (made inside a scope) get an array of the pool's size class, so a
+        // batch of another length reuses the arrays the last one released; the tensor sees only
+        // its own Length elements. Long-lived tensors (parameters, optimizer state) are exact.
+        bool scoped = Scope.Current is not null;
+        int n = scoped ? CpuPool.SizeClass((int)length) : (int)length;
+        if (CpuPool.Rent(dtype, n, zero, largerUpTo: scoped ? 4 : 0) is { } pooled) return new CpuStorage(dtype, pooled, length);
         Array data = dtype switch
         {
             DType.F32 => zero ? new float[n] : GC.AllocateUninitializedArray<float>(n),
@@ -61,6 +65,12 @@ public sealed class CpuStorage : Storage
 /// allocation of the same size, so steady-state steps allocate nothing large (no large-object
 /// heap churn, no gen-2 collections). At most <see cref="CapBytes"/> are retained
 /// (ENGINE_CPU_POOL_MB, default 2048).
+///
+/// Scoped arrays come in size classes (<see cref="SizeClass"/>: four per power of two), so the
+/// varying batch shapes of length-bucketed training hit the pool too: with exact lengths every
+/// new sequence length was a miss, the pool filled with sizes never asked for again and the
+/// released arrays became large-object-heap garbage (a bucketed bert-mini fine-tune peaked at
+/// 7.6 GB resident; docs/benchmarks.md has the before and after).
 /// </summary>
 internal static class CpuPool
 {
@@ -68,22 +78,42 @@ internal static class CpuPool
     public static readonly long CapBytes =
         (long.TryParse(Environment.GetEnvironmentVariable("ENGINE_CPU_POOL_MB"), out var mb) ? mb : 2048) << 20;
 
+    /// <summary>The array length pooled for <paramref name="n"/> elements: n itself below
+    /// <see cref="MinLength"/>, else n rounded up to a multiple of a quarter of the power of two
+    /// at or below it (2^k, 1.25·2^k, 1.5·2^k, 1.75·2^k, 2^(k+1): at most 25% more).</summary>
+    public static int SizeClass(int n)
+    {
+        if (n < MinLength) return n;
+        long step = (1L << (31 - System.Numerics.BitOperations.LeadingZeroCount((uint)n))) / 4;
+        long rounded = (n + step - 1) / step * step;
+        return rounded <= Array.MaxLength ? (int)rounded : n;
+    }
+
     private static readonly Dictionary<(DType, int), Stack<Array>> free = new();
     private static long retained;
 
-    public static Array? Rent(DType dtype, int length, bool zero)
+    /// <summary>A free array of <paramref name="length"/> elements or, with <paramref name="largerUpTo"/>
+    /// k > 0 and none free, of one of the next k size classes (k = 4: at most twice the length),
+    /// so the arrays of a step with long sequences serve the shorter ones after it instead of
+    /// lying idle while new ones are made.</summary>
+    public static Array? Rent(DType dtype, int length, bool zero, int largerUpTo = 0)
     {
         if (length < MinLength) return null;
         Array? a = null;
         lock (free)
         {
-            if (free.TryGetValue((dtype, length), out var stack) && stack.Count > 0)
+            int size = length;
+            for (int k = 0; k <= largerUpTo && a is null; k++, size = SizeClass(size + 1))
             {
-                a = stack.Pop();
-                retained -= (long)length * dtype.SizeOf();
+                if (free.TryGetValue((dtype, size), out var stack) && stack.Count > 0)
+                {
+                    a = stack.Pop();
+                    retained -= (long)size * dtype.SizeOf();
+                }
+                if (size >= Array.MaxLength / 2) break;
             }
         }
-        if (a is not null && zero) Array.Clear(a);
+        if (a is not null && zero) Array.Clear(a, 0, length);
         return a;
     }
 

@@ -100,6 +100,52 @@ public class TensorAndAutogradTests
     }
 
     [Test]
+    public void PooledArraysComeInSizeClassesSoAnotherLengthReusesThem()
+    {
+        foreach (int n in new[] { 1, 100, CpuPool.MinLength - 1 }) Assert.That(CpuPool.SizeClass(n), Is.EqualTo(n), "small arrays are exact");
+        var rng = new Random(3);
+        for (int i = 0; i < 10_000; i++)
+        {
+            int n = CpuPool.MinLength + rng.Next(200_000_000);
+            int c = CpuPool.SizeClass(n);
+            Assert.That(c, Is.GreaterThanOrEqualTo(n).And.LessThanOrEqualTo(1.25 * n), $"n = {n}");
+            Assert.That(CpuPool.SizeClass(c), Is.EqualTo(c), $"a class is its own class (n = {n})");
+        }
+        Assert.That(Enumerable.Range((1 << 20) + 1, 1 << 20).Select(CpuPool.SizeClass).Distinct().Count(), Is.EqualTo(4), "four classes per power of two: (2^20, 2^21]");
+
+        // Lengths 1,234,567 and 1,300,001 share the class 1,310,720: the second step gets the first one's array, zeroed, seen at its own length.
+        float[] first;
+        using (Scope.Begin())
+        {
+            var a = Tensor.Full([1_234_567], 7.0, DType.F32);
+            first = (float[])((CpuStorage)a.Storage).Data;
+            Assert.That(first, Has.Length.EqualTo(1_310_720));
+            Assert.That(a.Span<float>().Length, Is.EqualTo(1_234_567));
+        }
+        using (Scope.Begin())
+        {
+            var b = Tensor.Zeros([1_300_001], DType.F32);
+            Assert.That(((CpuStorage)b.Storage).Data, Is.SameAs(first), "reused across lengths of one class");
+            Assert.That(b.Span<float>().ToArray().All(v => v == 0), Is.True, "a zeroed allocation is zero after reuse");
+            Assert.That(b.Numel, Is.EqualTo(1_300_001));
+        }
+        // A shorter step takes a free array of a larger class (up to twice its length) before making one:
+        // 6,000,000 is in class 6,291,456; 4,500,000 in class 5,242,880, the next class below it.
+        float[] big;
+        using (Scope.Begin()) big = (float[])((CpuStorage)Tensor.Full([6_000_000], 1.0, DType.F32).Storage).Data;
+        using (Scope.Begin())
+        {
+            var c = Tensor.Zeros([4_500_000], DType.F32);
+            Assert.That(((CpuStorage)c.Storage).Data, Is.SameAs(big), "a larger free array serves a shorter step");
+            Assert.That(c.Span<float>().ToArray().All(v => v == 0), Is.True);
+            var d = Tensor.Zeros([2_000_000], DType.F32);
+            Assert.That(((CpuStorage)d.Storage).Data, Is.Not.SameAs(big).And.Length.EqualTo(CpuPool.SizeClass(2_000_000)), "never more than twice the length");
+        }
+        var longLived = Tensor.Zeros([1_234_567], DType.F32);
+        Assert.That(((CpuStorage)longLived.Storage).Data, Has.Length.EqualTo(1_234_567), "outside a scope (parameters, optimizer state) arrays are exact");
+    }
+
+    [Test]
     public void ViewsKeepSharedStorageAliveUntilTheLastOneIsReleased()
     {
         Tensor survivor;

@@ -48,6 +48,31 @@ public sealed record Dataset(string Source, IReadOnlyList<Example> Examples, Lab
     {
         if (heldOutFraction is <= 0 or >= 1)
             throw new ArgumentOutOfRangeException(nameof(heldOutFraction), "the held-out fraction must lie strictly between 0 and 1");
+        var order = Shuffled(seed);
+        int heldOut = (int)Math.Ceiling(heldOutFraction * order.Length);
+        var heldOutExamples = order.Take(heldOut).Select(i => Examples[i]).ToArray();
+        var trainExamples = order.Skip(heldOut).Select(i => Examples[i]).ToArray();
+        return (this with { Examples = trainExamples, SkippedLines = 0 },
+                this with { Examples = heldOutExamples, SkippedLines = 0 });
+    }
+
+    /// <summary>
+    /// A random subset of <paramref name="count"/> examples, for data-scarce experiments: the
+    /// first <paramref name="count"/> of the same seeded shuffle <see cref="Split"/> uses, put back
+    /// in file order. The subset depends on <paramref name="seed"/> only, so runs that differ in
+    /// their training seed see the same examples. A count at or above the size keeps every example.
+    /// </summary>
+    public Dataset Sample(int count, int seed)
+    {
+        if (count < 1) throw new EngineException($"{Source}: a sample needs at least 1 example, got {count}");
+        if (count >= Examples.Count) return this;
+        var chosen = Shuffled(seed).Take(count).Order().Select(i => Examples[i]).ToArray();
+        return this with { Examples = chosen, Source = $"{Source} (sample of {count:N0}, seed {seed})" };
+    }
+
+    /// <summary>0..n−1 in a Fisher–Yates order drawn from a <see cref="Random"/> seeded with <paramref name="seed"/>.</summary>
+    private int[] Shuffled(int seed)
+    {
         var order = new int[Examples.Count];
         for (int i = 0; i < order.Length; i++) order[i] = i;
         var random = new Random(seed);
@@ -56,11 +81,7 @@ public sealed record Dataset(string Source, IReadOnlyList<Example> Examples, Lab
             int j = random.Next(i + 1);
             (order[i], order[j]) = (order[j], order[i]);
         }
-        int heldOut = (int)Math.Ceiling(heldOutFraction * order.Length);
-        var heldOutExamples = order.Take(heldOut).Select(i => Examples[i]).ToArray();
-        var trainExamples = order.Skip(heldOut).Select(i => Examples[i]).ToArray();
-        return (this with { Examples = trainExamples, SkippedLines = 0 },
-                this with { Examples = heldOutExamples, SkippedLines = 0 });
+        return order;
     }
 }
 

@@ -57,15 +57,18 @@ public static class DatasetReader
     public static DataFormat FormatOf(string path, TaskPreset? preset)
     {
         if (preset?.Format is DataFormat.LabelThenText or DataFormat.FilePerClass) return preset.Format;
-        switch (Path.GetExtension(path).ToLowerInvariant())
-        {
-            case ".tsv": return DataFormat.Tsv;
-            case ".csv": return DataFormat.Csv;
-            case ".jsonl" or ".json" or ".ndjson": return DataFormat.JsonLines;
-        }
-        return preset?.Format ?? throw new EngineException(
+        return FormatFromExtension(path) ?? preset?.Format ?? throw new EngineException(
             $"{path}: cannot tell the format from the file name; use a .tsv, .csv or .jsonl extension, or name a --task");
     }
+
+    /// <summary>The format the file name's extension names (.tsv, .csv, .jsonl/.json/.ndjson), or null.</summary>
+    public static DataFormat? FormatFromExtension(string path) => Path.GetExtension(path).ToLowerInvariant() switch
+    {
+        ".tsv" => DataFormat.Tsv,
+        ".csv" => DataFormat.Csv,
+        ".jsonl" or ".json" or ".ndjson" => DataFormat.JsonLines,
+        _ => null,
+    };
 
     // ---- Tables (TSV, CSV) ------------------------------------------------------------------
 

@@ -5,9 +5,11 @@ namespace Engine.Models.Pretraining;
 /// <summary>
 /// A tokenised corpus packed into rows of equal length, with no padding.
 ///
-/// Reading: each file is read line by line (UTF-8; a file that is not valid UTF-8 is read as
-/// Latin-1, CRLF and CR line ends count as line ends) and cut into documents at blank lines (a
-/// WikiText paragraph or heading, a speech of a play, a paragraph of a book). Each document is
+/// Reading: each plain-text file is read line by line (UTF-8; a file that is not valid UTF-8 is
+/// read as Latin-1, CRLF and CR line ends count as line ends) and cut into documents at blank
+/// lines (a WikiText paragraph or heading, a speech of a play, a paragraph of a book); a data
+/// file (a <c>TASK:PATH</c> item or a .tsv/.csv/.jsonl path) gives one document per example
+/// (<see cref="CorpusItem"/>). Each document is
 /// tokenised without special tokens and appended to one token stream followed by the
 /// separator (BERT: [SEP]; Llama: the eos token &lt;/s&gt;), so documents are separated but never
 /// padded. Only the stream is kept, never the text.
@@ -64,15 +66,16 @@ public sealed class PackedCorpus
         return ids;
     }
 
-    /// <summary>Tokenises <paramref name="files"/> into one stream (see the class summary).
+    /// <summary>Tokenises the corpus <paramref name="items"/> (files, or <see cref="CorpusItem"/>s
+    /// such as <c>sst2:PATH</c>) into one stream (see the class summary).
     /// <paramref name="maxTokens"/> stops reading once the stream holds that many tokens.</summary>
-    public static (int[] Stream, int Documents) Tokenise(IEnumerable<string> files, Func<string, IReadOnlyList<int>> encode, int separator, long? maxTokens = null)
+    public static (int[] Stream, int Documents) Tokenise(IEnumerable<string> items, Func<string, IReadOnlyList<int>> encode, int separator, long? maxTokens = null)
     {
         var stream = new List<int>(1 << 20);
         int documents = 0;
-        foreach (var file in files)
+        foreach (var item in items)
         {
-            foreach (var document in ReadDocuments(file))
+            foreach (var document in CorpusItem.Documents(item))
             {
                 stream.AddRange(encode(document));
                 stream.Add(separator);
@@ -83,7 +86,7 @@ public sealed class PackedCorpus
         return (stream.ToArray(), documents);
     }
 
-    /// <summary>The documents of a text file: runs of non-blank lines, joined by "\n".</summary>
+    /// <summary>The documents of a plain-text file: runs of non-blank lines, joined by "\n".</summary>
     public static IEnumerable<string> ReadDocuments(string file)
     {
         if (!File.Exists(file)) throw new EngineException($"{file}: no such file");

@@ -23,7 +23,9 @@ public sealed record TrainOptions
     public int GradientAccumulation { get; init; } = 1;
     /// <summary>Clip the global gradient norm to this (0: no clipping).</summary>
     public double MaxGradNorm { get; init; } = 1.0;
-    /// <summary>Evaluate every this many optimizer steps (and at each epoch end); null: epoch ends only.</summary>
+    /// <summary>Evaluate (and write checkpoints) every this many optimizer steps and at each epoch end;
+    /// null: at epoch ends only; 0: only after the last step (no checkpoint until then: a run to
+    /// measure, not one to resume).</summary>
     public int? EvalEvery { get; init; }
     /// <summary>Stop after this many evaluations without a better primary metric; null: never.</summary>
     public int? EarlyStoppingPatience { get; init; }
@@ -67,7 +69,7 @@ public sealed record TrainOptions
         if (!(LearningRate > 0)) throw new EngineException($"train: learning rate must be positive, got {LearningRate}");
         if (WarmupRatio is < 0 or > 1) throw new EngineException($"train: warmup ratio must be in [0, 1], got {WarmupRatio}");
         if (Schedule is not ("constant" or "linear" or "cosine")) throw new EngineException($"train: unknown schedule '{Schedule}' (constant, linear, cosine)");
-        if (EvalEvery is < 1) throw new EngineException($"train: eval-every must be at least 1, got {EvalEvery}");
+        if (EvalEvery is < 0) throw new EngineException($"train: eval-every must be 0 (only at the end) or more, got {EvalEvery}");
         MixedPrecision.Parse(Precision, "train: precision (--dtype)");
         if (SkipNonFinite < 0) throw new EngineException($"train: skip-nonfinite must be at least 0, got {SkipNonFinite}");
         if (MemoryBudgetBytes is <= 0) throw new EngineException($"train: the memory budget must be positive, got {MemoryBudgetBytes} bytes");

@@ -200,7 +200,7 @@ public sealed class Trainer
             }
 
             bool epochEnd = micro % perEpoch == 0;
-            bool due = (o.EvalEvery is { } every && state.Step % every == 0) || epochEnd || state.Step == total;
+            bool due = o.EvalEvery == 0 ? state.Step == total : (o.EvalEvery is { } every && state.Step % every == 0) || epochEnd || state.Step == total;
             if (!due) continue;
             if (eval is not null && eval.Count > 0)
             {

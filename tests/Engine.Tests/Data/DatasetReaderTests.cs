@@ -364,4 +364,24 @@ public class DatasetReaderTests
         Assert.That(train.Examples.Concat(heldOut.Examples).OrderBy(e => e.Text), Is.EqualTo(examples.OrderBy(e => e.Text)));
         Assert.That(data.Split(0.2, seed: 7).HeldOut.Examples, Is.EqualTo(heldOut.Examples));
     }
+    [Test]
+    public void SampleIsASeededSubsetInFileOrderThatIgnoresTheTrainingSeed()
+    {
+        var examples = Enumerable.Range(0, 100).Select(i => new Example($"s{i}", null, i % 2)).ToArray();
+        var data = new Dataset("mem", examples, new LabelMap(["a", "b"]), false, 0);
+        var sample = data.Sample(30, seed: 3);
+        Assert.That(sample.Count, Is.EqualTo(30));
+        Assert.That(sample.Examples.Distinct().Count(), Is.EqualTo(30), "drawn without replacement");
+        Assert.That(sample.Examples.All(examples.Contains), Is.True);
+        var positions = sample.Examples.Select(e => Array.IndexOf(examples, e)).ToArray();
+        Assert.That(positions, Is.Ordered.Ascending, "file order kept");
+        Assert.That(data.Sample(30, seed: 3).Examples, Is.EqualTo(sample.Examples), "the same seed draws the same subset");
+        Assert.That(data.Sample(30, seed: 4).Examples, Is.Not.EqualTo(sample.Examples));
+        Assert.That(positions.Max() - positions.Min(), Is.GreaterThan(50), "spread over the file, not its head");
+        Assert.That(data.Split(0.3, seed: 3).HeldOut.Examples.OrderBy(e => e.Text), Is.EqualTo(sample.Examples.OrderBy(e => e.Text)), "the same draw as Split's held-out part");
+        Assert.That(data.Sample(100, seed: 3), Is.SameAs(data));
+        Assert.That(data.Sample(1000, seed: 3), Is.SameAs(data));
+        Assert.That(sample.Source, Does.Contain("sample of 30"));
+        Assert.Throws<EngineException>(() => data.Sample(0, seed: 3));
+    }
 }

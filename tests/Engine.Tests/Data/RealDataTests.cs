@@ -20,7 +20,7 @@ public class RealDataTests
         return candidates.FirstOrDefault(c => Directory.Exists(Path.Combine(c, "glue")) || Directory.Exists(Path.Combine(c, "senteval")));
     }
 
-    private static string Locate(string relative)
+    internal static string Locate(string relative)
     {
         var root = DataRoot();
         if (root is null) Assert.Ignore("benchmark data folder (ENGINE_DATA or ../shared/data) is absent");

@@ -15,16 +15,17 @@ public class PretrainerTests
     [SetUp] public void SetUp() => temp = new TempFolder();
     [TearDown] public void TearDown() => temp.Dispose();
 
-    private static readonly string[] Words =
+    internal static readonly string[] Words =
         "the a cat dog sat on mat ran far away and then slept under tree bird sang song of morning light river flows to sea".Split(' ');
 
-    /// <summary>A WordPiece vocabulary: the specials, the words, and "##s".</summary>
-    private string Vocab()
+    /// <summary>A WordPiece vocabulary at <paramref name="path"/>: the specials, <paramref name="words"/>, and "##s".</summary>
+    internal static string WriteVocab(string path, IEnumerable<string> words)
     {
-        var path = temp.File("vocab.txt");
-        File.WriteAllLines(path, new[] { "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]" }.Concat(Words).Append("##s"));
+        File.WriteAllLines(path, new[] { "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]" }.Concat(words).Append("##s"));
         return path;
     }
+
+    private string Vocab() => WriteVocab(temp.File("vocab.txt"), Words);
 
     private string Corpus(int paragraphs = 6)
     {

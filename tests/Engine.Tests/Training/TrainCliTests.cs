@@ -109,6 +109,37 @@ public class TrainCliTests
     }
 
     [Test]
+    public void TrainSampleTrainsOnTheDrawnSubset()
+    {
+        var run = temp.File("run");
+        var r = EngineProcess.Run("train", "--model", model, "--train", temp.File("train.tsv"), "--task", "sst2", "--train-sample", "20", "--sample-seed", "5",
+            "--epochs", "1", "--batch", "10", "--out", run);
+        Assert.That(r.Exit, Is.EqualTo(0), r.Err);
+        Assert.That(r.Out, Does.Contain("data: 20 training examples").And.Contain("sample of 20, seed 5").And.Contain("done: 2 steps"));
+        var line = EngineProcess.AssertUserError(EngineProcess.Run("train", "--model", model, "--train", temp.File("train.tsv"), "--task", "sst2",
+            "--train-sample", "0", "--out", temp.File("run0")));
+        Assert.That(line, Does.Contain("train.tsv").And.Contain("at least 1"));
+    }
+
+    [Test]
+    public void EvalEveryZeroEvaluatesOnlyAfterTheLastStep()
+    {
+        foreach (var (every, evaluations) in new[] { ("0", 1), ("3", 4) })   // 3 epochs of 2 steps: 0 → step 6 only; 3 → epoch ends 2, 4, 6 and step 3
+        {
+            var run = temp.File("run" + every);
+            var r = EngineProcess.Run("train", "--model", model, "--train", temp.File("train.tsv"), "--eval", temp.File("dev.tsv"), "--task", "sst2",
+                "--epochs", "3", "--batch", "32", "--eval-every", every, "--out", run);
+            Assert.That(r.Exit, Is.EqualTo(0), r.Err);
+            var evals = File.ReadAllLines(Path.Combine(run, Trainer.MetricsFile)).Where(l => l.Contains("\"eval\"")).ToList();
+            Assert.That(evals, Has.Count.EqualTo(evaluations), every);
+            Assert.That(evals[^1], Does.Contain("\"step\":6"));
+            Assert.That(File.Exists(Path.Combine(run, Trainer.EvalFile)), Is.True);
+        }
+        var line = EngineProcess.AssertUserError(EngineProcess.Run("train", "--model", model, "--train", temp.File("train.tsv"), "--eval-every", "-1", "--out", temp.File("bad")));
+        Assert.That(line, Does.Contain("eval-every"));
+    }
+
+    [Test]
     public void MethodMistakesAreOneLine()
     {
         var run = temp.File("run");

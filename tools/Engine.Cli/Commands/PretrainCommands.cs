@@ -19,7 +19,8 @@ public static class PretrainCommands
         var preset = new Option<string?>("--preset") { Description = $"model shape: {string.Join(", ", LmPresets.All.Keys)}" };
         var config = new Option<string?>("--config") { Description = "a config.json giving the shape instead of a preset (vocab_size comes from the tokenizer)" };
         var tokenizer = new Option<string?>("--tokenizer") { Description = "BERT: a WordPiece vocab.txt; Llama: tokenizer.model (SentencePiece) or tokenizer.json" };
-        var corpus = new Option<string[]>("--corpus") { Description = "plain-text files (documents separated by blank lines)", Required = true, AllowMultipleArgumentsPerToken = true };
+        var corpus = new Option<string[]>("--corpus") { Description = CorpusDescription("training text"), Required = true, AllowMultipleArgumentsPerToken = true };
+        var allowEvalText = new Option<bool>("--allow-eval-text") { Description = "accept a --corpus file whose name says it is a dev/test/validation split (refused by default)" };
         var steps = new Option<int?>("--steps") { Description = "optimizer steps" };
         var tokens = new Option<long?>("--tokens") { Description = "training tokens (steps = tokens / (batch · seq), rounded up)" };
         var seq = new Option<int>("--seq") { Description = "tokens per packed row", DefaultValueFactory = _ => 128 };
@@ -40,15 +41,16 @@ public static class PretrainCommands
         var output = new Option<string>("--out") { Description = "output folder: init/, checkpoint-last/ (the model), metrics.jsonl, loss.png", Required = true };
         var device = Cli.DeviceOption();
         var dtype = DTypeOption.Create();
-        var cmd = new Command("pretrain", "Pretrain a BERT (masked LM) or Llama (causal LM) from scratch on plain text")
+        var cmd = new Command("pretrain", "Pretrain a BERT (masked LM) or Llama (causal LM) from scratch on plain text or the text of data files")
         {
             arch, preset, config, tokenizer, corpus, steps, tokens, seq, batch, lr, warmup, schedule, seed, wholeWord, mlmProbability,
-            heldOut, evalRows, evalEvery, saveEvery, logEvery, maxCorpus, resume, output, device,
+            heldOut, evalRows, evalEvery, saveEvery, logEvery, maxCorpus, resume, output, device, allowEvalText,
         };
         cmd.Options.Add(dtype);
         cmd.SetAction(Cli.Action(p =>
         {
             var world = Ranks.Open();   // `mpirun -np N engine pretrain`: data-parallel, rank 0 writes
+            if (!p.GetValue(allowEvalText)) CorpusItem.RefuseEvaluationText(p.GetValue(corpus)!);
             var on = Cli.OpenDevice(p.GetValue(device));
             var outDir = p.GetValue(output)!;
             var resumeDir = p.GetValue(resume);
@@ -106,7 +108,7 @@ public static class PretrainCommands
     public static Command EvalLm()
     {
         var model = new Option<string>("--model") { Description = "a language-model folder (BertForMaskedLM or LlamaForCausalLM), e.g. OUT/checkpoint-last", Required = true };
-        var corpus = new Option<string[]>("--corpus") { Description = "plain-text files to score", Required = true, AllowMultipleArgumentsPerToken = true };
+        var corpus = new Option<string[]>("--corpus") { Description = CorpusDescription("text to score"), Required = true, AllowMultipleArgumentsPerToken = true };
         var unigramFrom = new Option<string[]>("--unigram-from") { Description = "text whose token frequencies make the unigram baseline (the training corpus); default: with --held-out-every the other rows, else the scored text itself (an oracle unigram, a stricter baseline)", AllowMultipleArgumentsPerToken = true };
         var seq = new Option<int>("--seq") { Description = "tokens per packed row", DefaultValueFactory = _ => 128 };
         var batch = new Option<int>("--batch") { Description = "rows per forward pass", DefaultValueFactory = _ => 16 };
@@ -147,6 +149,10 @@ public static class PretrainCommands
         return cmd;
     }
 
+    private static string CorpusDescription(string what) =>
+        $"{what}: plain-text files (documents separated by blank lines), data files (.tsv, .csv, .jsonl: one document per example) " +
+        "or TASK:PATH benchmark files (sst2:glue/SST-2/train.tsv, mr:senteval/MR)";
+
     private static string Summary(LmEvalResult e, bool masked) =>
         $"held-out: loss {e.Loss:F4}, perplexity {e.Perplexity:F2}, {(masked ? "MLM" : "next-token")} accuracy {e.Accuracy:P2} over {e.Scored:N0} scored tokens; " +
         $"unigram baseline: loss {e.UnigramLoss:F4}, perplexity {e.UnigramPerplexity:F2}, accuracy {e.UnigramAccuracy:P2}";
@@ -157,7 +163,7 @@ public static class PretrainCommands
         var clock = Stopwatch.StartNew();
         var (stream, documents) = PackedCorpus.Tokenise(files, t => tokenizer.EncodeWithoutSpecialTokens(t), separator, maxTokens);
         var packed = new PackedCorpus(stream, documents, length, start, heldOutEvery);
-        Console.WriteLine($"corpus: {files.Length} file(s), {documents:N0} documents, {stream.Length:N0} tokens (tokenised in {clock.Elapsed.TotalSeconds:F1} s); " +
+        Console.WriteLine($"corpus: {files.Length} item(s), {documents:N0} documents, {stream.Length:N0} tokens (tokenised in {clock.Elapsed.TotalSeconds:F1} s); " +
                           $"{packed.RowCount:N0} rows of {length}: {packed.TrainRows.Count:N0} training, {packed.HeldOutRows.Count:N0} held out");
         return packed;
     }

@@ -98,17 +98,19 @@ public static class TrainCommands
         var decay = new Option<double>("--weight-decay") { Description = "AdamW weight decay (not on biases and norm weights)", DefaultValueFactory = _ => 0.01 };
         var schedule = new Option<string>("--schedule") { Description = "constant, linear or cosine", DefaultValueFactory = _ => "linear" };
         var clip = new Option<double>("--clip") { Description = "gradient-norm clipping (0: off)", DefaultValueFactory = _ => 1.0 };
-        var evalEvery = new Option<int?>("--eval-every") { Description = "evaluate every N steps (and at epoch ends)" };
+        var evalEvery = new Option<int?>("--eval-every") { Description = "evaluate and save checkpoints every N steps and at epoch ends (0: only after the last step)" };
         var patience = new Option<int?>("--early-stopping") { Description = "stop after N evaluations without improvement" };
         var bucket = new Option<bool>("--bucket") { Description = "batch examples of similar length together" };
         var resume = new Option<string?>("--resume") { Description = "continue from a checkpoint folder (OUT/checkpoint-last)" };
         var logEvery = new Option<int>("--log-every") { Description = "write a training line to metrics.jsonl every N steps", DefaultValueFactory = _ => 10 };
+        var sample = new Option<int?>("--train-sample") { Description = "train on N examples drawn at random from --train (the same N for every --seed; see --sample-seed)" };
+        var sampleSeed = new Option<int>("--sample-seed") { Description = "seed of the --train-sample draw", DefaultValueFactory = _ => 0 };
         var adapter = AdapterOption("to load onto --model and keep training");
         var faults = new FaultArgs();
         var dtype = DTypeOption.Create();
         var methods = new MethodArgs();
         var cmd = new Command("train", "Fine-tune a Hugging Face folder for text classification")
-            { model, train, eval, epochs, steps, lr, seed, device, output, accum, warmup, decay, schedule, clip, evalEvery, patience, bucket, resume, logEvery, adapter };
+            { model, train, eval, epochs, steps, lr, seed, device, output, accum, warmup, decay, schedule, clip, evalEvery, patience, bucket, resume, logEvery, sample, sampleSeed, adapter };
         data.AddTo(cmd);
         methods.AddTo(cmd);
         faults.AddTo(cmd);
@@ -124,6 +126,7 @@ public static class TrainCommands
             bool regression = IsRegressionTask(task);
             var known = resumeDir is null ? null : LabelMap.FromConfig(folder.Id2Label);
             var trainSet = data.Read(p, p.GetValue(train)!, known, regression);
+            if (p.GetValue(sample) is int n) trainSet = trainSet.Sample(n, p.GetValue(sampleSeed));
             var evalPath = p.GetValue(eval);
             var evalSet = evalPath is null ? null : data.Read(p, evalPath, trainSet.Labels, trainSet.IsRegression);
             var adapterDir = p.GetValue(adapter);

@@ -1,0 +1,415 @@
+#!/usr/bin/python3
+"""The results tables of docs/results.md, run end to end with the engine (issue #15).
+
+    glue.py run TABLE [TABLE ...] --backbone DIR [--random-backbone DIR] [--runs DIR]
+                [--regime scarce|full] [--tasks sst2,mrpc,cola,rte,stsb] [--seeds 1,2,3]
+                [--epochs N] [--jobs N] [--dry-run]
+    glue.py report [--runs DIR] [--out FILE]
+    glue.py tables                     (lists the tables and their cells)
+
+`run` trains every cell (table x task x configuration x seed) that has no finished run yet and
+keeps each cell's folder: RUNS/BACKBONE/REGIME/TASK/CONFIG/seedN/ with the engine's eval.json
+(the dev metrics after the last epoch: no checkpoint is chosen on the dev set), metrics.jsonl,
+stdout.txt and run.json (the exact command, wall time, trained parameters, the machine and its
+load). Checkpoints are deleted once a cell is done (the tables need none of them). An interrupted
+`run` is simply run again: finished cells are skipped; a cell whose recorded command differs from
+the one it would run now is refused (delete it, or use another --runs), so a table never mixes
+settings silently.
+
+`report` turns every finished cell into markdown tables (mean +- sample std over seeds, the
+number of seeds, trained parameters, seconds per run) and writes them to --out (default: print).
+
+Data: ENGINE_DATA or ../shared/data (GLUE's train and dev files; dev is the evaluation set, as
+GLUE's test labels are not public). Engine: ENGINE or the Debug build. Standard library only.
+"""
+import argparse
+import json
+import os
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(os.path.dirname(HERE))
+DATA = os.path.abspath(os.environ.get("ENGINE_DATA") or os.path.join(REPO, "..", "shared", "data"))
+ENGINE = os.environ.get("ENGINE") or os.path.join(REPO, "tools", "Engine.Cli", "bin", "Debug", "net10.0", "engine")
+
+# task: (train file, dev file, metric reported, label of the metric)
+TASKS = {
+    "sst2": ("glue/SST-2/train.tsv", "glue/SST-2/dev.tsv", "accuracy", "SST-2 acc"),
+    "mrpc": ("glue/MRPC/train.tsv", "glue/MRPC/dev.tsv", "f1", "MRPC F1"),
+    "cola": ("glue/CoLA/train.tsv", "glue/CoLA/dev.tsv", "mcc", "CoLA MCC"),
+    "rte": ("glue/RTE/train.tsv", "glue/RTE/dev.tsv", "accuracy", "RTE acc"),
+    "stsb": ("glue/STS-B/train.tsv", "glue/STS-B/dev.tsv", "pearson", "STS-B Pearson"),
+}
+CLASSIFICATION = ["sst2", "mrpc", "cola", "rte"]
+
+# Configurations: name -> engine train options (besides data, seed, epochs and the common ones).
+# Learning rates: one per method, the usual order of magnitude for small BERTs (no sweep; the
+# tables say so). Every method trains the classification head as well.
+CONFIGS = {
+    "full": ["--method", "full", "--lr", "1e-4"],
+    "full-random": ["--method", "full", "--lr", "1e-4"],  # on --random-backbone
+    "head": ["--method", "head", "--lr", "5e-3"],
+    "lora": ["--method", "lora", "--lr", "1e-3"],
+    "dora": ["--method", "dora", "--lr", "1e-3"],
+    "ia3": ["--method", "ia3", "--lr", "3e-3"],
+    "bitfit": ["--method", "bitfit", "--lr", "1e-3"],
+    "prefix": ["--method", "prefix", "--lr", "5e-3"],
+    "prompt": ["--method", "prompt", "--lr", "1e-2"],
+    "full+depthwise": ["--method", "full", "--lr", "1e-4", "--pooling", "depthwise"],
+    "head+depthwise": ["--method", "head", "--lr", "5e-3", "--pooling", "depthwise"],
+    "lt-prefix": ["--method", "lt-prefix", "--lr", "5e-3"],
+    "lt-prompt": ["--method", "lt-prompt", "--lr", "1e-2"],
+    "ehft-bitfit": ["--method", "ehft", "--ehft-stage1", "bitfit", "--lr", "1e-4"],
+    "ehft-lora": ["--method", "ehft", "--ehft-stage1", "lora", "--lr", "1e-4"],
+    "spafit": ["--method", "spafit", "--lr", "1e-3"],
+    "lora-all": ["--method", "lora", "--lora-targets", "all-linear", "--lr", "1e-3"],
+    "select-auto-1": ["--method", "select", "--head-layer", "auto", "--tune-layers", "1", "--lr", "1e-3"],
+    "select-top-1": ["--method", "select", "--tune-layers", "1", "--lr", "1e-3"],
+}
+
+# table: (title, configurations, tasks it applies to (None: all), what it tests)
+TABLES = {
+    "baselines": ("Baselines", ["full", "head", "lora", "dora", "ia3", "bitfit", "prefix", "prompt", "full-random"], None,
+                  "Every baseline method on the pretrained backbone; full-random is full fine-tuning of the same architecture from its random initialisation (the value of pretraining)."),
+    "pooling": ("Depth-wise vs last-layer pooling", ["full", "full+depthwise", "head", "head+depthwise"], None,
+                "The seed claims +1.5-6 points for depth-wise pooling, largest where data is scarce (head = frozen backbone)."),
+    "ltuning": ("L-Tuning vs prefix/prompt", ["prefix", "lt-prefix", "prompt", "lt-prompt"], CLASSIFICATION,
+                "L-Tuning's Table 1 setting: label texts are the class names."),
+    "ehft": ("EH-FT vs full fine-tuning", ["full", "ehft-bitfit", "ehft-lora"], None, "EH-FT: a stage-1 PEFT warm-up of the head, then full fine-tuning."),
+    "spafit": ("SPAFIT vs LoRA and BitFit on all layers", ["spafit", "lora-all", "bitfit"], None, "At matched or fewer trained parameters."),
+    "variability": ("Layer selection by variability", ["select-auto-1", "select-top-1", "full"], CLASSIFICATION,
+                    "Head at the layer of lowest variability (auto), tuning one block, vs the top block, vs full."),
+}
+
+BEGIN, END = "<!-- tables: generated by tools/experiments/glue.py report; edits between these markers are overwritten -->", "<!-- end of generated tables -->"
+
+COMMON = ["--batch", "32", "--max-len", "128", "--bucket", "--warmup", "0.1", "--schedule", "linear", "--log-every", "5", "--eval-every", "0"]
+
+
+def cells(tables, tasks, seeds):
+    """Seed by seed, so a run cut short leaves whole rows with fewer seeds rather than missing rows."""
+    seen = set()
+    for t in tables:
+        _, configs, only, _ = TABLES[t]
+        for s in seeds:
+            for task in tasks:
+                if only is not None and task not in only:
+                    continue
+                for c in configs:
+                    if (task, c, s) not in seen:
+                        seen.add((task, c, s))
+                        yield task, c, s
+
+
+def command(args, task, config, seed, out):
+    train, dev, _, _ = TASKS[task]
+    backbone = args.random_backbone if config.endswith("-random") else args.backbone
+    if backbone is None:
+        sys.exit(f"glue.py: {config} needs --random-backbone")
+    cmd = [ENGINE, "train", "--model", backbone, "--task", task, "--train", os.path.join(DATA, train), "--eval", os.path.join(DATA, dev),
+           "--epochs", str(args.epochs), "--seed", str(seed), "--out", out] + COMMON + CONFIGS[config]
+    if args.regime == "scarce":
+        cmd += ["--train-sample", "1000", "--sample-seed", "0"]
+    if config.startswith("select-auto"):
+        cmd += ["--variability", os.path.join(args.runs, name_of(args.backbone), "variability", task, "nu.json")]
+    return cmd
+
+
+def name_of(backbone):
+    return os.path.basename(os.path.normpath(backbone))
+
+
+def comparable(cmd, runs):
+    """The command with the run-specific paths replaced, for comparing a finished cell's settings."""
+    return [a.replace(runs, "RUNS") if isinstance(a, str) else a for a in cmd[1:]]
+
+
+def variability(args, task):
+    """engine analyze variability for the task's training data (the select-auto cells read it)."""
+    out = os.path.join(args.runs, name_of(args.backbone), "variability", task)
+    if os.path.exists(os.path.join(out, "nu.json")):
+        return
+    train, _, _, _ = TASKS[task]
+    os.makedirs(out, exist_ok=True)
+    cmd = [ENGINE, "analyze", "variability", "--model", args.backbone, "--task", task, "--data", os.path.join(DATA, train),
+           "--max-examples", "1000", "--out", os.path.join(out, "nu.json"), "--plot", os.path.join(out, "nu.png")]
+    print("  " + " ".join(cmd), flush=True)
+    if not args.dry_run:
+        subprocess.run(cmd, check=True, stdout=open(os.path.join(out, "stdout.txt"), "w"), stderr=subprocess.STDOUT)
+
+
+def run_cell(args, task, config, seed, threads):
+    root = os.path.join(args.runs, name_of(args.backbone), args.regime, task, config, f"seed{seed}")
+    cmd = command(args, task, config, seed, root)
+    record = os.path.join(root, "run.json")
+    if os.path.exists(record):
+        done = json.load(open(record))
+        if done["compare"] != comparable(cmd, args.runs):
+            sys.exit(f"glue.py: {root} was run with other settings ({' '.join(done['command'])}); delete it or use another --runs")
+        return f"skip {task} {config} seed{seed}"
+    if args.dry_run:
+        return " ".join(cmd)
+    if os.path.exists(root):
+        shutil.rmtree(root)  # an unfinished cell starts over
+    os.makedirs(root)
+    env = dict(os.environ, DOTNET_PROCESSOR_COUNT=str(threads))
+    load = os.getloadavg()[0]
+    start = time.time()
+    with open(os.path.join(root, "stdout.txt"), "w") as log:
+        code = subprocess.run(cmd + ["--overwrite"], stdout=log, stderr=subprocess.STDOUT, env=env).returncode
+    wall = time.time() - start
+    text = open(os.path.join(root, "stdout.txt")).read()
+    if code != 0:
+        return f"FAILED {task} {config} seed{seed} (exit {code}): {text.strip().splitlines()[-1] if text.strip() else ''}"
+    trained = re.search(r"([\d,]+) of ([\d,]+) parameters trained", text)
+    done = re.search(r"done: (\d+) steps in ([\d.]+) s, ([\d,]+) tokens/s", text)
+    for d in ("checkpoint-best", "checkpoint-last"):
+        shutil.rmtree(os.path.join(root, d), ignore_errors=True)
+    json.dump({
+        "command": cmd, "compare": comparable(cmd, args.runs), "task": task, "config": config, "seed": seed, "regime": args.regime,
+        "trained": int(trained.group(1).replace(",", "")), "total": int(trained.group(2).replace(",", "")),
+        "steps": int(done.group(1)), "train_seconds": float(done.group(2)), "wall_seconds": round(wall, 1),
+        "threads": threads, "load_before": round(load, 2), "load_after": round(os.getloadavg()[0], 2),
+        "host": socket.gethostname(), "cores": os.cpu_count(), "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }, open(record + ".tmp", "w"), indent=1)
+    os.replace(record + ".tmp", record)
+    ev = json.load(open(os.path.join(root, "eval.json")))
+    return f"done {task} {config} seed{seed}: {TASKS[task][2]} {ev[TASKS[task][2]]:.4f} in {wall:.0f} s"
+
+
+def run(args):
+    tasks = args.tasks.split(",")
+    seeds = [int(s) for s in args.seeds.split(",")]
+    for t in args.tables:
+        if t not in TABLES:
+            sys.exit(f"glue.py: unknown table {t}; one of {', '.join(TABLES)}")
+    for t in tasks:
+        if t not in TASKS:
+            sys.exit(f"glue.py: unknown task {t}; one of {', '.join(TASKS)}")
+    todo = list(cells(args.tables, tasks, seeds))
+    if any(c.startswith("select-auto") for _, c, _ in todo):
+        for task in sorted({t for t, c, _ in todo if c.startswith("select-auto")}):
+            variability(args, task)
+    threads = max(1, (os.cpu_count() or 1) // args.jobs)
+    print(f"{len(todo)} cells, {args.jobs} at a time, {threads} thread(s) each", flush=True)
+    with ThreadPoolExecutor(args.jobs) as pool:
+        for line in pool.map(lambda c: run_cell(args, *c, threads), todo):
+            print(line, flush=True)
+
+
+def load_runs(runs):
+    found = []
+    for dirpath, _, files in os.walk(runs):
+        if "run.json" in files and "eval.json" in files:
+            r = json.load(open(os.path.join(dirpath, "run.json")))
+            r["eval"] = json.load(open(os.path.join(dirpath, "eval.json")))
+            r["backbone"] = os.path.relpath(dirpath, runs).split(os.sep)[0]
+            r["dir"] = dirpath
+            found.append(r)
+    return found
+
+
+def fmt(values):
+    if not values:
+        return ""
+    m = 100 * statistics.mean(values)
+    s = 100 * statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{m:.1f} ± {s:.1f}"
+
+
+def pyplot(args):
+    """matplotlib's pyplot (Debian: python3-matplotlib), or None: the tables need no charts."""
+    if not args.charts:
+        return None
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        os.makedirs(args.charts, exist_ok=True)
+        return plt
+    except ImportError:
+        print("glue.py: no matplotlib (apt-get install python3-matplotlib): tables without charts", file=sys.stderr)
+        args.charts = None
+        return None
+
+
+def link(args, name):
+    """The chart's path as the markdown file (--out) sees it."""
+    path = os.path.join(args.charts, name)
+    return os.path.relpath(path, os.path.dirname(os.path.abspath(args.out))) if args.out else path
+
+
+def bars(args, name, title, configs, tasks, runs):
+    """One group of bars per task, one bar per configuration: the mean over seeds, the sample std as error bar."""
+    plt = pyplot(args)
+    if plt is None:
+        return None
+    fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(tasks) + 0.3 * len(configs)), 3.6))
+    width = 0.8 / len(configs)
+    for i, c in enumerate(configs):
+        means, stds = [], []
+        for t in tasks:
+            vs = [100 * r["eval"][TASKS[t][2]] for r in runs if r["config"] == c and r["task"] == t]
+            means.append(statistics.mean(vs) if vs else 0)
+            stds.append(statistics.stdev(vs) if len(vs) > 1 else 0)
+        ax.bar([j + (i - (len(configs) - 1) / 2) * width for j in range(len(tasks))], means, width, yerr=stds, capsize=2, label=c)
+    ax.set_xticks(range(len(tasks)), [TASKS[t][3] for t in tasks])
+    ax.set_ylabel("dev metric ×100")
+    ax.set_title(title)
+    ax.axhline(0, color="black", linewidth=0.5)
+    ax.legend(fontsize=7, ncol=min(len(configs), 5))
+    fig.tight_layout()
+    fig.savefig(os.path.join(args.charts, name + ".png"), dpi=90)
+    plt.close(fig)
+    return link(args, name + ".png")
+
+
+def nu_curves(args):
+    """ν per layer for every task with an analyze-variability output, in one chart."""
+    found = []
+    for dirpath, _, files in os.walk(args.runs):
+        if "nu.json" in files:
+            found.append((os.path.basename(dirpath), json.load(open(os.path.join(dirpath, "nu.json")))["nu"]))
+    plt = pyplot(args) if found else None
+    if plt is None:
+        return None
+    fig, ax = plt.subplots(figsize=(5, 3.4))
+    for task, nu in sorted(found):
+        ax.plot(range(len(nu)), nu, marker="o", label=TASKS.get(task, (0, 0, 0, task))[3].split()[0])
+    ax.set_xlabel("layer (0: embeddings)")
+    ax.set_ylabel("ν (low: separates the classes)")
+    ax.set_title("Variability per layer")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(os.path.join(args.charts, "variability-nu.png"), dpi=90)
+    plt.close(fig)
+    return link(args, "variability-nu.png")
+
+
+def depth_weights(args, runs):
+    """The learned depth-wise pooling weights (printed by engine train), mean over seeds, per task."""
+    curves = {}
+    for r in runs:
+        if "depthwise" not in r["config"]:
+            continue
+        text = open(os.path.join(r["dir"], "stdout.txt")).read()
+        block = text.split("depth-wise pooling weights (per layer):\n", 1)[-1] if "depth-wise pooling weights" in text else ""
+        ws = re.findall(r"^\s+layer (\S+)\s+(-?[\d.]+)\s+#*$", block, re.M)
+        if ws:
+            curves.setdefault((r["task"], r["config"], r["regime"]), []).append([float(w) for _, w in ws])
+            labels = [l for l, _ in ws]
+    plt = pyplot(args) if curves else None
+    if plt is None:
+        return None
+    fig, ax = plt.subplots(figsize=(5.5, 3.4))
+    for (task, config, regime), ws in sorted(curves.items()):
+        ax.plot(range(len(ws[0])), [statistics.mean(col) for col in zip(*ws)], marker="o", label=f"{TASKS[task][3].split()[0]} {config} {regime}")
+    ax.set_xticks(range(len(labels)), labels)
+    ax.set_xlabel("layer")
+    ax.set_ylabel("weight")
+    ax.set_title("Learned depth-wise pooling weights")
+    ax.legend(fontsize=6)
+    fig.tight_layout()
+    fig.savefig(os.path.join(args.charts, "depth-weights.png"), dpi=90)
+    plt.close(fig)
+    return link(args, "depth-weights.png")
+
+
+def report(args):
+    runs = load_runs(args.runs)
+    lines = []
+    for regime in ("scarce", "full"):
+        for key, (title, configs, only, what) in TABLES.items():
+            mine = [r for r in runs if r["regime"] == regime and r["config"] in configs]
+            if not mine:
+                continue
+            tasks = [t for t in TASKS if (only is None or t in only) and any(r["task"] == t for r in mine)]
+            backbones = sorted({r["backbone"] for r in mine})
+            seeds = sorted({r["seed"] for r in mine})
+            lines += [f"### {title} ({'1,000 training examples' if regime == 'scarce' else 'full training sets'})", "",
+                      what, "",
+                      f"Backbone {', '.join(backbones)}; dev-set {', '.join(TASKS[t][3] for t in tasks)} after the last epoch, ×100, mean ± std over seeds {', '.join(map(str, seeds))} (n in brackets when fewer).", "",
+                      "| method | trained params (2 classes) | " + " | ".join(TASKS[t][3] for t in tasks) + " | mean | s/run |",
+                      "|---|---:|" + "---:|" * len(tasks) + "---:|---:|"]
+            for c in configs:
+                rs = [r for r in mine if r["config"] == c]
+                if not rs:
+                    continue
+                row, means = [], []
+                for t in tasks:
+                    vs = [r["eval"][TASKS[t][2]] for r in rs if r["task"] == t]
+                    cell = fmt(vs) + (f" (n={len(vs)})" if vs and len(vs) < len(seeds) else "")
+                    row.append(cell)
+                    if vs:
+                        means.append(statistics.mean(vs))
+                two = [r["trained"] for r in rs if r["task"] in CLASSIFICATION]  # the head's width differs with the outputs: state 2 classes
+                ptext = f"{(two or [r['trained'] for r in rs])[0]:,}"
+                avg = f"{100 * statistics.mean(means):.1f}" if len(means) == len(tasks) else ""
+                secs = statistics.mean(r["wall_seconds"] for r in rs)
+                lines.append(f"| {c} | {ptext} | " + " | ".join(row) + f" | {avg} | {secs:.0f} |")
+            lines += ["", f"Settings: epochs {mine[0]['command'][mine[0]['command'].index('--epochs') + 1]}, {' '.join(COMMON)}; per-method options in tools/experiments/glue.py CONFIGS.", ""]
+            png = bars(args, f"{key}-{regime}", f"{title} ({regime})", [c for c in configs if any(r['config'] == c for r in mine)], tasks, mine)
+            if png:
+                lines += [f"![{title}]({png})", ""]
+    for png, what in (nu_curves(args), "ν per layer"), (depth_weights(args, runs), "learned depth-wise weights"):
+        if png:
+            lines += [f"![{what}]({png})", ""]
+    text = "\n".join(lines) + "\n"
+    if args.out and os.path.exists(args.out) and BEGIN in open(args.out).read():
+        # a hand-written page (docs/results.md) with the generated part between two markers
+        page = open(args.out).read()
+        head, rest = page.split(BEGIN, 1)
+        tail = rest.split(END, 1)[1] if END in rest else ""
+        open(args.out, "w").write(head + BEGIN + "\n" + text + END + tail)
+        print(f"updated the tables in {args.out}")
+    elif args.out:
+        open(args.out, "w").write(text)
+        print(f"wrote {args.out}")
+    else:
+        sys.stdout.write(text)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="what", required=True)
+    r = sub.add_parser("run")
+    r.add_argument("tables", nargs="+")
+    r.add_argument("--backbone", required=True)
+    r.add_argument("--random-backbone")
+    r.add_argument("--runs", default=os.path.join(REPO, "..", "runs", "glue"))
+    r.add_argument("--regime", choices=["scarce", "full"], default="scarce")
+    r.add_argument("--tasks", default=",".join(TASKS))
+    r.add_argument("--seeds", default="1,2,3")
+    r.add_argument("--epochs", type=int, default=5)
+    r.add_argument("--jobs", type=int, default=1)
+    r.add_argument("--dry-run", action="store_true")
+    q = sub.add_parser("report")
+    q.add_argument("--runs", default=os.path.join(REPO, "..", "runs", "glue"))
+    q.add_argument("--out")
+    q.add_argument("--charts", help="folder for the PNG charts (needs matplotlib); none without it")
+    sub.add_parser("tables")
+    args = p.parse_args()
+    if args.what == "run":
+        args.runs = os.path.abspath(args.runs)
+        args.backbone = os.path.abspath(args.backbone)
+        if args.random_backbone:
+            args.random_backbone = os.path.abspath(args.random_backbone)
+        if not os.path.exists(ENGINE):
+            sys.exit(f"glue.py: build first (dotnet build): {ENGINE} is missing")
+        run(args)
+    elif args.what == "report":
+        report(args)
+    else:
+        for k, (title, configs, only, what) in TABLES.items():
+            print(f"{k}: {title}: {', '.join(configs)}" + (f" (tasks {', '.join(only)})" if only else ""))
+
+
+if __name__ == "__main__":
+    main()
