@@ -51,14 +51,29 @@ public sealed class NcclCollectives : ICollectives
     public int Size => world.Size;
     public string Name { get; }
 
-    public void AllReduceSum(IReadOnlyList<Tensor> buffers)
+    public void AllReduceSum(IReadOnlyList<Tensor> buffers) => StartAllReduceSum(buffers).Wait();
+
+    /// <summary>Queues the bucket's group on the backend's stream, behind the kernels queued so far
+    /// (the gradients' last writes) and before those queued later; the wait polls the stream.</summary>
+    public IPendingReduction StartAllReduceSum(IReadOnlyList<Tensor> buffers)
     {
         var pointers = buffers.Select(t => Address(t, "all-reduce", requireF32: true)).ToList();
         gpu.MakeCurrent();
         nccl.GroupStart();
         for (int i = 0; i < buffers.Count; i++) nccl.AllReduceSum(pointers[i], buffers[i].Numel, comm, gpu.Stream);
         nccl.GroupEnd();
-        Wait("all-reduce");
+        return new Queued(this);
+    }
+
+    private sealed class Queued(NcclCollectives owner) : IPendingReduction
+    {
+        private bool done;
+        public bool Test() => done || (done = owner.nccl.Done(owner.comm, owner.gpu.Stream));
+        public void Wait()
+        {
+            if (!done) owner.Wait("all-reduce");
+            done = true;
+        }
     }
 
     public void Broadcast(IReadOnlyList<Tensor> tensors, int root)

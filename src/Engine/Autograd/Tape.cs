@@ -18,10 +18,15 @@ public sealed class Node(string op, Tensor[] inputs, Action<Tensor> backward)
 /// requires gradients (and recording is on); <see cref="Backward"/> orders the recorded nodes
 /// reachable from the loss into a tape (topological order) and runs each backward in reverse.
 /// Gradients accumulate: a tensor used twice receives the sum of both contributions.
+///
+/// <see cref="OnGradientReady"/> lets a caller act on a leaf's gradient (a parameter's) as soon as
+/// it is final, while the backward goes on: data-parallel training starts summing a bucket of
+/// gradients over the ranks once every parameter in it is done.
 /// </summary>
 public static class Tape
 {
     [ThreadStatic] private static int noGradDepth;
+    [ThreadStatic] private static Action<Tensor>? gradientReady;
 
     /// <summary>False inside <see cref="NoGrad"/>.</summary>
     public static bool Recording => noGradDepth == 0;
@@ -37,6 +42,25 @@ public static class Tape
     {
         private bool done;
         public void Dispose() { if (!done) { done = true; noGradDepth--; } }
+    }
+
+    /// <summary>Until the returned handle is disposed, every <see cref="Backward"/> on this thread calls
+    /// <paramref name="ready"/> with each leaf that requires gradients (a parameter, or an input that
+    /// asked for gradients) once the backward has run every op that takes it as an input, so its
+    /// gradient is final for this backward (the leaf's Grad may be null when no gradient reached it).
+    /// Leaves come in the order they become final. A hook set inside another replaces it until disposed.
+    /// Without a hook the backward does no extra work.</summary>
+    public static IDisposable OnGradientReady(Action<Tensor> ready)
+    {
+        var outer = gradientReady;
+        gradientReady = ready;
+        return new Restore(() => gradientReady = outer);
+    }
+
+    private sealed class Restore(Action restore) : IDisposable
+    {
+        private bool done;
+        public void Dispose() { if (!done) { done = true; restore(); } }
     }
 
     /// <summary>True when an op with these inputs must record its backward.</summary>
@@ -85,20 +109,40 @@ public static class Tape
 
         using var _ = NoGrad();
         var order = TopologicalOrder(root);
+        var hook = gradientReady;
+        var ready = hook is null ? null : LeavesFinalAfter(order);
         for (int i = order.Count - 1; i >= 0; i--)
         {
             var t = order[i];
-            if (t.Grad is not { } grad) continue;
-            var node = t.Node!;
-            if (OpProfile.Active) OpProfile.Backward(node.Op, () => node.BackwardFn(grad));
-            else node.BackwardFn(grad);
-            if (Anomaly.Active) Anomaly.CheckBackward(node);
-            if (!t.RetainGrad)
+            if (t.Grad is { } grad)
             {
-                t.Grad = null;
-                if (!grad.IsLongLived) grad.Release();
+                var node = t.Node!;
+                if (OpProfile.Active) OpProfile.Backward(node.Op, () => node.BackwardFn(grad));
+                else node.BackwardFn(grad);
+                if (Anomaly.Active) Anomaly.CheckBackward(node);
+                if (!t.RetainGrad)
+                {
+                    t.Grad = null;
+                    if (!grad.IsLongLived) grad.Release();
+                }
             }
+            if (ready?[i] is { } leaves) foreach (var leaf in leaves) hook!(leaf);
         }
+        if (hook is not null && root.Node is null) hook(root);   // a leaf as the root: its gradient is the seed
+    }
+
+    /// <summary>For each position i of a topological order, the leaves whose last use in the backward
+    /// (which runs the order from its end) is order[i]'s op: the leaves among its inputs that no
+    /// earlier position takes as input. Null where there are none.</summary>
+    private static List<Tensor>?[] LeavesFinalAfter(List<Tensor> order)
+    {
+        var first = new Dictionary<Tensor, int>(ReferenceEqualityComparer.Instance);
+        for (int i = 0; i < order.Count; i++)
+            foreach (var input in order[i].Node!.Inputs)
+                if (input.Node is null && input.RequiresGrad) first.TryAdd(input, i);
+        var ready = new List<Tensor>?[order.Count];
+        foreach (var (leaf, i) in first) (ready[i] ??= []).Add(leaf);
+        return ready;
     }
 
     /// <summary>Non-leaf tensors reachable from <paramref name="root"/>, each after its inputs.</summary>

@@ -27,6 +27,17 @@ public interface ICollectives
     /// transfers as it can (MPI packs it into one host buffer, NCCL groups the calls).</summary>
     void AllReduceSum(IReadOnlyList<Tensor> buffers);
 
+    /// <summary>Starts <see cref="AllReduceSum(IReadOnlyList{Tensor})"/> of one bucket and returns at
+    /// once (MPI_Iallreduce; NCCL queued on the backend's stream); the sums are in place once the
+    /// returned reduction's <see cref="IPendingReduction.Wait"/> has returned. Every rank starts the
+    /// same buckets in the same order (other collectives may come between); nothing may write into
+    /// the buffers before the wait. The default is the blocking form, done on return.</summary>
+    IPendingReduction StartAllReduceSum(IReadOnlyList<Tensor> buffers)
+    {
+        AllReduceSum(buffers);
+        return IPendingReduction.Done;
+    }
+
     /// <summary>Overwrites each tensor on every rank with rank <paramref name="root"/>'s values (any dtype).</summary>
     void Broadcast(IReadOnlyList<Tensor> tensors, int root);
 
@@ -42,4 +53,24 @@ public interface ICollectives
     /// <summary>Ends every rank of the job now with <paramref name="exitCode"/> (after this rank
     /// has printed why); used when one rank meets an error the others cannot know about.</summary>
     [DoesNotReturn] void Abort(int exitCode);
+}
+
+/// <summary>A started all-reduce (<see cref="ICollectives.StartAllReduceSum"/>).</summary>
+public interface IPendingReduction
+{
+    /// <summary>Lets the transfer progress (MPI advances a nonblocking collective only inside MPI
+    /// calls) and says whether it is complete; cheap, never waits.</summary>
+    bool Test();
+
+    /// <summary>Returns once the sums are in the buffers (with the collectives' timeout).</summary>
+    void Wait();
+
+    /// <summary>An all-reduce that completed when it was started.</summary>
+    static IPendingReduction Done { get; } = new Completed();
+
+    private sealed class Completed : IPendingReduction
+    {
+        public bool Test() => true;
+        public void Wait() { }
+    }
 }

@@ -9,7 +9,7 @@ namespace Engine.Distributed;
 /// form (MPI_Iallreduce, MPI_Ibcast, MPI_Ibarrier) completed by polling MPI_Test, so a rank that
 /// waits longer than <see cref="Collectives.Timeout"/> can stop the job with a line that says so
 /// (MPI itself offers no timeout on collectives). A bucket of tensors is packed into one host
-/// buffer and reduced with one call; tensors on another device go through host copies (the
+/// buffer and reduced with one call (<see cref="StartAllReduceSum"/> returns while it runs); tensors on another device go through host copies (the
 /// NCCL implementation keeps GPU buffers on the GPU). Counts above 2^30 elements go in chunks
 /// (MPI counts are ints).
 /// </summary>
@@ -18,7 +18,6 @@ public sealed unsafe class MpiCollectives : ICollectives
     private const int Chunk = 1 << 30;
     private static MpiCollectives? started;
     private bool finished;
-    private float[] pack = [];
 
     public int Rank { get; }
     public int Size { get; }
@@ -70,7 +69,11 @@ public sealed unsafe class MpiCollectives : ICollectives
         if (Mpi.Finalized(&done) == Mpi.Success && done == 0) Mpi.Finalize();
     }
 
-    public void AllReduceSum(IReadOnlyList<Tensor> buffers)
+    public void AllReduceSum(IReadOnlyList<Tensor> buffers) => StartAllReduceSum(buffers).Wait();
+
+    /// <summary>Packs the bucket into a pinned host buffer of its own (a few buckets may be in
+    /// flight at once; the buffers are reused) and starts MPI_Iallreduce on it; the wait unpacks.</summary>
+    public IPendingReduction StartAllReduceSum(IReadOnlyList<Tensor> buffers)
     {
         long total = 0;
         foreach (var t in buffers)
@@ -78,28 +81,60 @@ public sealed unsafe class MpiCollectives : ICollectives
             if (t.DType != DType.F32) throw new EngineException($"all-reduce: gradient buffers are float32; got {t.DType} ({t.Name ?? Shape.Format(t.Shape)})");
             total += t.Numel;
         }
-        if (total == 0) return;
-        if (pack.Length < total) pack = new float[total];
+        if (total == 0) return IPendingReduction.Done;
+        int free = packs.FindIndex(b => b.Length >= total);
+        var pack = free >= 0 ? packs[free] : new float[total];
+        if (free >= 0) packs.RemoveAt(free);
         long at = 0;
         foreach (var t in buffers)
         {
-            HostView<float>(t, out var host).CopyTo(pack.AsSpan((int)at, (int)t.Numel));
+            HostView<float>(t, out _).CopyTo(pack.AsSpan((int)at, (int)t.Numel));
             at += t.Numel;
         }
-        fixed (float* p = pack)
-            for (long s = 0; s < total; s += Chunk)
-            {
-                nint request = 0;
-                Check(Mpi.Iallreduce(Mpi.InPlace, p + s, (int)Math.Min(Chunk, total - s), Mpi.Float, Mpi.OpSum, Mpi.CommWorld, &request), "all-reduce");
-                Wait(request, "all-reduce");
-            }
-        at = 0;
-        foreach (var t in buffers)
+        var pinned = GCHandle.Alloc(pack, GCHandleType.Pinned);
+        var requests = new nint[(total + Chunk - 1) / Chunk];
+        float* p = (float*)pinned.AddrOfPinnedObject();
+        for (int c = 0; c < requests.Length; c++)
         {
-            var values = pack.AsSpan((int)at, (int)t.Numel);
-            if (t.Device.Kind == DeviceKind.Cpu) values.CopyTo(t.Span<float>());
-            else Backend.Backends.Copy(Tensor.FromArray(values.ToArray(), t.ShapeArray), t);
-            at += t.Numel;
+            long s = (long)c * Chunk;
+            fixed (nint* request = &requests[c])
+                Check(Mpi.Iallreduce(Mpi.InPlace, p + s, (int)Math.Min(Chunk, total - s), Mpi.Float, Mpi.OpSum, Mpi.CommWorld, request), "all-reduce");
+        }
+        return new PendingBucket(this, buffers, pack, pinned, requests);
+    }
+
+    /// <summary>Host buffers of finished buckets, for the next ones.</summary>
+    private readonly List<float[]> packs = [];
+
+    private sealed class PendingBucket(MpiCollectives mpi, IReadOnlyList<Tensor> buffers, float[] pack, GCHandle pinned, nint[] requests) : IPendingReduction
+    {
+        private bool done;
+
+        public bool Test()
+        {
+            if (done) return true;
+            int flag = 1;
+            for (int c = 0; c < requests.Length && flag != 0; c++)
+                fixed (nint* request = &requests[c])
+                    Check(Mpi.Test(request, &flag, null), "all-reduce");   // a completed request becomes MPI_REQUEST_NULL, which tests complete
+            return flag != 0;
+        }
+
+        public void Wait()
+        {
+            if (done) return;
+            for (int c = 0; c < requests.Length; c++) requests[c] = mpi.Wait(requests[c], "all-reduce");
+            done = true;
+            pinned.Free();
+            long at = 0;
+            foreach (var t in buffers)
+            {
+                var values = pack.AsSpan((int)at, (int)t.Numel);
+                if (t.Device.Kind == DeviceKind.Cpu) values.CopyTo(t.Span<float>());
+                else Backend.Backends.Copy(Tensor.FromArray(values.ToArray(), t.ShapeArray), t);
+                at += t.Numel;
+            }
+            mpi.packs.Add(pack);
         }
     }
 
@@ -155,14 +190,14 @@ public sealed unsafe class MpiCollectives : ICollectives
 
     /// <summary>Polls a started nonblocking collective to completion, stopping the job when it
     /// takes longer than <see cref="Collectives.Timeout"/>.</summary>
-    private void Wait(nint request, string what)
+    private nint Wait(nint request, string what)
     {
         var clock = Stopwatch.StartNew();
         int flag = 0;
         for (int polls = 0; ; polls++)
         {
             Check(Mpi.Test(&request, &flag, null), what);
-            if (flag != 0) return;
+            if (flag != 0) return request;   // MPI_REQUEST_NULL now
             if (clock.Elapsed > Collectives.Timeout)
             {
                 Console.Error.WriteLine($"engine: rank {Rank} of {Size}: {what} got no answer from the other ranks in {Collectives.Timeout.TotalSeconds:F0} s " +

@@ -1,4 +1,5 @@
 using Engine.Autograd;
+using Engine.Distributed;
 
 namespace Engine.Models.Pretraining;
 
@@ -116,11 +117,15 @@ public sealed class UnigramBaseline
     public int MostFrequent => mostFrequent;
 }
 
-/// <summary>Scores a model on packed held-out rows (evaluation mode, no gradients).</summary>
+/// <summary>Scores a model on packed held-out rows (evaluation mode, no gradients). In a
+/// data-parallel job (ranks given) each rank scores its contiguous shard of the rows
+/// and the five sums (loss, correct, scored, unigram loss, unigram correct) are added over the
+/// ranks, so every rank returns the whole set's result.</summary>
 public static class LmEvaluator
 {
-    public static LmEvalResult Evaluate(LmObjective objective, PackedCorpus corpus, IReadOnlyList<int> rows, int batchSize, UnigramBaseline unigram)
+    public static LmEvalResult Evaluate(LmObjective objective, PackedCorpus corpus, IReadOnlyList<int> rows, int batchSize, UnigramBaseline unigram, DataParallel? ranks = null)
     {
+        if (ranks is not null) rows = ranks.Shard(rows.ToArray());
         var model = objective.Model;
         bool wasTraining = model.Training;
         model.Eval();
@@ -135,6 +140,7 @@ public static class LmEvaluator
                 var ids = corpus.Rows(part);
                 var keys = part.Select(r => LmObjective.EvalKey + (ulong)r).ToArray();
                 var (input, targets) = objective.Prepare(ids, part.Length, t, LmObjective.EvalSeed, keys);
+                if (!targets.Any(target => target != MlmMasker.Ignore)) continue;   // nothing to score in these rows
                 using var scope = Scope.Begin();
                 var p = model.Predict(input, targets, part.Length, t);
                 var logits = p.Logits.Device.Kind == DeviceKind.Cpu ? p.Logits : p.Logits.To(Device.Cpu);
@@ -159,6 +165,12 @@ public static class LmEvaluator
             }
         }
         if (wasTraining) model.Train();
+        if (ranks is { Size: > 1 })
+        {
+            Span<double> sums = [lossSum, correct, scored, unigramSum, unigramCorrect];
+            ranks.Collectives.AllReduceSum(sums);
+            (lossSum, correct, scored, unigramSum, unigramCorrect) = (sums[0], (long)sums[1], (long)sums[2], sums[3], (long)sums[4]);
+        }
         if (scored == 0) throw new EngineException("eval: no position was scored (too few held-out rows?)");
         return new LmEvalResult(lossSum / scored, (double)correct / scored, scored, unigramSum / scored, (double)unigramCorrect / scored);
     }

@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using Engine.Distributed;
 using Engine.IO;
 using Engine.Models.Training;
 using Engine.Optim;
@@ -13,6 +14,7 @@ namespace Engine.Models.Pretraining;
 public sealed record PretrainOptions
 {
     public required int Steps { get; init; }
+    /// <summary>Rows per step (per rank in a data-parallel job: the global batch is ranks × this).</summary>
     public int BatchSize { get; init; } = 32;
     public double LearningRate { get; init; } = 1e-3;
     public double WarmupRatio { get; init; } = 0.02;
@@ -65,6 +67,14 @@ public sealed record PretrainResult(int Steps, long Tokens, TimeSpan TrainingTim
 /// OUT/metrics.jsonl gets one line per LogEvery steps (with the wall-clock training seconds of
 /// all sessions, and this process's CPU seconds, user + system, so a busy machine's share is
 /// visible) and one per evaluation.
+///
+/// Data-parallel (docs/scaling.md): under <c>mpirun -np N</c> a step's rows are the global batch of
+/// N × <see cref="PretrainOptions.BatchSize"/> rows one process with that batch would draw; every
+/// rank prepares (masks) the whole global batch, so the masks and the number of scored positions
+/// do not depend on N, and trains on its contiguous shard with its loss weighted by its share of
+/// the global batch's scored positions; the gradients are summed before clipping. Evaluation is
+/// sharded the same way (each rank scores its slice of the held-out rows, the sums are added);
+/// only rank 0 writes files.
 /// </summary>
 public sealed class Pretrainer
 {
@@ -75,6 +85,7 @@ public sealed class Pretrainer
     private readonly HfModelFolder? source;
     private readonly PackedCorpus corpus;
     private readonly PretrainOptions o;
+    private readonly DataParallel ranks;
 
     /// <summary><paramref name="source"/> is the folder the model came from: its config.json and
     /// tokenizer files go into every checkpoint (needed when <see cref="PretrainOptions.OutDir"/> is set).</summary>
@@ -88,7 +99,8 @@ public sealed class Pretrainer
         model = objective.Model;
         this.source = source;
         this.corpus = corpus;
-        o = options;
+        ranks = DataParallel.For(options.Device ?? model.Device);
+        o = ranks.IsWriter ? options : options with { OutDir = null };   // only rank 0 writes (checkpoints, logs)
         var counts = UnigramBaseline.Count(corpus, corpus.TrainRows, model.VocabSize);
         Unigram = new UnigramBaseline(counts, id => objective.Masker is not { } m || !m.IsSpecial(id));
     }
@@ -98,7 +110,11 @@ public sealed class Pretrainer
 
     public IReadOnlyList<int> EvalRows => corpus.HeldOutRows.Take(o.EvalRows).ToArray();
 
-    public LmEvalResult Evaluate() => LmEvaluator.Evaluate(objective, corpus, EvalRows, o.BatchSize, Unigram);
+    /// <summary>Rows per step over all ranks: the batch per rank × the ranks.</summary>
+    public int GlobalBatch => o.BatchSize * ranks.Size;
+
+    /// <summary>Scores the held-out rows; in a job each rank scores its shard and the sums are added.</summary>
+    public LmEvalResult Evaluate() => LmEvaluator.Evaluate(objective, corpus, EvalRows, o.BatchSize, Unigram, ranks);
 
     public PretrainResult Train(Action<TrainEvent>? progress = null, string? resumeFrom = null)
     {
@@ -120,13 +136,15 @@ public sealed class Pretrainer
         double previousSeconds = 0;
         LmEvalResult? lastEval = null;
         if (resumeFrom is not null) (step, previousSeconds) = Restore(resumeFrom, opt, schedule, Name);
+        ranks.Start(model.Parameters(), model.Seeds);
         if (o.OutDir is not null)
         {
             Directory.CreateDirectory(o.OutDir);
             Trainer.TrimLog(Path.Combine(o.OutDir, MetricsFile), step);
         }
 
-        int n = corpus.TrainRows.Count, t = corpus.RowLength, b = o.BatchSize;
+        int n = corpus.TrainRows.Count, t = corpus.RowLength, b = GlobalBatch;
+        var accumulation = new GradientAccumulation(1);
         int[]? order = null;
         long orderEpoch = -1;
         var losses = new List<double>();
@@ -136,7 +154,7 @@ public sealed class Pretrainer
 
         while (step < total)
         {
-            // Rows step·B … step·B + B − 1 of the endless sequence of epoch permutations.
+            // Rows step·B … step·B + B − 1 of the endless sequence of epoch permutations (B: the global batch).
             var rows = new int[b];
             var keys = new ulong[b];
             for (int i = 0; i < b; i++)
@@ -147,16 +165,28 @@ public sealed class Pretrainer
                 rows[i] = corpus.TrainRows[order![(int)(draw % n)]];
                 keys[i] = ((ulong)epoch << 32) | (uint)rows[i];
             }
+            // The whole global batch is prepared on every rank (masks keyed by (epoch, row), as one
+            // process draws them); this rank trains on its rows, weighted by its share of the scored positions.
             var (input, targets) = objective.Prepare(corpus.Rows(rows), b, t, (ulong)o.Seed, keys);
-            double value;
-            using (Scope.Begin())
-            using (MixedPrecision.Use(MixedPrecision.Parse(o.Precision)))
+            var shard = ranks.Shard(Enumerable.Range(0, b).ToArray());
+            int from = shard.Length == 0 ? 0 : shard[0] * t, length = shard.Length * t;
+            int scored = Scored(targets), local = Scored(targets.AsSpan(from, length));
+            double value = 0;
+            using (ranks.OverlapWithBackward(opt.Parameters))   // the reduction starts bucket by bucket during the backward
             {
-                var loss = LanguageModel.Loss(model.Predict(input, targets, b, t));
-                value = loss.Item();
-                if (!double.IsFinite(value)) throw new EngineException($"pretrain: the loss is {value} at step {step + 1}; stopped (the last checkpoint is intact)");
-                loss.Backward();
+                if (local > 0 || scored == 0)   // (a batch with nothing scored at all stops in Predict with a line saying so)
+                {
+                    using var scope = Scope.Begin();
+                    using var precision = MixedPrecision.Use(MixedPrecision.Parse(o.Precision));
+                    var loss = LanguageModel.Loss(model.Predict(input[from..(from + length)], targets[from..(from + length)], shard.Length, t));
+                    double share = DataParallel.Share(local, scored);
+                    value = loss.Item() * share;
+                    if (double.IsFinite(value)) accumulation.Backward(loss, share);
+                }
             }
+            ranks.ReduceGradients(opt.Parameters);
+            value = ranks.Sum(value);   // the global batch's mean loss; non-finite on any rank makes it non-finite everywhere
+            if (!double.IsFinite(value)) throw new EngineException($"pretrain: the loss is {value} at step {step + 1}; stopped (the last checkpoint is intact)");
             double norm = o.MaxGradNorm > 0 ? GradClip.ClipByGlobalNorm(opt.Parameters, o.MaxGradNorm) : GradClip.GlobalNorm(opt.Parameters);
             if (!double.IsFinite(norm)) throw new EngineException($"pretrain: the gradient norm is {norm} at step {step + 1}; stopped (the last checkpoint is intact)");
             opt.Step();
@@ -188,6 +218,13 @@ public sealed class Pretrainer
             sessionTokens / Math.Max(1e-9, clock.Elapsed.TotalSeconds), lastEval, losses);
     }
 
+    private static int Scored(ReadOnlySpan<int> targets)
+    {
+        int count = 0;
+        foreach (int target in targets) if (target != MlmMasker.Ignore) count++;
+        return count;
+    }
+
     /// <summary>The training-row order of an epoch: a Fisher–Yates shuffle seeded by (seed, epoch).</summary>
     internal static int[] Permutation(int n, int seed, long epoch)
     {
@@ -199,10 +236,11 @@ public sealed class Pretrainer
     // ------------------------------------------------------------- checkpoints
 
     /// <summary>What must match between a run and the checkpoint it resumes: everything that changes
-    /// which rows, masks or learning rates a step sees.</summary>
+    /// which rows, masks or learning rates a step sees. "batch" is the global batch (rows per step over
+    /// all ranks), so a run resumes with any number of ranks that gives the same global batch.</summary>
     private JsonObject Fingerprint() => new()
     {
-        ["steps"] = o.Steps, ["batch"] = o.BatchSize, ["seq"] = corpus.RowLength, ["seed"] = o.Seed, ["lr"] = o.LearningRate,
+        ["steps"] = o.Steps, ["batch"] = GlobalBatch, ["seq"] = corpus.RowLength, ["seed"] = o.Seed, ["lr"] = o.LearningRate,
         ["warmup"] = o.WarmupRatio, ["schedule"] = o.Schedule, ["stream_tokens"] = corpus.Stream.Length, ["held_out_every"] = corpus.HeldOutEvery,
         ["whole_word"] = objective.Masker?.WholeWords ?? false, ["mlm_probability"] = objective.Masker?.Probability ?? 0,
     };
@@ -217,7 +255,7 @@ public sealed class Pretrainer
             SafeTensors.Save(Path.Combine(dir, OptimizerFile), buffers);
             var state = new JsonObject
             {
-                ["step"] = step, ["tokens"] = (long)step * o.BatchSize * corpus.RowLength, ["training_seconds"] = Math.Round(seconds, 3),
+                ["step"] = step, ["tokens"] = (long)step * GlobalBatch * corpus.RowLength, ["ranks"] = ranks.Size, ["training_seconds"] = Math.Round(seconds, 3),
                 ["optimizer_steps"] = count, ["dropout_counter"] = model.Seeds.Counter,
                 ["parameter_steps"] = JsonSerializer.SerializeToNode(steps),
                 ["last_eval"] = eval is null ? null : JsonSerializer.SerializeToNode(eval.ToMetrics(objective.Masked)),

@@ -146,6 +146,8 @@ public sealed class Trainer
             string? nonFinite = null;
             for (int a = 0; a < o.GradientAccumulation; a++, micro++)
             {
+                // The step's last backward starts the gradient reduction bucket by bucket (every rank arms it, backward or not).
+                using var overlap = a == o.GradientAccumulation - 1 ? ranks.OverlapWithBackward(opt.Parameters) : null;
                 int epoch = (int)(micro / perEpoch);
                 if (epoch != orderEpoch)
                 {
@@ -242,10 +244,12 @@ public sealed class Trainer
     }
 
     /// <summary>The task's metrics on <paramref name="data"/> (evaluation mode, no gradients); for a
-    /// label-pairing method the metrics of its K-way predictions and the pair accuracy.</summary>
+    /// label-pairing method the metrics of its K-way predictions and the pair accuracy. In a
+    /// data-parallel job each rank computes the logits of its shard of the examples and every rank
+    /// computes the metrics from all of them (<see cref="DataParallel.GatherRows"/>).</summary>
     public Dictionary<string, double> Evaluate(IReadOnlyList<EncodedExample> data)
     {
-        var logits = Logits(data);
+        var logits = ranks.GatherRows(data.Count, rows => Logits(rows.Length == data.Count ? data : rows.Select(i => data[i]).ToList()));
         var preds = logits.Select(ToPrediction).ToList();
         var metrics = new Dictionary<string, double>(regression
             ? TaskMetrics.For(o.Task, preds.Select(p => p.Value).ToArray(), data.Select(d => d.Value).ToArray())

@@ -19,7 +19,7 @@ namespace Engine.Tests.Distributed;
 public class MpiTrainingTests
 {
     private TempFolder temp = null!;
-    private string model = null!, data = null!;
+    private string model = null!, data = null!, evalData = null!;
 
     [SetUp]
     public void SetUp()
@@ -30,13 +30,16 @@ public class MpiTrainingTests
             DemoModel.LabelNames, dropout: 0, intermediate: 64).Path;
         data = temp.File("train.tsv");
         File.WriteAllLines(data, new[] { "sentence\tlabel" }.Concat(NegationTask.Make(69, 3).Select(e => $"{e.Text}\t{e.Label}")));
+        // 37 evaluation examples: shards of 18 and 19, each rank scoring its own.
+        evalData = temp.File("eval.tsv");
+        File.WriteAllLines(evalData, new[] { "sentence\tlabel" }.Concat(NegationTask.Make(37, 4).Select(e => $"{e.Text}\t{e.Label}")));
     }
 
     [TearDown] public void TearDown() => temp?.Dispose();
 
     private string[] Train(string outDir, int batch, int accum, int steps, string? resume = null) =>
     [
-        "train", "--model", model, "--train", data, "--task", "sst2", "--batch", batch.ToString(), "--grad-accum", accum.ToString(),
+        "train", "--model", model, "--train", data, "--eval", evalData, "--task", "sst2", "--batch", batch.ToString(), "--grad-accum", accum.ToString(),
         "--steps", steps.ToString(), "--lr", "2e-3", "--schedule", "constant", "--warmup", "0", "--seed", "7", "--log-every", "1",
         "--eval-every", "3", "--out", outDir, .. resume is null ? Array.Empty<string>() : ["--resume", resume],
     ];
@@ -45,6 +48,22 @@ public class MpiTrainingTests
     private static Dictionary<int, double> Losses(string outDir) =>
         File.ReadAllLines(Path.Combine(outDir, "metrics.jsonl")).Select(l => JsonNode.Parse(l)!)
             .Where(n => n["loss"] is not null).ToDictionary(n => n["step"]!.GetValue<int>(), n => n["loss"]!.GetValue<double>());
+
+    private static JsonObject EvalFile(string outDir) => JsonNode.Parse(File.ReadAllText(Path.Combine(outDir, "eval.json")))!.AsObject();
+
+    /// <summary>Step → the evaluation's metrics, from a run's metrics.jsonl.</summary>
+    private static Dictionary<int, JsonObject> Evals(string outDir) =>
+        File.ReadAllLines(Path.Combine(outDir, "metrics.jsonl")).Select(l => JsonNode.Parse(l)!)
+            .Where(n => n["eval"] is not null).ToDictionary(n => n["step"]!.GetValue<int>(), n => n["eval"]!.AsObject());
+
+    /// <summary>The same metrics within 1e-6 of each (each example's logits differ from one process's
+    /// only by float32 rounding, the batches being padded differently; the metrics are counts).</summary>
+    private static void AssertSameMetrics(JsonObject expected, JsonObject actual, string what)
+    {
+        Assert.That(actual.Select(kv => kv.Key), Is.EquivalentTo(expected.Select(kv => kv.Key)).And.Not.Empty, what);
+        foreach (var (metric, value) in expected)
+            Assert.That(actual[metric]!.GetValue<double>(), Is.EqualTo(value!.GetValue<double>()).Within(1e-6 * Math.Abs(value.GetValue<double>())), $"{metric} in the {what}");
+    }
 
     /// <summary>Float32 sums in another order: the ranks' partial gradients add up in a different
     /// order than one process's, and six AdamW steps carry that forward. 1e-4 of the loss is
@@ -71,7 +90,29 @@ public class MpiTrainingTests
         Assert.That(r.Err, Does.Contain("ranks: 2 (MPI"));
         Assert.That(r.Out.Split('\n').Count(l => l.StartsWith("done: 6 steps")), Is.EqualTo(1), "only rank 0 prints\n" + r.Out);
         AssertSameLosses(Losses(single), Losses(two), Enumerable.Range(1, 6));
-        Assert.That(File.Exists(Path.Combine(two, "loss.png")) && File.Exists(Path.Combine(two, "eval.json")));
+        Assert.That(File.Exists(Path.Combine(two, "loss.png")));
+        // The evaluation is sharded (each rank scores its 18 or 19 examples) and its logits gathered:
+        // eval.json and every logged evaluation match one process's.
+        AssertSameMetrics(EvalFile(single), EvalFile(two), "eval.json");
+        var (expected, actual) = (Evals(single), Evals(two));
+        Assert.That(actual.Keys, Is.EqualTo(expected.Keys).And.Not.Empty);
+        foreach (var step in expected.Keys) AssertSameMetrics(expected[step], actual[step], $"evaluation at step {step}");
+    }
+
+    [Test]
+    public void SmallBucketsOverlappingTheBackwardGiveTheSameRun()
+    {
+        // 2 KiB buckets: each weight matrix of the demo BERT (4-8 KiB) is a bucket of its own and the
+        // small vectors between them share one, most started while the backward still runs
+        // (DataParallel.OverlapWithBackward); the default 25 MiB is one bucket,
+        // started when the backward ends. With two ranks each sum is the same float32 addition
+        // either way, so the runs are identical, not just close.
+        var one = temp.File("one-bucket");
+        Mpirun.Run(2, Train(one, 8, 2, 4)).AssertSucceeded();
+        var many = temp.File("many-buckets");
+        Mpirun.Run(2, Train(many, 8, 2, 4), new Dictionary<string, string> { ["ENGINE_BUCKET_MB"] = "0.002" }).AssertSucceeded();
+        Assert.That(Losses(many), Is.EqualTo(Losses(one)));
+        Assert.That(File.ReadAllText(Path.Combine(many, "eval.json")), Is.EqualTo(File.ReadAllText(Path.Combine(one, "eval.json"))));
     }
 
     [Test]
@@ -167,12 +208,13 @@ internal static class Mpirun
         return ["dotnet", dll!];
     }
 
-    /// <summary>mpirun -np <paramref name="ranks"/> engine ARGS.</summary>
-    public static Result Run(int ranks, string[] args) => Run([[.. EngineCommand(), .. args]], ranks);
+    /// <summary>mpirun -np <paramref name="ranks"/> engine ARGS, with <paramref name="environment"/> added.</summary>
+    public static Result Run(int ranks, string[] args, IReadOnlyDictionary<string, string>? environment = null) =>
+        Run([[.. EngineCommand(), .. args]], ranks, environment: environment);
 
     /// <summary>One mpirun job with one rank per command line (MPMD: "cmd0 : cmd1 : …"), or
     /// <paramref name="ranksEach"/> ranks of each.</summary>
-    public static Result Run(string[][] commands, int ranksEach = 1, int timeoutSeconds = 90)
+    public static Result Run(string[][] commands, int ranksEach = 1, int timeoutSeconds = 90, IReadOnlyDictionary<string, string>? environment = null)
     {
         var line = new List<string> { "mpirun", "--allow-run-as-root", "--oversubscribe", "--bind-to", "none" };
         for (int i = 0; i < commands.Length; i++)
@@ -180,10 +222,10 @@ internal static class Mpirun
             if (i > 0) line.Add(":");
             line.AddRange(["-np", ranksEach.ToString(), .. commands[i]]);
         }
-        return Start([.. line], timeoutSeconds);
+        return Start([.. line], timeoutSeconds, environment);
     }
 
-    public static Result Start(string[] command, int timeoutSeconds = 90)
+    public static Result Start(string[] command, int timeoutSeconds = 90, IReadOnlyDictionary<string, string>? environment = null)
     {
         var psi = new ProcessStartInfo("nice") { RedirectStandardOutput = true, RedirectStandardError = true };
         psi.ArgumentList.Add("-n");
@@ -192,6 +234,7 @@ internal static class Mpirun
         // Containers often forbid the cross-process memory copies of Open MPI's shared-memory transport.
         psi.Environment["OMPI_MCA_btl_vader_single_copy_mechanism"] = "none";
         psi.Environment["ENGINE_COLLECTIVE_TIMEOUT"] = timeoutSeconds.ToString();
+        foreach (var (name, value) in environment ?? new Dictionary<string, string>()) psi.Environment[name] = value;
         using var p = Process.Start(psi)!;
         var stdout = p.StandardOutput.ReadToEndAsync();
         var stderr = p.StandardError.ReadToEndAsync();

@@ -24,7 +24,7 @@ public static class PretrainCommands
         var steps = new Option<int?>("--steps") { Description = "optimizer steps" };
         var tokens = new Option<long?>("--tokens") { Description = "training tokens (steps = tokens / (batch · seq), rounded up)" };
         var seq = new Option<int>("--seq") { Description = "tokens per packed row", DefaultValueFactory = _ => 128 };
-        var batch = new Option<int>("--batch") { Description = "rows per step", DefaultValueFactory = _ => 32 };
+        var batch = new Option<int>("--batch") { Description = "rows per step (under mpirun per rank: the global batch is ranks x batch)", DefaultValueFactory = _ => 32 };
         var lr = new Option<double>("--lr") { Description = "peak learning rate (AdamW)", DefaultValueFactory = _ => 1e-3 };
         var warmup = new Option<double>("--warmup") { Description = "warmup share of the steps", DefaultValueFactory = _ => 0.02 };
         var schedule = new Option<string>("--schedule") { Description = "constant, linear or cosine (after warmup)", DefaultValueFactory = _ => "cosine" };
@@ -49,6 +49,7 @@ public static class PretrainCommands
         cmd.Options.Add(dtype);
         cmd.SetAction(Cli.Action(p =>
         {
+            var world = Ranks.Open();   // `mpirun -np N engine pretrain`: data-parallel, rank 0 writes
             if (!p.GetValue(allowEvalText)) CorpusItem.RefuseEvaluationText(p.GetValue(corpus)!);
             var on = Cli.OpenDevice(p.GetValue(device));
             var outDir = p.GetValue(output)!;
@@ -60,7 +61,10 @@ public static class PretrainCommands
             {
                 var tokenizerPath = p.GetValue(tokenizer) ?? throw new EngineException("--tokenizer: required for a new run (vocab.txt for BERT, tokenizer.model or tokenizer.json for Llama)");
                 var (shape, overrides) = Shape(p.GetValue(arch), p.GetValue(preset), p.GetValue(config));
-                folder = LanguageModelFolder.Create(Path.Combine(outDir, "init"), shape, tokenizerPath, seedValue, overrides);
+                var init = Path.Combine(outDir, "init");
+                if (world.Rank == 0) LanguageModelFolder.Create(init, shape, tokenizerPath, seedValue, overrides);
+                world.Barrier();   // the other ranks of a job read rank 0's folder
+                folder = HfModelFolder.Open(init);
             }
             var model = LanguageModel.Load(folder, seedValue);
             var text = TextTokenizer.FromFolder(folder);
@@ -70,8 +74,9 @@ public static class PretrainCommands
             var packed = ReadCorpus(folder, text, p.GetValue(corpus)!, length, p.GetValue(heldOut), p.GetValue(maxCorpus));
             int batchSize = p.GetValue(batch);
             if (batchSize < 1) throw new EngineException($"--batch: must be at least 1, got {batchSize}");
+            long rowsPerStep = (long)batchSize * world.Size;
             int stepCount = p.GetValue(steps) ?? (p.GetValue(tokens) is long n
-                ? (int)Math.Min(int.MaxValue, (n + (long)batchSize * length - 1) / ((long)batchSize * length))
+                ? (int)Math.Min(int.MaxValue, (n + rowsPerStep * length - 1) / (rowsPerStep * length))
                 : throw new EngineException("give --steps N or --tokens N"));
             var objective = LmObjective.For(model, text, p.GetValue(wholeWord), p.GetValue(mlmProbability));
             var options = new PretrainOptions
@@ -84,14 +89,14 @@ public static class PretrainCommands
             Console.WriteLine($"model: {model.Architecture} ({folder.ModelType}) from {folder.Path}: {model.ParameterCount():N0} parameters" +
                               (model is CausalLanguageModel c ? (c.Tied ? ", output layer tied to the embeddings" : ", untied lm_head") : ", MLM head tied to the word embeddings") +
                               (objective.Masker is { WholeWords: true } ? "; whole-word masking" : ""));
-            Console.WriteLine($"run: {stepCount:N0} steps x {batchSize} rows x {length} tokens = {(long)stepCount * batchSize * length:N0} tokens " +
-                              $"({(double)stepCount * batchSize / packed.TrainRows.Count:F2} epochs), lr {options.LearningRate}, {options.Schedule}, seed {seedValue}" +
+            Console.WriteLine($"run: {stepCount:N0} steps x {(world.Size > 1 ? $"{world.Size} ranks x " : "")}{batchSize} rows x {length} tokens = {stepCount * rowsPerStep * length:N0} tokens " +
+                              $"({(double)stepCount * rowsPerStep / packed.TrainRows.Count:F2} epochs), lr {options.LearningRate}, {options.Schedule}, seed {seedValue}" +
                               (resumeDir is null ? "" : $"; resuming from {resumeDir}"));
             var progress = new ProgressPrinter();
             var result = trainer.Train(progress.Report, resumeDir);
             progress.Done();
             var metrics = Path.Combine(outDir, Pretrainer.MetricsFile);
-            if (File.Exists(metrics)) Plots.FromMetricsLog(metrics, outDir, "held_out_loss");
+            if (world.Rank == 0 && File.Exists(metrics)) Plots.FromMetricsLog(metrics, outDir, "held_out_loss");
             Console.WriteLine($"done: step {result.Steps:N0}, {result.Tokens:N0} tokens in {result.TrainingTime.TotalHours:F2} h of training (all sessions); this session {result.TokensPerSecond:N0} tokens/s");
             if (result.LastEval is { } e) Console.WriteLine(Summary(e, objective.Masked));
             Console.WriteLine($"wrote {outDir}: {Pretrainer.LastCheckpoint}/ (the model, a Hugging Face folder), {Pretrainer.MetricsFile}, loss.png");
