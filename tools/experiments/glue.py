@@ -3,7 +3,7 @@
 
     glue.py run TABLE [TABLE ...] --backbone DIR [--random-backbone DIR] [--runs DIR]
                 [--regime scarce|full] [--tasks sst2,mrpc,cola,rte,stsb] [--seeds 1,2,3]
-                [--epochs N] [--jobs N] [--dry-run]
+                [--epochs N] [--jobs N] [--configs a,b] [--dry-run]
     glue.py report [--runs DIR] [--out FILE]
     glue.py tables                     (lists the tables and their cells)
 
@@ -194,6 +194,12 @@ def run(args):
         if t not in TASKS:
             sys.exit(f"glue.py: unknown task {t}; one of {', '.join(TASKS)}")
     todo = list(cells(args.tables, tasks, seeds))
+    if args.configs:
+        keep = args.configs.split(",")
+        for c in keep:
+            if c not in CONFIGS:
+                sys.exit(f"glue.py: unknown configuration {c}; one of {', '.join(CONFIGS)}")
+        todo = [cell for cell in todo if cell[1] in keep]
     if any(c.startswith("select-auto") for _, c, _ in todo):
         for task in sorted({t for t, c, _ in todo if c.startswith("select-auto")}):
             variability(args, task)
@@ -387,6 +393,7 @@ def main():
     r.add_argument("--regime", choices=["scarce", "full"], default="scarce")
     r.add_argument("--tasks", default=",".join(TASKS))
     r.add_argument("--seeds", default="1,2,3")
+    r.add_argument("--configs", help="only these configurations of the tables (comma-separated)")
     r.add_argument("--epochs", type=int, default=5)
     r.add_argument("--jobs", type=int, default=1)
     r.add_argument("--dry-run", action="store_true")
