@@ -334,8 +334,9 @@ def report(args):
     for regime in ("scarce", "full"):
         for key, (title, configs, only, what) in TABLES.items():
             mine = [r for r in runs if r["regime"] == regime and r["config"] in configs]
-            if not mine:
-                continue
+            earlier = {c for k, t in TABLES.items() if k != key and list(TABLES).index(k) < list(TABLES).index(key) for c in t[1]}
+            if not any(r["config"] not in earlier for r in mine):
+                continue  # only cells another table already shows: this table has not been run
             tasks = [t for t in TASKS if (only is None or t in only) and any(r["task"] == t for r in mine)]
             backbones = sorted({r["backbone"] for r in mine})
             seeds = sorted({r["seed"] for r in mine})
