@@ -252,6 +252,14 @@ def link(args, name):
     return os.path.relpath(path, os.path.dirname(os.path.abspath(args.out))) if args.out else path
 
 
+def save(args, plt, fig, name):
+    """Writes the chart into --charts and returns its link."""
+    fig.tight_layout()
+    fig.savefig(os.path.join(args.charts, name), dpi=90)
+    plt.close(fig)
+    return link(args, name)
+
+
 def bars(args, name, title, configs, tasks, runs):
     """One group of bars per task, one bar per configuration: the mean over seeds, the sample std as error bar."""
     plt = pyplot(args)
@@ -271,10 +279,7 @@ def bars(args, name, title, configs, tasks, runs):
     ax.set_title(title)
     ax.axhline(0, color="black", linewidth=0.5)
     ax.legend(fontsize=7, ncol=min(len(configs), 5))
-    fig.tight_layout()
-    fig.savefig(os.path.join(args.charts, name + ".png"), dpi=90)
-    plt.close(fig)
-    return link(args, name + ".png")
+    return save(args, plt, fig, name + ".png")
 
 
 def nu_curves(args):
@@ -293,10 +298,7 @@ def nu_curves(args):
     ax.set_ylabel("ν (low: separates the classes)")
     ax.set_title("Variability per layer")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(os.path.join(args.charts, "variability-nu.png"), dpi=90)
-    plt.close(fig)
-    return link(args, "variability-nu.png")
+    return save(args, plt, fig, "variability-nu.png")
 
 
 def depth_weights(args, runs):
@@ -322,10 +324,7 @@ def depth_weights(args, runs):
     ax.set_ylabel("weight")
     ax.set_title("Learned depth-wise pooling weights")
     ax.legend(fontsize=6)
-    fig.tight_layout()
-    fig.savefig(os.path.join(args.charts, "depth-weights.png"), dpi=90)
-    plt.close(fig)
-    return link(args, "depth-weights.png")
+    return save(args, plt, fig, "depth-weights.png")
 
 
 def report(args):
