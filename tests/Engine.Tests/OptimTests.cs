@@ -379,6 +379,40 @@ public class OptimTests
         Assert.That(p.ToDoubleArray(), Is.EqualTo(new[] { 0.95, 2.05 }).Within(1e-15));
     }
 
+    /// <summary>A learning-rate scale makes a parameter group: the scaled parameter steps exactly
+    /// as it would under an optimizer whose rate is the product (weight decay included, as in a
+    /// PyTorch param group with its own lr), the others as before, and a schedule moves both.</summary>
+    [Test]
+    public void ALearningRateScaleStepsItsParameterAtThatMultipleOfTheRate()
+    {
+        double[] g1 = [0.5, -0.25, 2.0], g2 = [-1.5, 0.125, 0.75];
+        Tensor Make(double[] g) => WithGradient([1, -2, 3], g);
+        var head = Make(g1);
+        var body = Make(g1);
+        var opt = new AdamW([head, body], learningRate: 0.01, weightDecay: 0.1, learningRateScale: p => ReferenceEquals(p, head) ? 7.0 : 1.0);
+        var alone = Make(g1);
+        var aloneOpt = new AdamW([alone], learningRate: 0.07, weightDecay: 0.1);
+        var plain = Make(g1);
+        var plainOpt = new AdamW([plain], learningRate: 0.01, weightDecay: 0.1);
+        foreach (var (g, lr) in new[] { (g1, 0.01), (g2, 0.004) })
+        {
+            foreach (var p in new[] { head, body, alone, plain }) p.Grad = Tensor.FromArray(g);
+            opt.LearningRate = lr;          // what a schedule does
+            aloneOpt.LearningRate = 7 * lr;
+            plainOpt.LearningRate = lr;
+            opt.Step(); aloneOpt.Step(); plainOpt.Step();
+        }
+        Assert.That(head.ToDoubleArray(), Is.EqualTo(alone.ToDoubleArray()).Within(1e-15));
+        Assert.That(body.ToDoubleArray(), Is.EqualTo(plain.ToDoubleArray()));
+        Assert.That(opt.StateOf(head)!.LearningRateScale, Is.EqualTo(7.0));
+        Assert.That(Math.Abs(head.ToDoubleArray()[0] - 1), Is.GreaterThan(5 * Math.Abs(body.ToDoubleArray()[0] - 1)), "the head moved ~7x as far");
+
+        var sgdHead = Make(g1);
+        new Sgd([sgdHead], learningRate: 0.1, learningRateScale: _ => 3.0).Step();
+        Assert.That(sgdHead.ToDoubleArray(), Is.EqualTo(new[] { 1 - 0.3 * 0.5, -2 + 0.3 * 0.25, 3 - 0.3 * 2.0 }).Within(1e-15));
+        Assert.Throws<EngineException>(() => new Sgd([Make(g1)], learningRate: 0.1, learningRateScale: _ => double.NaN));
+    }
+
     [Test]
     public void StateMadeInsideAStepScopeOutlivesIt()
     {

@@ -10,7 +10,9 @@
 # required; the engine refuses a resume whose run differs). Settings: CORPUS_DIR and
 # TOKENIZERS_DIR (default ../shared/corpus, ../shared/tokenizers), TOKENS (default 20000000 per
 # preset), ENGINE (default the Debug build), EXTRA (more engine options, e.g. "--device cuda"),
-# EVAL_EVERY, SAVE_EVERY, LOG_EVERY (steps; 250, 50, 10 by default; they do not change the run).
+# EVAL_EVERY, SAVE_EVERY, LOG_EVERY (steps; 250, 50, 10 by default; they do not change the run),
+# STOP_AFTER (end this session after that step of the run, as a clean interruption; run the
+# script again without it to continue).
 # The corpus is WikiText-2's training split, Tiny Shakespeare and the 13 Gutenberg books (never a
 # validation or test split); wikitext-2/valid.txt is scored afterwards with engine eval-lm.
 # TASK_TEXT=1 (a new run only) adds the benchmarks' training splits from DATA_DIR (default
@@ -49,7 +51,7 @@ run() {  # run PRESET TOKENIZER LR
   echo "== $preset $(date -u +%FT%TZ) $(uname -n) $(nproc) cores ${resume[*]:-fresh}$([ -f "$out/task-text" ] && echo ', with the task training text')" | tee -a "$out/log.txt"
   "$engine" pretrain --preset "$preset" --tokenizer "$tokenizer" --corpus "${items[@]}" \
     --tokens "$tokens" --seq 128 --batch 32 --lr "$lr" --warmup 0.02 --schedule cosine --seed 1 \
-    --eval-every "${EVAL_EVERY:-250}" --eval-rows 256 --save-every "${SAVE_EVERY:-50}" --log-every "${LOG_EVERY:-10}" --out "$out" ${EXTRA:-} "${resume[@]}" 2>&1 | tee -a "$out/log.txt"
+    --eval-every "${EVAL_EVERY:-250}" --eval-rows 256 --save-every "${SAVE_EVERY:-50}" --log-every "${LOG_EVERY:-10}" --out "$out" ${STOP_AFTER:+--stop-after-step "$STOP_AFTER"} ${EXTRA:-} "${resume[@]}" 2>&1 | tee -a "$out/log.txt"
   "$engine" eval-lm --model "$out/checkpoint-last" --corpus "$corpus_dir/wikitext-2/valid.txt" --unigram-from "$corpus_dir/wikitext-2/train.txt" \
     --seq 128 --max-rows 256 2>&1 | tee -a "$out/log.txt"
 }

@@ -15,8 +15,9 @@ namespace Engine.Optim;
 public sealed class AdamW : Optimizer
 {
     public AdamW(IEnumerable<Tensor> parameters, double learningRate = 1e-3, double beta1 = 0.9, double beta2 = 0.999,
-                 double eps = 1e-8, double weightDecay = 0.01, Func<Tensor, bool>? noDecay = null)
-        : base(parameters, learningRate, noDecay)
+                 double eps = 1e-8, double weightDecay = 0.01, Func<Tensor, bool>? noDecay = null,
+                 Func<Tensor, double>? learningRateScale = null)
+        : base(parameters, learningRate, noDecay, learningRateScale)
     {
         if (!(beta1 >= 0 && beta1 < 1)) throw new EngineException($"AdamW: beta1 {beta1} must be in [0, 1)");
         if (!(beta2 >= 0 && beta2 < 1)) throw new EngineException($"AdamW: beta2 {beta2} must be in [0, 1)");
@@ -39,6 +40,6 @@ public sealed class AdamW : Optimizer
         var p = state.Parameter;
         var m = state.Buffer(0);
         var v = state.Buffer(1);
-        p.Backend.AdamW(p, grad, m, v, LearningRate, Beta1, Beta2, Eps, state.Decays ? WeightDecay : 0.0, state.Steps);
+        p.Backend.AdamW(p, grad, m, v, state.LearningRate(this), Beta1, Beta2, Eps, state.Decays ? WeightDecay : 0.0, state.Steps);
     }
 }

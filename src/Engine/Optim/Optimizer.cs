@@ -11,16 +11,27 @@ public sealed class ParameterState
 {
     private readonly List<Tensor> buffers = new();
 
-    internal ParameterState(Tensor parameter, bool decays)
+    internal ParameterState(Tensor parameter, bool decays, double learningRateScale = 1.0)
     {
         Parameter = parameter;
         Decays = decays;
+        LearningRateScale = learningRateScale;
     }
 
     public Tensor Parameter { get; }
 
     /// <summary>False for parameters the optimizer was told not to decay (biases, norm weights).</summary>
     public bool Decays { get; }
+
+    /// <summary>This parameter's learning rate as a multiple of <see cref="Optimizer.LearningRate"/>
+    /// (1 unless the optimizer was given a <c>learningRateScale</c>): a parameter group with its
+    /// own peak rate that follows the same schedule, as a PyTorch param group whose lr is a fixed
+    /// multiple of the others'.</summary>
+    public double LearningRateScale { get; }
+
+    /// <summary>The rate this parameter's next update uses: the optimizer's current rate times
+    /// <see cref="LearningRateScale"/>.</summary>
+    public double LearningRate(Optimizer optimizer) => LearningRateScale == 1.0 ? optimizer.LearningRate : optimizer.LearningRate * LearningRateScale;
 
     /// <summary>How many updates this parameter has had, counting the one in progress. A step
     /// that finds the parameter without a gradient does not count (as in PyTorch, where the
@@ -65,6 +76,9 @@ public sealed class ParameterState
 /// - Weight decay can be switched off per parameter with a <c>noDecay</c> predicate, the two
 ///   parameter groups of BERT fine-tuning: <c>noDecay: Optimizer.VectorsAndScalars</c> exempts
 ///   biases and norm weights (every parameter of rank ≤ 1).
+/// - A <c>learningRateScale</c> gives a parameter its own multiple of the learning rate (a new
+///   classification head trained faster than the pretrained body); a schedule that sets
+///   <see cref="LearningRate"/> moves every group together.
 /// </summary>
 public abstract class Optimizer
 {
@@ -72,7 +86,8 @@ public abstract class Optimizer
     private readonly List<Tensor> parameters = new();
     private readonly Dictionary<Tensor, ParameterState> byParameter = new(ReferenceEqualityComparer.Instance);
 
-    protected Optimizer(IEnumerable<Tensor> parameters, double learningRate, Func<Tensor, bool>? noDecay)
+    protected Optimizer(IEnumerable<Tensor> parameters, double learningRate, Func<Tensor, bool>? noDecay,
+                        Func<Tensor, double>? learningRateScale = null)
     {
         CheckLearningRate(learningRate);
         LearningRate = learningRate;
@@ -81,7 +96,10 @@ public abstract class Optimizer
             if (!p.RequiresGrad || byParameter.ContainsKey(p)) continue;
             if (!p.IsLeaf || !p.IsLongLived)
                 throw new EngineException($"optimizer: {Describe(p)} is not a long-lived leaf tensor; make parameters with Tensor.Parameter, outside any step scope");
-            var state = new ParameterState(p, decays: noDecay is null || !noDecay(p));
+            double scale = learningRateScale?.Invoke(p) ?? 1.0;
+            if (!(scale >= 0) || double.IsInfinity(scale))
+                throw new EngineException($"optimizer: the learning-rate scale of {Describe(p)} is {scale}; it must be finite and ≥ 0");
+            var state = new ParameterState(p, decays: noDecay is null || !noDecay(p), scale);
             states.Add(state);
             byParameter.Add(p, state);
             this.parameters.Add(p);

@@ -15,8 +15,9 @@ namespace Engine.Optim;
 public sealed class Sgd : Optimizer
 {
     public Sgd(IEnumerable<Tensor> parameters, double learningRate, double momentum = 0, double dampening = 0,
-               double weightDecay = 0, bool nesterov = false, Func<Tensor, bool>? noDecay = null)
-        : base(parameters, learningRate, noDecay)
+               double weightDecay = 0, bool nesterov = false, Func<Tensor, bool>? noDecay = null,
+               Func<Tensor, double>? learningRateScale = null)
+        : base(parameters, learningRate, noDecay, learningRateScale)
     {
         if (!(momentum >= 0)) throw new EngineException($"SGD: momentum {momentum} must be ≥ 0");
         if (!(weightDecay >= 0)) throw new EngineException($"SGD: weight decay {weightDecay} must be ≥ 0");
@@ -38,7 +39,7 @@ public sealed class Sgd : Optimizer
     {
         var p = state.Parameter;
         var buffer = Momentum != 0 ? state.Buffer(0) : null;
-        p.Backend.Sgd(p, grad, buffer, LearningRate, Momentum, Dampening, state.Decays ? WeightDecay : 0.0, Nesterov,
+        p.Backend.Sgd(p, grad, buffer, state.LearningRate(this), Momentum, Dampening, state.Decays ? WeightDecay : 0.0, Nesterov,
                       firstStep: state.Steps == 1);
     }
 }

@@ -35,10 +35,15 @@ public sealed record PretrainOptions
     public Device? Device { get; init; }
     /// <summary>"f32" or "bf16" GEMMs in the training forward and backward (see <see cref="MixedPrecision"/>).</summary>
     public string Precision { get; init; } = "f32";
+    /// <summary>End this session after step N of the run (evaluate, write checkpoint-last, return),
+    /// as a clean interruption: the schedule is still that of <see cref="Steps"/> and a resume
+    /// continues the same run. Not part of the run's fingerprint. Null: run to the end.</summary>
+    public int? StopAfter { get; init; }
 
     public void Validate()
     {
         if (Steps < 1) throw new EngineException($"pretrain: steps must be at least 1, got {Steps}");
+        if (StopAfter is < 1) throw new EngineException($"pretrain: stop-after-step must be at least 1, got {StopAfter}");
         if (BatchSize < 1) throw new EngineException($"pretrain: batch size must be at least 1, got {BatchSize}");
         if (!(LearningRate > 0)) throw new EngineException($"pretrain: learning rate must be positive, got {LearningRate}");
         if (WarmupRatio is < 0 or > 1) throw new EngineException($"pretrain: warmup ratio must be in [0, 1], got {WarmupRatio}");
@@ -152,7 +157,8 @@ public sealed class Pretrainer
         long sessionTokens = 0;
         double Seconds() => previousSeconds + clock.Elapsed.TotalSeconds;
 
-        while (step < total)
+        int end = Math.Min(total, o.StopAfter ?? total);
+        while (step < end)
         {
             // Rows step·B … step·B + B − 1 of the endless sequence of epoch permutations (B: the global batch).
             var rows = new int[b];
@@ -198,20 +204,20 @@ public sealed class Pretrainer
             long tokens = (long)step * b * t;
             double epochNow = (double)step * b / n;
             double tps = sessionTokens / Math.Max(1e-9, clock.Elapsed.TotalSeconds);
-            if (step % o.LogEvery == 0 || step == total)
+            if (step % o.LogEvery == 0 || step == end)
             {
                 Log(new { step, epoch = Math.Round(epochNow, 4), tokens, loss = value, lr = opt.LearningRate, grad_norm = norm, tokens_per_s = Math.Round(tps), seconds = Math.Round(Seconds(), 1),
                     cpu_seconds = Math.Round(Process.GetCurrentProcess().TotalProcessorTime.TotalSeconds, 1) });
                 progress?.Invoke(new TrainEvent(step, total, epochNow, value, opt.LearningRate, tps, null));
             }
-            if (step % o.EvalEvery == 0 || step == total)
+            if (step % o.EvalEvery == 0 || step == end)
             {
                 lastEval = Evaluate();
                 var metrics = lastEval.ToMetrics(objective.Masked);
                 Log(new { step, epoch = Math.Round(epochNow, 4), tokens, eval = metrics });
                 progress?.Invoke(new TrainEvent(step, total, epochNow, null, opt.LearningRate, tps, metrics));
             }
-            if (step % o.SaveEvery == 0 || step == total) Save(opt, step, Seconds(), lastEval, Name);
+            if (step % o.SaveEvery == 0 || step == end) Save(opt, step, Seconds(), lastEval, Name);
         }
         double totalSeconds = Seconds();
         return new PretrainResult(step, (long)step * b * t, TimeSpan.FromSeconds(totalSeconds),

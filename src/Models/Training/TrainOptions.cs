@@ -13,6 +13,11 @@ public sealed record TrainOptions
     /// <summary>Optimizer steps to run; overrides <see cref="Epochs"/> when set.</summary>
     public int? MaxSteps { get; init; }
     public double LearningRate { get; init; } = 2e-5;
+    /// <summary>The peak learning rate of the classification head (<c>classifier.*</c> /
+    /// <c>score.*</c>) and of the depth-wise pooling weights (<c>--head-lr</c>); they follow the
+    /// same warmup and decay as the rest (a fixed multiple of <see cref="LearningRate"/>, or of a
+    /// stage's rate). Null: the same rate as everything else.</summary>
+    public double? HeadLearningRate { get; init; }
     public int BatchSize { get; init; } = 32;
     /// <summary>Tokens per example after truncation (longest-first for pairs).</summary>
     public int MaxLength { get; init; } = 128;
@@ -67,6 +72,7 @@ public sealed record TrainOptions
         if (MaxLength < 2) throw new EngineException($"train: max length must be at least 2, got {MaxLength}");
         if (GradientAccumulation < 1) throw new EngineException($"train: gradient accumulation must be at least 1, got {GradientAccumulation}");
         if (!(LearningRate > 0)) throw new EngineException($"train: learning rate must be positive, got {LearningRate}");
+        if (HeadLearningRate is { } h && !(h > 0 && !double.IsInfinity(h))) throw new EngineException($"train: head learning rate (--head-lr) must be positive, got {h}");
         if (WarmupRatio is < 0 or > 1) throw new EngineException($"train: warmup ratio must be in [0, 1], got {WarmupRatio}");
         if (Schedule is not ("constant" or "linear" or "cosine")) throw new EngineException($"train: unknown schedule '{Schedule}' (constant, linear, cosine)");
         if (EvalEvery is < 0) throw new EngineException($"train: eval-every must be 0 (only at the end) or more, got {EvalEvery}");

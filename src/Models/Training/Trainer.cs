@@ -87,11 +87,15 @@ public sealed class Trainer
         var stageEnds = Enumerable.Repeat(0, skipped)
             .Concat(TrainingStage.Ends(stages.Skip(skipped).ToList(), total, (double)perEpoch / o.GradientAccumulation)).ToArray();
         int StageStart(int i) => i == 0 ? 0 : stageEnds[i - 1];
+        // --head-lr: the head and the depth-wise pooling weights get their own peak rate.
+        var headParameters = new HashSet<Tensor>(model.NamedParameters().Where(np => IsHeadParameter(np.Name)).Select(np => np.Param),
+                                                 ReferenceEqualityComparer.Instance);
         (Optimizer, LrScheduler) ForStage(int i)
         {
             int steps = stageEnds[i] - StageStart(i), warm = stages.Count == 0 ? warmup : (int)(o.WarmupRatio * steps);
-            var optimizer = new AdamW(model.Parameters(), stages.Count == 0 ? o.LearningRate : stages[i].LearningRate ?? o.LearningRate,
-                weightDecay: o.WeightDecay, noDecay: Optimizer.VectorsAndScalars);
+            double lr = stages.Count == 0 ? o.LearningRate : stages[i].LearningRate ?? o.LearningRate;
+            var optimizer = new AdamW(model.Parameters(), lr, weightDecay: o.WeightDecay, noDecay: Optimizer.VectorsAndScalars,
+                learningRateScale: o.HeadLearningRate is { } headLr ? p => headParameters.Contains(p) ? headLr / lr : 1.0 : null);
             return (optimizer, new LrScheduler(optimizer, o.Schedule switch
             {
                 "constant" => warm > 0 ? new LrSchedule.ConstantWithWarmup(warm) : new LrSchedule.Constant(),
@@ -310,6 +314,11 @@ public sealed class Trainer
 
     /// <summary>The data-order seed of an epoch: a fixed function of the run's seed (not
     /// HashCode.Combine, which .NET randomises per process), so a resumed process sees the same order.</summary>
+    /// <summary>A parameter that <see cref="TrainOptions.HeadLearningRate"/> applies to: the
+    /// classification head (classifier.* / score.*) or the depth-wise pooling weights.</summary>
+    public static bool IsHeadParameter(string name) =>
+        SequenceClassifier.IsHead(name) || name.StartsWith(SequencePooling.ModuleName + ".", StringComparison.Ordinal);
+
     internal static int EpochSeed(int seed, int epoch) => (int)(Rng.Mix((ulong)(uint)seed, (ulong)epoch) & 0x7FFFFFFF);
 
     /// <summary>The seed of an epoch's (text, label) pairs for a label-pairing method (epoch −1: the

@@ -36,7 +36,7 @@ public class PretrainerTests
         return path;
     }
 
-    private (Pretrainer Trainer, LanguageModel Model, PackedCorpus Corpus) Bert(string dir, int steps, double dropout, int heldOutEvery = 100, string? from = null, double lr = 3e-3)
+    private (Pretrainer Trainer, LanguageModel Model, PackedCorpus Corpus) Bert(string dir, int steps, double dropout, int heldOutEvery = 100, string? from = null, double lr = 3e-3, int? stopAfter = null)
     {
         var folder = from is null
             ? LanguageModelFolder.Create(Path.Combine(temp.Path, "init"), new LmShape("bert", 2, 32, 2, 64, MaxPositions: 64, Dropout: dropout), Vocab(), seed: 1)
@@ -46,7 +46,7 @@ public class PretrainerTests
         var (start, sep) = LmObjective.Delimiters(folder, tokenizer);
         var (stream, docs) = PackedCorpus.Tokenise([Corpus()], t => tokenizer.EncodeWithoutSpecialTokens(t), sep);
         var corpus = new PackedCorpus(stream, docs, 16, start, heldOutEvery);
-        var options = new PretrainOptions { Steps = steps, BatchSize = 4, LearningRate = lr, Seed = 1, EvalEvery = 4, SaveEvery = 2, LogEvery = 1, OutDir = dir, WarmupRatio = 0.05 };
+        var options = new PretrainOptions { Steps = steps, BatchSize = 4, LearningRate = lr, Seed = 1, EvalEvery = 4, SaveEvery = 2, LogEvery = 1, OutDir = dir, WarmupRatio = 0.05, StopAfter = stopAfter };
         return (new Pretrainer(LmObjective.For(model, tokenizer), folder, corpus, options), model, corpus);
     }
 
@@ -106,6 +106,16 @@ public class PretrainerTests
         Assert.That(resumedResult.LastEval, Is.EqualTo(fullResult.LastEval));
         var log = File.ReadAllLines(Path.Combine(temp.File("cut"), Pretrainer.MetricsFile));
         Assert.That(log.Count(l => l.Contains("\"loss\"")), Is.EqualTo(9), "one training line per step, none duplicated by the resume");
+
+        // --stop-after-step 6: a clean stop (checkpoint at step 6, between two saves), and the resume
+        // from it again ends as the uninterrupted run.
+        var stopped = Bert(temp.File("stop"), 9, dropout: 0.1, heldOutEvery: 3, stopAfter: 5);
+        Assert.That(stopped.Trainer.Train().Losses, Is.EqualTo(fullResult.Losses.Take(5)));
+        var fromStop = Path.Combine(temp.File("stop"), Pretrainer.LastCheckpoint);
+        var restarted = Bert(temp.File("stop"), 9, dropout: 0.1, heldOutEvery: 3, from: fromStop);
+        Assert.That(restarted.Trainer.Train(resumeFrom: fromStop).Losses, Is.EqualTo(fullResult.Losses.Skip(5)), "losses of steps 6..9");
+        foreach (var ((name, p), (_, q)) in full.Model.NamedParameters().Zip(restarted.Model.NamedParameters()))
+            Assert.That(q.ToFloatArray(), Is.EqualTo(p.ToFloatArray()), name);
 
         // Another batch size cannot continue this run exactly: refused.
         var other = Bert(temp.File("cut"), 10, dropout: 0.1, heldOutEvery: 3, from: checkpoint);

@@ -61,6 +61,48 @@ public class TrainerTests
         Assert.That(log.Count(l => l.Contains("\"loss\"")), Is.EqualTo(12), "one training line per step, none duplicated by the resume");
     }
 
+    /// <summary>--head-lr: after one AdamW step (constant rate, no warmup, no decay) every
+    /// parameter with a gradient moves by about its rate (the first Adam step is lr·g/(|g| + ε)),
+    /// so the head and the depth-wise weights move by the head's rate and the body by the body's;
+    /// a head rate equal to the rate is the plain run bit for bit.</summary>
+    [Test]
+    public void TheHeadLearningRateMovesTheHeadAndThePoolingWeightsAtTheirOwnRate()
+    {
+        Dictionary<string, float[]> Run(double? headLr, out Dictionary<string, float[]> before)
+        {
+            var folder = DemoModel.CreateFolder(Path.Combine(temp.Path, $"init{headLr}"), 3, hidden: 32);
+            var model = SequenceClassifier.FromFolder(folder, 3, numLabels: 2);
+            var options = new TrainOptions { MaxSteps = 1, BatchSize = 8, LearningRate = 1e-4, HeadLearningRate = headLr, MaxLength = 32, Seed = 3,
+                WarmupRatio = 0, Schedule = "constant", WeightDecay = 0, MaxGradNorm = 0,
+                Peft = new Models.Peft.PeftOptions { Method = "full", Pooling = "depthwise" } };
+            Models.Peft.PeftSetup.Apply(model, options.Peft, folder.Path, seed: 3);
+            before = model.NamedParameters().ToDictionary(np => np.Name, np => np.Param.ToFloatArray());
+            new Trainer(model, folder, TextTokenizer.FromFolder(folder), options, DemoModel.LabelNames, regression: false).Train(Train.Examples, null);
+            return model.NamedParameters().ToDictionary(np => np.Name, np => np.Param.ToFloatArray());
+        }
+        var after = Run(3e-3, out var before);
+        int heads = 0, bodies = 0;
+        foreach (var (name, w) in after)
+        {
+            double moved = w.Zip(before[name], (a, b) => Math.Abs((double)a - b)).Max();
+            bool head = Trainer.IsHeadParameter(name);
+            double rate = head ? 3e-3 : 1e-4;
+            // The key bias's gradient is zero up to rounding (softmax ignores a constant added to
+            // every score), far below Adam's ε: it moves by almost nothing, never by more than its rate.
+            double lowest = name.EndsWith("key.bias", StringComparison.Ordinal) ? 0 : 0.5 * rate;
+            Assert.That(moved, Is.InRange(lowest, 1.05 * rate), $"{name}: largest change {moved:G3}, rate {rate:G3}");
+            if (head) heads++; else bodies++;
+        }
+        Assert.That(heads, Is.GreaterThanOrEqualTo(3), "classifier weight, bias and the depth-wise weights moved");
+        Assert.That(after.Keys.Count(Trainer.IsHeadParameter), Is.EqualTo(heads));
+        Assert.That(after.Keys, Does.Contain(Models.Peft.SequencePooling.ParameterName));
+        Assert.That(bodies, Is.GreaterThan(10));
+
+        var same = Run(1e-4, out _);
+        var plain = Run(null, out _);
+        foreach (var (name, w) in plain) Assert.That(same[name], Is.EqualTo(w), name);
+    }
+
     /// <summary>Found by the kill/resume test: a run killed after writing the checkpoint of the step
     /// at which it stopped early trained on when resumed.</summary>
     [Test]

@@ -36,6 +36,7 @@ public static class PretrainCommands
         var evalEvery = new Option<int>("--eval-every") { Description = "evaluate every N steps (and at the end)", DefaultValueFactory = _ => 500 };
         var saveEvery = new Option<int>("--save-every") { Description = "write OUT/checkpoint-last every N steps (and at the end)", DefaultValueFactory = _ => 500 };
         var logEvery = new Option<int>("--log-every") { Description = "a metrics.jsonl line every N steps", DefaultValueFactory = _ => 10 };
+        var stopAfter = new Option<int?>("--stop-after-step") { Description = "end this session after step N of the run (evaluate, write checkpoint-last); --resume continues the same run" };
         var maxCorpus = new Option<long?>("--max-corpus-tokens") { Description = "stop reading the corpus after this many tokens" };
         var resume = new Option<string?>("--resume") { Description = "continue from OUT/checkpoint-last (same options and corpus)" };
         var output = new Option<string>("--out") { Description = "output folder: init/, checkpoint-last/ (the model), metrics.jsonl, loss.png", Required = true };
@@ -44,7 +45,7 @@ public static class PretrainCommands
         var cmd = new Command("pretrain", "Pretrain a BERT (masked LM) or Llama (causal LM) from scratch on plain text or the text of data files")
         {
             arch, preset, config, tokenizer, corpus, steps, tokens, seq, batch, lr, warmup, schedule, seed, wholeWord, mlmProbability,
-            heldOut, evalRows, evalEvery, saveEvery, logEvery, maxCorpus, resume, output, device, allowEvalText,
+            heldOut, evalRows, evalEvery, saveEvery, logEvery, stopAfter, maxCorpus, resume, output, device, allowEvalText,
         };
         cmd.Options.Add(dtype);
         cmd.SetAction(Cli.Action(p =>
@@ -83,7 +84,7 @@ public static class PretrainCommands
             {
                 Steps = stepCount, BatchSize = batchSize, LearningRate = p.GetValue(lr), WarmupRatio = p.GetValue(warmup), Schedule = p.GetValue(schedule)!,
                 Seed = seedValue, EvalEvery = p.GetValue(evalEvery), SaveEvery = p.GetValue(saveEvery), LogEvery = p.GetValue(logEvery),
-                EvalRows = p.GetValue(evalRows), OutDir = outDir, Device = on, Precision = p.GetValue(dtype)!,
+                EvalRows = p.GetValue(evalRows), OutDir = outDir, Device = on, Precision = p.GetValue(dtype)!, StopAfter = p.GetValue(stopAfter),
             };
             var trainer = new Pretrainer(objective, folder, packed, options);
             Console.WriteLine($"model: {model.Architecture} ({folder.ModelType}) from {folder.Path}: {model.ParameterCount():N0} parameters" +
@@ -97,7 +98,7 @@ public static class PretrainCommands
             progress.Done();
             var metrics = Path.Combine(outDir, Pretrainer.MetricsFile);
             if (world.Rank == 0 && File.Exists(metrics)) Plots.FromMetricsLog(metrics, outDir, "held_out_loss");
-            Console.WriteLine($"done: step {result.Steps:N0}, {result.Tokens:N0} tokens in {result.TrainingTime.TotalHours:F2} h of training (all sessions); this session {result.TokensPerSecond:N0} tokens/s");
+            Console.WriteLine($"{(result.Steps < stepCount ? $"stopped after step {result.Steps:N0} of {stepCount:N0} (--resume {Path.Combine(outDir, Pretrainer.LastCheckpoint)} continues the run)" : "done")}: step {result.Steps:N0}, {result.Tokens:N0} tokens in {result.TrainingTime.TotalHours:F2} h of training (all sessions); this session {result.TokensPerSecond:N0} tokens/s");
             if (result.LastEval is { } e) Console.WriteLine(Summary(e, objective.Masked));
             Console.WriteLine($"wrote {outDir}: {Pretrainer.LastCheckpoint}/ (the model, a Hugging Face folder), {Pretrainer.MetricsFile}, loss.png");
             return 0;

@@ -90,6 +90,7 @@ public static class TrainCommands
         var epochs = new Option<int>("--epochs") { Description = "epochs", DefaultValueFactory = _ => 3 };
         var steps = new Option<int?>("--steps") { Description = "optimizer steps (instead of epochs)" };
         var lr = new Option<double>("--lr") { Description = "peak learning rate (AdamW)", DefaultValueFactory = _ => 2e-5 };
+        var headLr = new Option<double?>("--head-lr") { Description = "peak learning rate of the classification head and the depth-wise pooling weights (default: --lr); the same schedule" };
         var seed = new Option<int>("--seed") { Description = "seed (data order, initialisation, dropout)", DefaultValueFactory = _ => 42 };
         var device = Cli.DeviceOption();
         var output = new Option<string>("--out") { Description = "output folder: checkpoints, metrics.jsonl, plots, eval.json", Required = true };
@@ -110,7 +111,7 @@ public static class TrainCommands
         var dtype = DTypeOption.Create();
         var methods = new MethodArgs();
         var cmd = new Command("train", "Fine-tune a Hugging Face folder for text classification")
-            { model, train, eval, epochs, steps, lr, seed, device, output, accum, warmup, decay, schedule, clip, evalEvery, patience, bucket, resume, logEvery, sample, sampleSeed, adapter };
+            { model, train, eval, epochs, steps, lr, headLr, seed, device, output, accum, warmup, decay, schedule, clip, evalEvery, patience, bucket, resume, logEvery, sample, sampleSeed, adapter };
         data.AddTo(cmd);
         methods.AddTo(cmd);
         faults.AddTo(cmd);
@@ -133,7 +134,7 @@ public static class TrainCommands
             var adapterMethod = adapterDir is null ? null : AdapterFiles.ReadConfig(adapterDir).Method.Name;
             var options = new TrainOptions
             {
-                Epochs = p.GetValue(epochs), MaxSteps = p.GetValue(steps), LearningRate = p.GetValue(lr), BatchSize = p.GetValue(data.Batch),
+                Epochs = p.GetValue(epochs), MaxSteps = p.GetValue(steps), LearningRate = p.GetValue(lr), HeadLearningRate = p.GetValue(headLr), BatchSize = p.GetValue(data.Batch),
                 MaxLength = p.GetValue(data.MaxLen), Seed = p.GetValue(seed), GradientAccumulation = p.GetValue(accum),
                 WarmupRatio = p.GetValue(warmup), WeightDecay = p.GetValue(decay), Schedule = p.GetValue(schedule)!, MaxGradNorm = p.GetValue(clip),
                 EvalEvery = p.GetValue(evalEvery), EarlyStoppingPatience = p.GetValue(patience), BucketByLength = p.GetValue(bucket),
