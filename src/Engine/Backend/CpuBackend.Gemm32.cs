@@ -25,6 +25,11 @@ public sealed partial class CpuBackend
                                        Span<float> allC, long offC, long strideC,
                                        int batch, int m, int n, int k, float alpha, float beta)
     {
+        if (UsesBlocked(m, n, k))
+        {
+            GemmBlocked(allA, offA, strideA, transA, allB, offB, strideB, transB, allC, offC, strideC, batch, m, n, k, alpha, beta);
+            return;
+        }
         var pool = ArrayPool<float>.Shared;
         float[]? packA = transA ? pool.Rent(m * k) : null;
         int panels = (n + 15) / 16;
