@@ -5,7 +5,8 @@ namespace Engine.Tests;
 
 /// <summary>The CPU's float32 fast paths against the simple reference kernels, on random shapes
 /// that include sizes not a multiple of any tile (4 rows, 16 columns, 32-row blocks): the packed
-/// 4×16 GEMM (CpuBackend.Gemm32.cs) and the per-head attention built on it
+/// 4×16 / 8×16 GEMM (CpuBackend.Gemm32.cs), the blocked 12×32 AVX-512 GEMM (CpuBackend.GemmBlocked.cs)
+/// and the per-head attention built on the former
 /// (CpuBackend.AttentionF32.cs). The references are the generic kernels run in float64 on the same
 /// float32 values, and for attention also the simple kernel in float32. Tolerances are relative to
 /// each output tensor's own largest magnitude.</summary>
@@ -68,7 +69,7 @@ public class CpuFastKernelTests
     }
 
     // ---------------------------------------------- the blocked AVX-512 GEMM (CpuBackend.GemmBlocked.cs)
-    // Shapes around its blocking: 12-row micro-panels, 32-column panels, K-blocks of ≤ 320 (641 → 3
+    // Shapes around its blocking: 12-row micro-panels, 32-column panels, K-blocks of ≤ 256 (641 → 3
     // blocks of 214, the last 213), C blocks of 96 × 256; none a multiple, plus exact ones and 1s.
 
     private static Tensor Abs(Tensor t) => Tensor.FromDoubles(t.ToDoubleArray().Select(Math.Abs).ToArray(), t.ShapeArray, DType.F64);
@@ -102,7 +103,8 @@ public class CpuFastKernelTests
     // batch, m, n, k, transA, transB, sharedA, sharedB, sharedC, alpha, beta
     [TestCase(1, 1, 1, 1, false, false, false, false, false, 1.0, 0.0)]
     [TestCase(1, 13, 33, 1, false, false, false, false, false, 0.5, 0.25)]
-    [TestCase(1, 12, 32, 320, false, false, false, false, false, 1.0, 1.0)]
+    [TestCase(1, 12, 32, 256, false, false, false, false, false, 1.0, 1.0)]   // exactly one tile, one K-block
+    [TestCase(1, 24, 64, 512, true, false, false, false, false, 1.0, 0.0)]    // exactly 2 × 2 tiles, two K-blocks
     [TestCase(1, 25, 65, 641, false, true, false, false, false, 0.5, 0.25)]
     [TestCase(1, 25, 65, 641, true, false, false, false, false, -2.0, 0.0)]
     [TestCase(1, 25, 65, 641, true, true, false, false, false, 1.0, -1.0)]
@@ -126,6 +128,22 @@ public class CpuFastKernelTests
         var serial = CheckBlocked(2, 205, 600, 700, false, true, false, false, true, 1.0, 0.5, parallel: false);
         Assert.That(second, Is.EqualTo(first));
         Assert.That(serial, Is.EqualTo(first));
+    }
+
+    /// <summary>beta = 0 writes C without reading it (the first K-block overwrites): NaNs in the old C
+    /// must not survive, as with the clearing pass of the other kernels.</summary>
+    [Test]
+    public void BlockedGemmWithBetaZeroIgnoresTheOldC()
+    {
+        if (!System.Runtime.Intrinsics.Vector512.IsHardwareAccelerated) Assert.Ignore("no AVX-512 here");
+        const int m = 30, n = 40, k = 300;
+        var rng = new Random(11);
+        var a = Tensor.Randn([m, k], rng).Span<float>().ToArray();
+        var b = Tensor.Randn([k, n], rng).Span<float>().ToArray();
+        var (fromNaN, fromZero) = (Enumerable.Repeat(float.NaN, m * n).ToArray(), new float[m * n]);
+        CpuBackend.GemmBlocked(a, 0, 0, false, b, 0, 0, false, fromNaN, 0, 0, 1, m, n, k, 1f, 0f);
+        CpuBackend.GemmBlocked(a, 0, 0, false, b, 0, 0, false, fromZero, 0, 0, 1, m, n, k, 1f, 0f);
+        Assert.That(fromNaN, Is.EqualTo(fromZero));
     }
 
     [Test]

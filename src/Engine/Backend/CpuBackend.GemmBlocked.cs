@@ -12,7 +12,7 @@ namespace Engine.Backend;
 // (24 + 2 + 1 of the 32 registers): three times the 8×16 tile's work per instruction of
 // overhead, and enough independent sums to keep both FMA ports busy.
 //
-// K is cut into blocks of at most BlockK so that the current K-block of one B panel (≤ 40 KB)
+// K is cut into blocks of at most BlockK so that the current K-block of one B panel (≤ 32 KB)
 // stays in L1 while the block's A micro-panels (in L2) pass over it; C is cut into fixed blocks
 // of BlockM × BlockN that run in parallel. Each C element is summed in one fixed order — within a
 // K-block p ascending, then C += alpha·(block sum), K-blocks in order — and the blocks do not
@@ -24,20 +24,18 @@ public sealed partial class CpuBackend
     /// <summary>Rows of a micro-tile (broadcast values of A) and columns (two 16-lane vectors of B).</summary>
     internal const int MR = 12, NR = 32;
 
-    /// <summary>Upper bound on a K-block: a B panel's block, BlockK × 32 floats, fits the 48 KB L1.</summary>
-    private static readonly int BlockK = Tunable("ENGINE_GEMM_KC", 320);
+    /// <summary>Upper bound on a K-block: a B panel's block, BlockK × 32 floats (32 KB), stays in the
+    /// 48 KB L1 with room for the A micro-panel streaming past it. (320 and 192 measured the same
+    /// within the noise of a shared machine.)</summary>
+    private const int BlockK = 256;
 
-    /// <summary>Rows and columns of one parallel C block (multiples of MR and NR).</summary>
-    private static readonly int BlockM = Tunable("ENGINE_GEMM_MC", 96) / MR * MR, BlockN = Tunable("ENGINE_GEMM_NC", 256) / NR * NR;
+    /// <summary>Rows and columns of one parallel C block (multiples of MR and NR); 192 × 128, 96 × 768,
+    /// 384 × 128 measured the same within noise. Fixed, so the blocks do not depend on the thread count.</summary>
+    private const int BlockM = 96, BlockN = 256;
 
     /// <summary>Below this many multiply-adds (M·N·K, 40³) the unpacked 8×16 path is used: measured
     /// faster at 16³ and 32³ (packing and renting cost more than they save), slower from 48³ up.</summary>
-    private static readonly long BlockedMinWork = Tunable("ENGINE_GEMM_MIN", 1 << 16);
-
-    private static readonly bool LoopIOuter = Environment.GetEnvironmentVariable("ENGINE_GEMM_IOUTER") == "1";
-
-    private static int Tunable(string name, int fallback) =>
-        int.TryParse(Environment.GetEnvironmentVariable(name), out int v) && v > 0 ? v : fallback;
+    private const long BlockedMinWork = 1 << 16;
 
     /// <summary>The blocked path runs with AVX-512 (ENGINE_GEMM=tile8 or tile4 keeps the older tiles, for
     /// side-by-side timing).</summary>
@@ -214,13 +212,6 @@ public sealed partial class CpuBackend
         for (int p0 = 0; p0 < k; p0 += kc)
         {
             int steps = Math.Min(kc, k - p0);
-            if (LoopIOuter)
-            {
-                for (int i = i0; i < i1; i += MR)
-                    for (int j = j0; j < j1; j += NR)
-                        Tile(A + (long)i * k + (long)p0 * MR, B + (long)j * k + (long)p0 * NR, C + (long)i * n + j, n, steps, Math.Min(MR, m - i), Math.Min(NR, n - j), alpha, overwrite && p0 == 0);
-                continue;
-            }
             // The K-block of one B panel (steps × 32 floats) stays in L1 while the block's A
             // micro-panels pass over it.
             for (int j = j0; j < j1; j += NR)
