@@ -119,7 +119,8 @@ public class CpuFastKernelTests
         CheckBlocked(batch, m, n, k, transA, transB, sharedA, sharedB, sharedC, alpha, beta);
 
     /// <summary>The blocked GEMM's bits repeat run to run and do not depend on the thread count (the C
-    /// blocks are fixed, each element summed in one order): two parallel runs and a serial one agree.</summary>
+    /// blocks are fixed, each element summed in one order): two parallel runs and a serial one agree,
+    /// for a batch summed into one C and for a batch of separate products.</summary>
     [Test]
     public void BlockedGemmIsBitwiseRepeatableAndIndependentOfThreads()
     {
@@ -128,6 +129,10 @@ public class CpuFastKernelTests
         var serial = CheckBlocked(2, 205, 600, 700, false, true, false, false, true, 1.0, 0.5, parallel: false);
         Assert.That(second, Is.EqualTo(first));
         Assert.That(serial, Is.EqualTo(first));
+        // A batch with its own C per matrix runs whole matrices in parallel: the same bits again.
+        var batched = CheckBlocked(5, 60, 70, 300, true, false, false, false, false, 1.0, 0.0);
+        var batchedSerial = CheckBlocked(5, 60, 70, 300, true, false, false, false, false, 1.0, 0.0, parallel: false);
+        Assert.That(batchedSerial, Is.EqualTo(batched));
     }
 
     /// <summary>beta = 0 writes C without reading it (the first K-block overwrites): NaNs in the old C

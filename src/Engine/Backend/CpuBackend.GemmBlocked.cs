@@ -37,6 +37,10 @@ public sealed partial class CpuBackend
     /// faster at 16³ and 32³ (packing and renting cost more than they save), slower from 48³ up.</summary>
     private const long BlockedMinWork = 1 << 16;
 
+    /// <summary>Below this many multiply-adds per matrix (256³) a batch with its own C per matrix runs
+    /// whole matrices in parallel instead of the blocks of each matrix in turn.</summary>
+    private const long BatchParallelWork = 1 << 24;
+
     /// <summary>The blocked path runs with AVX-512 (ENGINE_GEMM=tile8 or tile4 keeps the older tiles, for
     /// side-by-side timing).</summary>
     private static readonly bool Blocked = Vector512.IsHardwareAccelerated && Environment.GetEnvironmentVariable("ENGINE_GEMM") is not ("tile8" or "tile4");
@@ -53,6 +57,22 @@ public sealed partial class CpuBackend
                                             int batch, int m, int n, int k, float alpha, float beta, bool parallel = true)
     {
         if (!Vector512.IsHardwareAccelerated) throw new EngineException("GemmBlocked needs AVX-512 (Vector512 accelerated)");
+        if (parallel && batch > 1 && strideC != 0 && (long)m * n * k < BatchParallelWork)
+        {
+            // Many small independent products (attention's batched matmuls): whole matrices per
+            // thread, each on one thread — the same bits as below, without two parallel loops
+            // and their waits per matrix.
+            int lengthA = allA.Length, lengthB = allB.Length, lengthC = allC.Length;
+            fixed (float* pa = allA, pb = allB, pc = allC)
+            {
+                float* xa = pa, xb = pb, xc = pc;
+                For(batch, (long)m * n * k, bi => GemmBlocked(new Span<float>(xa, lengthA), offA + bi * strideA, 0, transA,
+                                                               new Span<float>(xb, lengthB), offB + bi * strideB, 0, transB,
+                                                               new Span<float>(xc, lengthC), offC + bi * strideC, 0,
+                                                               1, m, n, k, alpha, beta, parallel: false));
+            }
+            return;
+        }
         var pool = ArrayPool<float>.Shared;
         int panelsA = (m + MR - 1) / MR, panelsB = (n + NR - 1) / NR;
         // 16 floats spare, to start each packed operand on a 64-byte boundary: a misaligned
@@ -78,12 +98,19 @@ public sealed partial class CpuBackend
                         float* sa = pa, sb = pb;
                         // op(A)[i, p] is A[i·k + p] (rows along p) or, transposed, A[p·m + i]; op(B)[p, j]
                         // is B[p·n + j] or, transposed, B[j·k + p].
-                        if (bi == 0 || strideA != 0)
-                            Run(parallel, (panelsA + PackGroup - 1) / PackGroup, (long)PackGroup * MR * k,
-                                g => PackGroupOf(sa, transA ? 1 : k, transA ? m : 1, m, MR, k, A, g * PackGroup, Math.Min(panelsA, (g + 1) * PackGroup)));
-                        if (bi == 0 || strideB != 0)
-                            Run(parallel, (panelsB + PackGroup - 1) / PackGroup, (long)PackGroup * NR * k,
-                                g => PackGroupOf(sb, transB ? k : 1, transB ? 1 : n, n, NR, k, B, g * PackGroup, Math.Min(panelsB, (g + 1) * PackGroup)));
+                        // Both operands' panel groups in one parallel loop (one wait for the slowest thread, not two).
+                        int groupsA = bi == 0 || strideA != 0 ? (panelsA + PackGroup - 1) / PackGroup : 0;
+                        int groupsB = bi == 0 || strideB != 0 ? (panelsB + PackGroup - 1) / PackGroup : 0;
+                        Run(parallel, groupsA + groupsB, (long)PackGroup * NR * k, g =>
+                        {
+                            if (g < groupsA)
+                                PackGroupOf(sa, transA ? 1 : k, transA ? m : 1, m, MR, k, A, g * PackGroup, Math.Min(panelsA, (g + 1) * PackGroup));
+                            else
+                            {
+                                g -= groupsA;
+                                PackGroupOf(sb, transB ? k : 1, transB ? 1 : n, n, NR, k, B, g * PackGroup, Math.Min(panelsB, (g + 1) * PackGroup));
+                            }
+                        });
                     }
 
                     // A shared C (stride 0) sums the batch: beta applies once, before the first matrix.
