@@ -5,7 +5,8 @@ namespace Engine.Tests;
 
 /// <summary>The CPU's float32 fast paths against the simple reference kernels, on random shapes
 /// that include sizes not a multiple of any tile (4 rows, 16 columns, 32-row blocks): the packed
-/// 4×16 GEMM (CpuBackend.Gemm32.cs) and the per-head attention built on it
+/// 4×16 / 8×16 GEMM (CpuBackend.Gemm32.cs), the blocked 12×32 AVX-512 GEMM (CpuBackend.GemmBlocked.cs)
+/// and the per-head attention built on the former
 /// (CpuBackend.AttentionF32.cs). The references are the generic kernels run in float64 on the same
 /// float32 values, and for attention also the simple kernel in float32. Tolerances are relative to
 /// each output tensor's own largest magnitude.</summary>
@@ -31,6 +32,8 @@ public class CpuFastKernelTests
     [TestCase(37, 53, 19, true, true)]
     [TestCase(68, 33, 130, false, true)]
     [TestCase(5, 70, 3, true, false)]
+    [TestCase(130, 150, 90, false, true)] // big enough for the blocked AVX-512 path
+    [TestCase(101, 111, 333, true, false)]
     public void Float32GemmMatchesTheFloat64Reference(int m, int n, int k, bool transA, bool transB)
     {
         var rng = new Random(m * 1000 + n * 10 + k);
@@ -63,6 +66,98 @@ public class CpuFastKernelTests
         }
         Assert.That(wide, Is.EqualTo(narrow));
         Assert.That(wide, Is.Not.EqualTo(c0));
+    }
+
+    // ---------------------------------------------- the blocked AVX-512 GEMM (CpuBackend.GemmBlocked.cs)
+    // Shapes around its blocking: 12-row micro-panels, 32-column panels, K-blocks of ≤ 256 (641 → 3
+    // blocks of 214, the last 213), C blocks of 96 × 256; none a multiple, plus exact ones and 1s.
+
+    private static Tensor Abs(Tensor t) => Tensor.FromDoubles(t.ToDoubleArray().Select(Math.Abs).ToArray(), t.ShapeArray, DType.F64);
+
+    /// <summary>C = alpha·op(A)·op(B) + beta·C over a batch (a stride of 0 = one shared matrix; a shared
+    /// C sums the batch) by the blocked kernel, checked against the float64 generic kernel on the same
+    /// values: each element within 2·√(K·batch)·ε₃₂ of its own scale |alpha|·Σ|a||b| + |beta||c|
+    /// (the scale itself from the reference kernel run on absolute values). Returns C's bits.</summary>
+    private static float[] CheckBlocked(int batch, int m, int n, int k, bool transA, bool transB,
+                                        bool sharedA, bool sharedB, bool sharedC, double alpha, double beta, bool parallel = true)
+    {
+        if (!System.Runtime.Intrinsics.Vector512.IsHardwareAccelerated) Assert.Ignore("no AVX-512 here");
+        var rng = new Random(((batch * 31 + m) * 31 + n) * 31 + k);
+        int sa = sharedA ? 0 : m * k, sb = sharedB ? 0 : k * n, sc = sharedC ? 0 : m * n;
+        var a = Tensor.Randn([(sharedA ? 1 : batch) * m * k], rng);
+        var b = Tensor.Randn([(sharedB ? 1 : batch) * k * n], rng);
+        var c = Tensor.Randn([(sharedC ? 1 : batch) * m * n], rng);
+        var (a64, b64, c64, scale) = (As(a, DType.F64), As(b, DType.F64), As(c, DType.F64), Abs(c));
+        CpuBackend.GemmBlocked(a.Span<float>(), 0, sa, transA, b.Span<float>(), 0, sb, transB, c.Span<float>(), 0, sc,
+                               batch, m, n, k, (float)alpha, (float)beta, parallel);
+        Backends.Cpu.Gemm(a64, 0, sa, transA, b64, 0, sb, transB, c64, 0, sc, batch, m, n, k, alpha, beta);
+        Backends.Cpu.Gemm(Abs(a64), 0, sa, transA, Abs(b64), 0, sb, transB, scale, 0, sc, batch, m, n, k, Math.Abs(alpha), Math.Abs(beta));
+        var (got, want, s) = (c.ToDoubleArray(), c64.ToDoubleArray(), scale.ToDoubleArray());
+        double tol = 2 * Math.Sqrt((double)k * batch) * Math.Pow(2, -23);
+        for (int i = 0; i < got.Length; i++)
+            if (!(Math.Abs(got[i] - want[i]) <= tol * s[i] + 1e-30))
+                Assert.Fail($"C element {i} (row {i % (m * n) / n}, column {i % n}) is {got[i]}, the reference {want[i]} (scale {s[i]})");
+        return c.ToFloatArray();
+    }
+
+    // batch, m, n, k, transA, transB, sharedA, sharedB, sharedC, alpha, beta
+    [TestCase(1, 1, 1, 1, false, false, false, false, false, 1.0, 0.0)]
+    [TestCase(1, 13, 33, 1, false, false, false, false, false, 0.5, 0.25)]
+    [TestCase(1, 12, 32, 256, false, false, false, false, false, 1.0, 1.0)]   // exactly one tile, one K-block
+    [TestCase(1, 24, 64, 512, true, false, false, false, false, 1.0, 0.0)]    // exactly 2 × 2 tiles, two K-blocks
+    [TestCase(1, 25, 65, 641, false, true, false, false, false, 0.5, 0.25)]
+    [TestCase(1, 25, 65, 641, true, false, false, false, false, -2.0, 0.0)]
+    [TestCase(1, 25, 65, 641, true, true, false, false, false, 1.0, -1.0)]
+    [TestCase(1, 100, 300, 700, false, false, false, false, false, -1.5, 1.0)]
+    [TestCase(1, 97, 257, 321, false, true, false, false, false, 1.0, 0.0)]
+    [TestCase(1, 7, 3, 1000, true, true, false, false, false, 1.0, 0.5)]
+    [TestCase(3, 29, 47, 333, true, false, false, false, true, 1.0, 0.5)]   // weight gradient summed over the batch
+    [TestCase(3, 29, 47, 333, false, true, false, true, false, 0.75, 0.0)]  // one weight for every matrix
+    [TestCase(2, 50, 40, 30, true, true, true, false, false, 1.0, 2.0)]
+    public void BlockedGemmMatchesTheFloat64Reference(int batch, int m, int n, int k, bool transA, bool transB,
+                                                       bool sharedA, bool sharedB, bool sharedC, double alpha, double beta) =>
+        CheckBlocked(batch, m, n, k, transA, transB, sharedA, sharedB, sharedC, alpha, beta);
+
+    /// <summary>The blocked GEMM's bits repeat run to run and do not depend on the thread count (the C
+    /// blocks are fixed, each element summed in one order): two parallel runs and a serial one agree,
+    /// for a batch summed into one C and for a batch of separate products.</summary>
+    [Test]
+    public void BlockedGemmIsBitwiseRepeatableAndIndependentOfThreads()
+    {
+        var first = CheckBlocked(2, 205, 600, 700, false, true, false, false, true, 1.0, 0.5);
+        var second = CheckBlocked(2, 205, 600, 700, false, true, false, false, true, 1.0, 0.5);
+        var serial = CheckBlocked(2, 205, 600, 700, false, true, false, false, true, 1.0, 0.5, parallel: false);
+        Assert.That(second, Is.EqualTo(first));
+        Assert.That(serial, Is.EqualTo(first));
+        // A batch with its own C per matrix runs whole matrices in parallel: the same bits again.
+        var batched = CheckBlocked(5, 60, 70, 300, true, false, false, false, false, 1.0, 0.0);
+        var batchedSerial = CheckBlocked(5, 60, 70, 300, true, false, false, false, false, 1.0, 0.0, parallel: false);
+        Assert.That(batchedSerial, Is.EqualTo(batched));
+    }
+
+    /// <summary>beta = 0 writes C without reading it (the first K-block overwrites): NaNs in the old C
+    /// must not survive, as with the clearing pass of the other kernels.</summary>
+    [Test]
+    public void BlockedGemmWithBetaZeroIgnoresTheOldC()
+    {
+        if (!System.Runtime.Intrinsics.Vector512.IsHardwareAccelerated) Assert.Ignore("no AVX-512 here");
+        const int m = 30, n = 40, k = 300;
+        var rng = new Random(11);
+        var a = Tensor.Randn([m, k], rng).Span<float>().ToArray();
+        var b = Tensor.Randn([k, n], rng).Span<float>().ToArray();
+        var (fromNaN, fromZero) = (Enumerable.Repeat(float.NaN, m * n).ToArray(), new float[m * n]);
+        CpuBackend.GemmBlocked(a, 0, 0, false, b, 0, 0, false, fromNaN, 0, 0, 1, m, n, k, 1f, 0f);
+        CpuBackend.GemmBlocked(a, 0, 0, false, b, 0, 0, false, fromZero, 0, 0, 1, m, n, k, 1f, 0f);
+        Assert.That(fromNaN, Is.EqualTo(fromZero));
+    }
+
+    [Test]
+    public void Float32GemmsFrom40CubedTakeTheBlockedPath()
+    {
+        if (!System.Runtime.Intrinsics.Vector512.IsHardwareAccelerated) Assert.Ignore("no AVX-512 here");
+        if (Environment.GetEnvironmentVariable("ENGINE_GEMM") is not null) Assert.Ignore("ENGINE_GEMM picks a kernel");
+        Assert.That(CpuBackend.UsesBlocked(130, 150, 90), Is.True);
+        Assert.That(CpuBackend.UsesBlocked(32, 32, 32), Is.False, "tiny products stay on the 8×16 tile");
     }
 
     public static IEnumerable<TestCaseData> AttentionShapes()

@@ -12,6 +12,9 @@ namespace Engine.Backend;
 // the tile is written once at the end (C += alpha·acc, after C was scaled by beta). Blocks of
 // rows run in parallel; each writes only its own rows, so results do not depend on the thread
 // count. Float64 keeps the simple generic kernel (CpuBackend.Matmul.cs): it serves checks.
+// With AVX-512, GEMMs from 40³ multiply-adds take the blocked 12×32 path instead
+// (CpuBackend.GemmBlocked.cs); this one serves tiny products, attention's per-head tiles and
+// machines without AVX-512.
 public sealed partial class CpuBackend
 {
     /// <summary>Rows per parallel work item (a multiple of the 4-row tile).</summary>
@@ -25,6 +28,11 @@ public sealed partial class CpuBackend
                                        Span<float> allC, long offC, long strideC,
                                        int batch, int m, int n, int k, float alpha, float beta)
     {
+        if (UsesBlocked(m, n, k))
+        {
+            GemmBlocked(allA, offA, strideA, transA, allB, offB, strideB, transB, allC, offC, strideC, batch, m, n, k, alpha, beta);
+            return;
+        }
         var pool = ArrayPool<float>.Shared;
         float[]? packA = transA ? pool.Rent(m * k) : null;
         int panels = (n + 15) / 16;

@@ -4,7 +4,7 @@ using System.Numerics.Tensors;
 namespace Engine.Backend;
 
 // GEMM, the generic kernel (float64, and float32 with ENGINE_GEMM=simple; the float32 default is
-// CpuBackend.Gemm32.cs, and under MixedPrecision.Bf16() CpuBackend.GemmBf16.cs, which always uses it). One output row per work item (rows of all batches run in parallel unless the batch
+// CpuBackend.Gemm32.cs / CpuBackend.GemmBlocked.cs, and under MixedPrecision.Bf16() CpuBackend.GemmBf16.cs, which always uses it). One output row per work item (rows of all batches run in parallel unless the batch
 // writes one shared C, stride 0, which then runs serially). For op(B) = B the row is built as
 // a sum of scaled rows of B (SIMD axpy); for op(B) = Bᵀ each element is a SIMD dot product.
 // op(A) = Aᵀ reads a column of A into a scratch row first.
