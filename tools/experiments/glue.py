@@ -365,9 +365,8 @@ def backbone_tables(args, backbone, runs):
     for regime in ("scarce", "full"):
         for key, (title, configs, only, what) in TABLES.items():
             mine = [r for r in runs if r["regime"] == regime and r["config"] in configs]
-            earlier = {c for k, t in TABLES.items() if k != key and list(TABLES).index(k) < list(TABLES).index(key) for c in t[1]}
-            if not any(r["config"] not in earlier for r in mine):
-                continue  # only cells another table already shows: this table has not been run
+            if not all(any(r["config"] == c for r in mine) for c in configs):
+                continue  # a configuration never run: this table was not run (its shared rows show in the tables that were)
             tasks = [t for t in TASKS if (only is None or t in only) and any(r["task"] == t for r in mine)]
             seeds = sorted({r["seed"] for r in mine})
             lines += [f"### {title} ({'1,000 training examples' if regime == 'scarce' else 'full training sets'}; {backbone})", "",
@@ -387,7 +386,8 @@ def backbone_tables(args, backbone, runs):
                     if vs:
                         means.append(statistics.mean(vs))
                 two = [r["trained"] for r in rs if r["task"] in CLASSIFICATION]  # the head's width differs with the outputs: state 2 classes
-                ptext = f"{(two or [r['trained'] for r in rs])[0]:,}"
+                counts = sorted(set(two or [r["trained"] for r in rs]))  # a method may train a different part per task (select auto)
+                ptext = f"{counts[0]:,}" if len(counts) == 1 else f"{counts[0]:,}–{counts[-1]:,} (per task)"
                 avg = f"{100 * statistics.mean(means):.1f}" if len(means) == len(tasks) else ""
                 secs = statistics.mean(r["wall_seconds"] for r in rs)
                 lines.append(f"| {c} | {ptext} | " + " | ".join(row) + f" | {avg} | {secs:.0f} |")
