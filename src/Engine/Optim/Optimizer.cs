@@ -31,7 +31,7 @@ public sealed class ParameterState
 
     /// <summary>The rate this parameter's next update uses: the optimizer's current rate times
     /// <see cref="LearningRateScale"/>.</summary>
-    public double LearningRate(Optimizer optimizer) => LearningRateScale == 1.0 ? optimizer.LearningRate : optimizer.LearningRate * LearningRateScale;
+    public double LearningRate(Optimizer optimizer) => optimizer.LearningRate * LearningRateScale;   // × 1 is exact: unscaled runs keep their bits
 
     /// <summary>How many updates this parameter has had, counting the one in progress. A step
     /// that finds the parameter without a gradient does not count (as in PyTorch, where the

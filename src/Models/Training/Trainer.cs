@@ -88,14 +88,14 @@ public sealed class Trainer
             .Concat(TrainingStage.Ends(stages.Skip(skipped).ToList(), total, (double)perEpoch / o.GradientAccumulation)).ToArray();
         int StageStart(int i) => i == 0 ? 0 : stageEnds[i - 1];
         // --head-lr: the head and the depth-wise pooling weights get their own peak rate.
-        var headParameters = new HashSet<Tensor>(model.NamedParameters().Where(np => IsHeadParameter(np.Name)).Select(np => np.Param),
-                                                 ReferenceEqualityComparer.Instance);
+        var headParameters = o.HeadLearningRate is null ? null
+            : new HashSet<Tensor>(model.NamedParameters().Where(np => IsHeadParameter(np.Name)).Select(np => np.Param), ReferenceEqualityComparer.Instance);
         (Optimizer, LrScheduler) ForStage(int i)
         {
             int steps = stageEnds[i] - StageStart(i), warm = stages.Count == 0 ? warmup : (int)(o.WarmupRatio * steps);
             double lr = stages.Count == 0 ? o.LearningRate : stages[i].LearningRate ?? o.LearningRate;
             var optimizer = new AdamW(model.Parameters(), lr, weightDecay: o.WeightDecay, noDecay: Optimizer.VectorsAndScalars,
-                learningRateScale: o.HeadLearningRate is { } headLr ? p => headParameters.Contains(p) ? headLr / lr : 1.0 : null);
+                learningRateScale: o.HeadLearningRate is { } headLr ? p => headParameters!.Contains(p) ? headLr / lr : 1.0 : null);
             return (optimizer, new LrScheduler(optimizer, o.Schedule switch
             {
                 "constant" => warm > 0 ? new LrSchedule.ConstantWithWarmup(warm) : new LrSchedule.Constant(),
@@ -316,8 +316,7 @@ public sealed class Trainer
     /// HashCode.Combine, which .NET randomises per process), so a resumed process sees the same order.</summary>
     /// <summary>A parameter that <see cref="TrainOptions.HeadLearningRate"/> applies to: the
     /// classification head (classifier.* / score.*) or the depth-wise pooling weights.</summary>
-    public static bool IsHeadParameter(string name) =>
-        SequenceClassifier.IsHead(name) || name.StartsWith(SequencePooling.ModuleName + ".", StringComparison.Ordinal);
+    public static bool IsHeadParameter(string name) => PeftSetup.GroupOf(name) is "head" or "depth-wise pooling";
 
     internal static int EpochSeed(int seed, int epoch) => (int)(Rng.Mix((ulong)(uint)seed, (ulong)epoch) & 0x7FFFFFFF);
 
