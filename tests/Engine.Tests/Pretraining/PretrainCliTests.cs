@@ -70,6 +70,13 @@ public class PretrainCliTests
         Assert.That(EngineProcess.AssertUserError(r), Does.Contain("missing.txt: no such file"));
         r = EngineProcess.Run("pretrain", "--resume", temp.Path, "--corpus", temp.File("corpus.txt"), "--steps", "1", "--out", temp.File("x"));
         EngineProcess.AssertUserError(r);
+        // A bad option is refused before anything is written (the init folder included).
+        foreach (var (option, value, says) in new[] { ("--stop-after-step", "0", "stop-after-step"), ("--lr", "0", "learning rate"), ("--batch", "0", "batch size") })
+        {
+            r = EngineProcess.Run("pretrain", "--preset", "bert-mini", "--tokenizer", temp.File("vocab.txt"), "--corpus", temp.File("corpus.txt"), "--steps", "1", option, value, "--out", temp.File("z"));
+            Assert.That(EngineProcess.AssertUserError(r), Does.Contain(says));
+            Assert.That(Directory.Exists(temp.File("z")), Is.False, $"{option} {value}: nothing written");
+        }
         r = EngineProcess.Run("init", "--arch", "llama", "--out", temp.File("y"));
         Assert.That(EngineProcess.AssertUserError(r), Does.Contain("--tokenizer"));
     }

@@ -56,6 +56,15 @@ public static class PretrainCommands
             var outDir = p.GetValue(output)!;
             var resumeDir = p.GetValue(resume);
             int seedValue = p.GetValue(seed);
+            int batchSize = p.GetValue(batch);
+            // Every option checked before OUT/init is written (the step count, from the corpus, comes later).
+            var options = new PretrainOptions
+            {
+                Steps = 1, BatchSize = batchSize, LearningRate = p.GetValue(lr), WarmupRatio = p.GetValue(warmup), Schedule = p.GetValue(schedule)!,
+                Seed = seedValue, EvalEvery = p.GetValue(evalEvery), SaveEvery = p.GetValue(saveEvery), LogEvery = p.GetValue(logEvery),
+                EvalRows = p.GetValue(evalRows), OutDir = outDir, Device = on, Precision = p.GetValue(dtype)!, StopAfter = p.GetValue(stopAfter),
+            };
+            options.Validate();
             HfModelFolder folder;
             if (resumeDir is not null) folder = HfModelFolder.Open(resumeDir);
             else
@@ -73,19 +82,12 @@ public static class PretrainCommands
             int maxPositions = folder.Family == ModelFamily.Bert ? folder.BertConfig.MaxPositionEmbeddings : folder.LlamaConfig.MaxPositionEmbeddings;
             if (length > maxPositions) throw new EngineException($"--seq: {length} is longer than the model's {maxPositions} positions");
             var packed = ReadCorpus(folder, text, p.GetValue(corpus)!, length, p.GetValue(heldOut), p.GetValue(maxCorpus));
-            int batchSize = p.GetValue(batch);
-            if (batchSize < 1) throw new EngineException($"--batch: must be at least 1, got {batchSize}");
             long rowsPerStep = (long)batchSize * world.Size;
             int stepCount = p.GetValue(steps) ?? (p.GetValue(tokens) is long n
                 ? (int)Math.Min(int.MaxValue, (n + rowsPerStep * length - 1) / (rowsPerStep * length))
                 : throw new EngineException("give --steps N or --tokens N"));
             var objective = LmObjective.For(model, text, p.GetValue(wholeWord), p.GetValue(mlmProbability));
-            var options = new PretrainOptions
-            {
-                Steps = stepCount, BatchSize = batchSize, LearningRate = p.GetValue(lr), WarmupRatio = p.GetValue(warmup), Schedule = p.GetValue(schedule)!,
-                Seed = seedValue, EvalEvery = p.GetValue(evalEvery), SaveEvery = p.GetValue(saveEvery), LogEvery = p.GetValue(logEvery),
-                EvalRows = p.GetValue(evalRows), OutDir = outDir, Device = on, Precision = p.GetValue(dtype)!, StopAfter = p.GetValue(stopAfter),
-            };
+            options = options with { Steps = stepCount };
             var trainer = new Pretrainer(objective, folder, packed, options);
             Console.WriteLine($"model: {model.Architecture} ({folder.ModelType}) from {folder.Path}: {model.ParameterCount():N0} parameters" +
                               (model is CausalLanguageModel c ? (c.Tied ? ", output layer tied to the embeddings" : ", untied lm_head") : ", MLM head tied to the word embeddings") +
