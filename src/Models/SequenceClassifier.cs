@@ -158,6 +158,14 @@ public abstract class SequenceClassifier : Module
         }
     }
 
+    /// <summary>Whether the model takes token type (segment) ids. Llama does not: its tokenizers
+    /// number a pair's parts 0 and 1 when asked, but transformers does not pass them to the model
+    /// (token_type_ids is not among its model inputs), and neither do the engine's batches.</summary>
+    public virtual bool UsesTokenTypes => true;
+
+    /// <summary>A batch's token types as this model takes them: as given, or null for a model without them.</summary>
+    public Tensor? TokenTypes(Tensor? tokenTypeIds) => UsesTokenTypes ? tokenTypeIds : null;
+
     /// <summary>ids [B, T] I32; attentionMask [B, T] I32 (1 token, 0 padding) or null; tokenTypeIds [B, T] I32 or null.</summary>
     public abstract ClassifierOutput Forward(Tensor ids, Tensor? attentionMask = null, Tensor? tokenTypeIds = null);
 

@@ -47,6 +47,7 @@ public sealed class LlamaForSequenceClassification : SequenceClassifier
     public override int KeyValueWidth => Config.NumKeyValueHeads * Config.HeadDim;
     public override Tensor WordEmbeddings => Decoder.EmbedTokens.Weight;
     public override string DefaultPooling => "last";
+    public override bool UsesTokenTypes => false;
 
     /// <summary>ids [B, T] I32; attentionMask [B, T] I32 or null; tokenTypeIds must be null or all
     /// zeros (Llama has no segment embeddings).</summary>

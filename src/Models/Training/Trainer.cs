@@ -174,7 +174,7 @@ public sealed class Trainer
                 using var scope = Scope.Begin();
                 using var precision = MixedPrecision.Use(MixedPrecision.Parse(o.Precision)); // bf16: GEMM inputs rounded (forward and backward)
                 using var anomaly = o.DetectAnomaly ? Anomaly.Detect() : null;
-                var output = model.Forward(batch.Ids, batch.Mask, batch.Types);
+                var output = model.Forward(batch.Ids, batch.Mask, model.TokenTypes(batch.Types));
                 var loss = model.Loss(output.Logits, targets);
                 double value = loss.Item();
                 if (!double.IsFinite(value)) { nonFinite ??= $"the loss is {value}"; stepLoss = double.NaN; continue; }
@@ -287,7 +287,7 @@ public sealed class Trainer
                 var rows = pairing is null ? idx : idx.SelectMany(i => Enumerable.Repeat(i, k)).ToArray();
                 pairing?.Pair(Enumerable.Range(0, rows.Length).Select(r => r % k).ToArray());
                 var batch = Batches.Collate(data, rows, tokenizer.PadId);
-                var logits = model.Forward(batch.Ids, batch.Mask, batch.Types).Logits;
+                var logits = model.Forward(batch.Ids, batch.Mask, model.TokenTypes(batch.Types)).Logits;
                 int width = k * logits.Dim(1);
                 var v = logits.ToDoubleArray();
                 for (int r = 0; r < idx.Length; r++) result.Add(v.AsSpan(r * width, width).ToArray());

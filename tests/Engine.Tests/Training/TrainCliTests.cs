@@ -92,6 +92,27 @@ public class TrainCliTests
     }
 
     [Test]
+    public void ALlamaFolderTrainsOnSentencePairs()
+    {
+        // A pair's second part gets token type 1 from the tokenizer; Llama takes no token types, so
+        // the batches must not pass them (before the fix: "llama: token_type_ids are not used").
+        var dir = temp.File("llama");
+        Directory.CreateDirectory(dir);
+        var fixture = Path.Combine(TestContext.CurrentContext.TestDirectory, "Fixtures", "llama_tiny", "llama");
+        foreach (var f in new[] { "config.json", "model.safetensors" }) File.Copy(Path.Combine(fixture, f), Path.Combine(dir, f));
+        File.WriteAllLines(Path.Combine(dir, "vocab.txt"), NegationTask.Vocabulary());
+        string Pairs(int count, int seed) => string.Join("\n", new[] { "index\tsentence1\tsentence2\tlabel" }.Concat(NegationTask.Make(count, seed)
+            .Select((e, i) => $"{i}\t{e.Text}\tthe movie was good\t{(e.Label == 1 ? "entailment" : "not_entailment")}"))) + "\n";
+        File.WriteAllText(temp.File("rte-train.tsv"), Pairs(32, 1));
+        File.WriteAllText(temp.File("rte-dev.tsv"), Pairs(8, 2));
+        var run = temp.File("llama-pairs");
+        var r = EngineProcess.Run("train", "--model", dir, "--train", temp.File("rte-train.tsv"), "--eval", temp.File("rte-dev.tsv"), "--task", "rte",
+            "--steps", "2", "--batch", "16", "--lr", "1e-3", "--out", run);
+        Assert.That(r.Exit, Is.EqualTo(0), r.Err);
+        Assert.That(File.Exists(Path.Combine(run, Trainer.EvalFile)));
+    }
+
+    [Test]
     public void BadInputIsOneLineAndNothingIsWritten()
     {
         File.AppendAllText(temp.File("train.tsv"), "a line without a label column\n");

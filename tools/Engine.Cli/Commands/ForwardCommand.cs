@@ -43,7 +43,7 @@ public static class ForwardCommand
             var result = new List<KeyValuePair<string, Tensor>>();
             using (withGrads ? null : Tape.NoGrad())
             {
-                var o = net.Forward(inputs.Ids, inputs.Mask, inputs.Types);
+                var o = net.Forward(inputs.Ids, inputs.Mask, net.TokenTypes(inputs.Types));
                 for (int i = 0; i < o.HiddenStates.Count; i++) result.Add(new($"hidden_states.{i}", o.HiddenStates[i]));
                 result.Add(new("last_hidden_state", o.LastHiddenState));
                 result.Add(new("logits", o.Logits));
