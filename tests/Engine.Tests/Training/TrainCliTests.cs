@@ -70,15 +70,21 @@ public class TrainCliTests
         Assert.That(Losses("b"), Is.EqualTo(a), "data order, dropout and the method's initialisation are fixed functions of the seed, in any process");
     }
 
-    [Test]
-    public void ALlamaFolderTrainsEvaluatesAndPredictsThroughTheSameCommands()
+    /// <summary>The tiny Llama fixture (pad id 0) with a WordPiece vocab.txt whose [PAD] is id 0 too.</summary>
+    private string LlamaFolder()
     {
-        // The tiny Llama fixture (pad id 0) with a WordPiece vocab.txt whose [PAD] is id 0 too.
         var dir = temp.File("llama");
         Directory.CreateDirectory(dir);
         var fixture = Path.Combine(TestContext.CurrentContext.TestDirectory, "Fixtures", "llama_tiny", "llama");
         foreach (var f in new[] { "config.json", "model.safetensors" }) File.Copy(Path.Combine(fixture, f), Path.Combine(dir, f));
         File.WriteAllLines(Path.Combine(dir, "vocab.txt"), NegationTask.Vocabulary());
+        return dir;
+    }
+
+    [Test]
+    public void ALlamaFolderTrainsEvaluatesAndPredictsThroughTheSameCommands()
+    {
+        var dir = LlamaFolder();
         var run = temp.File("llama-run");
         var r = EngineProcess.Run("train", "--model", dir, "--train", temp.File("train.tsv"), "--eval", temp.File("dev.tsv"), "--task", "sst2",
             "--steps", "3", "--batch", "16", "--lr", "1e-3", "--out", run);
@@ -96,11 +102,7 @@ public class TrainCliTests
     {
         // A pair's second part gets token type 1 from the tokenizer; Llama takes no token types, so
         // the batches must not pass them (before the fix: "llama: token_type_ids are not used").
-        var dir = temp.File("llama");
-        Directory.CreateDirectory(dir);
-        var fixture = Path.Combine(TestContext.CurrentContext.TestDirectory, "Fixtures", "llama_tiny", "llama");
-        foreach (var f in new[] { "config.json", "model.safetensors" }) File.Copy(Path.Combine(fixture, f), Path.Combine(dir, f));
-        File.WriteAllLines(Path.Combine(dir, "vocab.txt"), NegationTask.Vocabulary());
+        var dir = LlamaFolder();
         string Pairs(int count, int seed) => string.Join("\n", new[] { "index\tsentence1\tsentence2\tlabel" }.Concat(NegationTask.Make(count, seed)
             .Select((e, i) => $"{i}\t{e.Text}\tthe movie was good\t{(e.Label == 1 ? "entailment" : "not_entailment")}"))) + "\n";
         File.WriteAllText(temp.File("rte-train.tsv"), Pairs(32, 1));
