@@ -1,0 +1,137 @@
+#!/usr/bin/python3
+"""Tests of glue.py's bookkeeping with a fake engine (no training): the ledger, resuming, the
+per-table sections of the report, pre-ledger tables kept. Run: python3 tools/experiments/test_glue.py
+(tests/Engine.Tests runs it too). Standard library only."""
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import unittest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+GLUE = os.path.join(HERE, "glue.py")
+
+# Stands in for `engine train` / `engine analyze variability`: writes eval.json (a metric from the
+# seed and the method, so cells differ) and the lines glue.py reads from stdout.
+FAKE = r'''#!/usr/bin/env python3
+import json, os, sys
+a = sys.argv[1:]
+def opt(name): return a[a.index(name) + 1] if name in a else None
+if a[0] == "analyze":
+    json.dump({"nu": [0.9, 0.5, 0.7]}, open(opt("--out"), "w")); print("wrote", opt("--out")); sys.exit(0)
+if os.environ.get("FAKE_FAIL") == opt("--method"):
+    print("engine: --method " + opt("--method") + ": planted failure"); sys.exit(2)
+out = opt("--out"); os.makedirs(out, exist_ok=True)
+v = 0.5 + 0.01 * int(opt("--seed")) + 0.1 * len(opt("--method")) / 10
+json.dump({m: v for m in ("accuracy", "f1", "mcc", "pearson")}, open(os.path.join(out, "eval.json"), "w"))
+print("full from step 1: 1,234 of 5,678 parameters trained")
+if opt("--pooling") == "depthwise":
+    print("depth-wise pooling weights (per layer):\n  layer emb  0.100 #\n  layer 1    0.900 #########")
+print("done: 10 steps in 1.5 s, 1,000 tokens/s")
+'''
+
+
+def write(path, text):
+    with open(path, "w") as f:
+        f.write(text)
+
+
+def read(path):
+    with open(path) as f:
+        return f.read()
+
+
+class GlueScript(unittest.TestCase):
+    def setUp(self):
+        self.tmp = tempfile.TemporaryDirectory()
+        t = self.tmp.name
+        self.engine = os.path.join(t, "engine")
+        write(self.engine, FAKE)
+        os.chmod(self.engine, 0o755)
+        self.backbone = os.path.join(t, "bb-1")
+        os.makedirs(self.backbone)
+        self.runs, self.cells, self.page = os.path.join(t, "runs"), os.path.join(t, "cells.jsonl"), os.path.join(t, "results.md")
+
+    def tearDown(self):
+        self.tmp.cleanup()
+
+    def glue(self, *args, fail=None, check=True):
+        env = dict(os.environ, ENGINE=self.engine)
+        if fail:
+            env["FAKE_FAIL"] = fail
+        p = subprocess.run([sys.executable, GLUE, *args], env=env, capture_output=True, text=True)
+        if check and p.returncode != 0:
+            self.fail(p.stdout + p.stderr)
+        return p
+
+    def run_table(self, table, tasks, seeds, runs=None):
+        return self.glue("run", table, "--backbone", self.backbone, "--runs", runs or self.runs, "--ledger", self.cells,
+                         "--tasks", tasks, "--seeds", seeds, "--epochs", "1").stdout
+
+    def ledger(self):
+        return [json.loads(l) for l in read(self.cells).splitlines()]
+
+    def test_cells_go_to_the_ledger_once_and_a_new_machine_skips_them(self):
+        self.run_table("pooling", "sst2", "1")
+        cells = self.ledger()
+        self.assertEqual(sorted(c["config"] for c in cells), ["full", "full+depthwise", "head", "head+depthwise"])
+        self.assertTrue(all(c["backbone"] == "bb-1" and c["seed"] == 1 and c["trained"] == 1234 for c in cells))
+        depth = [c for c in cells if c["config"] == "full+depthwise"][0]
+        self.assertEqual(depth["depth_weights"], [["emb", 0.1], ["1", 0.9]])
+        self.assertNotIn(self.runs, json.dumps(cells))  # paths relative: the ledger means the same on any machine
+        again = self.run_table("pooling", "sst2", "1")  # same machine: the run folders are there
+        self.assertEqual(again.count("skip"), 4)
+        self.assertEqual(len(self.ledger()), 4)
+        elsewhere = self.run_table("pooling", "sst2", "1", runs=os.path.join(self.tmp.name, "fresh"))  # the run folders are gone
+        self.assertEqual(elsewhere.count("(in the ledger)"), 4, elsewhere)
+        self.assertEqual(len(self.ledger()), 4)
+
+    def test_a_failed_cell_is_not_in_the_ledger(self):
+        out = self.glue("run", "pooling", "--backbone", self.backbone, "--runs", self.runs, "--ledger", self.cells,
+                        "--tasks", "sst2", "--seeds", "1", "--epochs", "1", fail="head").stdout
+        self.assertEqual(out.count("FAILED"), 2, out)
+        self.assertEqual(sorted(c["config"] for c in self.ledger()), ["full", "full+depthwise"])
+
+    def test_other_settings_are_refused(self):
+        self.run_table("pooling", "sst2", "1", runs=os.path.join(self.tmp.name, "a"))
+        p = self.glue("run", "pooling", "--backbone", self.backbone, "--runs", os.path.join(self.tmp.name, "b"), "--ledger", self.cells,
+                      "--tasks", "sst2", "--seeds", "1", "--epochs", "2", check=False)
+        self.assertNotEqual(p.returncode, 0)
+        self.assertIn("other settings", p.stderr)
+
+    def test_report_adds_seeds_from_two_machines_and_keeps_pre_ledger_tables(self):
+        old = ("intro\n\n<!-- table bb-1 baselines scarce pre-ledger: old -->\n### Baselines\n| old |\n\n<!-- end of table bb-1 baselines scarce -->\n"
+               "\n<!-- table bb-1 pooling scarce pre-ledger: old -->\n### Depth-wise\n| old pooling |\n\n<!-- end of table bb-1 pooling scarce -->\n\nafter\n")
+        write(self.page, old)
+        self.run_table("pooling", "sst2", "1", runs=os.path.join(self.tmp.name, "m1"))
+        self.run_table("pooling", "sst2", "2", runs=os.path.join(self.tmp.name, "m2"))
+        self.run_table("ehft", "sst2", "1,2", runs=os.path.join(self.tmp.name, "m2"))
+        self.glue("report", "--runs", os.path.join(self.tmp.name, "none"), "--ledger", self.cells, "--out", self.page)
+        page = read(self.page)
+        self.assertIn("| old |", page)  # pre-ledger tables stay
+        self.assertIn("| old pooling |", page)
+        self.assertIn("<!-- table bb-1 ehft scarce: generated", page)  # a new table gets its own section, before the text after
+        self.assertLess(page.index("ehft scarce"), page.index("after"))
+        self.assertIn("mean ± std over seeds 1, 2", page)
+        self.glue("report", "--runs", os.path.join(self.tmp.name, "none"), "--ledger", self.cells, "--out", self.page, "--replace-pre-ledger")
+        page = read(self.page)
+        self.assertNotIn("| old pooling |", page)
+        self.assertIn("| old |", page)  # no cells for the baselines: untouched even so
+        row = [l for l in page.splitlines() if l.startswith("| full+depthwise |")][0]
+        self.assertIn("55.5 ± 0.7", row)  # 0.5 + 0.01 × seed + 0.04 (--method full) over seeds 1 and 2
+        self.assertEqual(page.count("<!-- table bb-1 pooling scarce"), 1)
+
+    def test_variability_is_kept_and_written_back(self):
+        self.run_table("variability", "sst2", "1")
+        nu = [c for c in self.ledger() if c.get("kind") == "nu"]
+        self.assertEqual([n["nu"] for n in nu], [[0.9, 0.5, 0.7]])
+        fresh = os.path.join(self.tmp.name, "fresh")
+        out = self.run_table("variability", "sst2", "2", runs=fresh)
+        self.assertNotIn("analyze", out)  # ν came from the ledger, not a new analysis
+        self.assertEqual(json.loads(read(os.path.join(fresh, "bb-1", "variability", "sst2", "nu.json"))), {"nu": [0.9, 0.5, 0.7]})
+        self.assertEqual(len([c for c in self.ledger() if c.get("kind") == "nu"]), 1)
+
+
+if __name__ == "__main__":
+    unittest.main()
