@@ -146,9 +146,25 @@ def name_of(backbone):
     return os.path.basename(os.path.normpath(backbone))
 
 
-def comparable(cmd, runs):
-    """The command with the run-specific paths replaced, for comparing a finished cell's settings."""
-    return [a.replace(runs, "RUNS") if isinstance(a, str) else a for a in cmd[1:]]
+def comparable(cmd, args):
+    """The command without the engine and with this machine's paths replaced (RUNS, BACKBONE,
+    RANDOM_BACKBONE, DATA), so a finished cell's settings compare equal on any machine."""
+    return same_paths(cmd[1:], args)
+
+
+def same_paths(words, args):
+    """words with this machine's run, backbone and data paths written as RUNS, BACKBONE, RANDOM_BACKBONE, DATA."""
+    subs = [(p, name) for p, name in ((getattr(args, "runs", None), "RUNS"), (getattr(args, "random_backbone", None), "RANDOM_BACKBONE"),
+                                      (getattr(args, "backbone", None), "BACKBONE"), (DATA, "DATA")) if p]
+    out = []
+    for a in words:
+        if isinstance(a, str):
+            for p, name in subs:
+                if a == p or a.startswith(p + os.sep):
+                    a = name + a[len(p):]
+                    break
+        out.append(a)
+    return out
 
 
 def variability(args, task):
@@ -171,7 +187,7 @@ def variability(args, task):
         subprocess.run(cmd, check=True, stdout=open(os.path.join(out, "stdout.txt"), "w"), stderr=subprocess.STDOUT)
         with LEDGER_LOCK, open(args.ledger, "a") as f:
             f.write(json.dumps({"kind": "nu", "backbone": name_of(args.backbone), "task": task, "nu": json.load(open(nu_json))["nu"],
-                                "compare": comparable(cmd, args.runs), "host": socket.gethostname(),
+                                "compare": comparable(cmd, args), "host": socket.gethostname(),
                                 "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}, separators=(",", ":")) + "\n")
 
 
@@ -225,7 +241,7 @@ def run_cell(args, task, config, seed, threads):
     record = os.path.join(root, "run.json")
     if os.path.exists(record):
         done = json.load(open(record))
-        if done["compare"] != comparable(cmd, args.runs):
+        if same_paths(done["compare"], args) != comparable(cmd, args):
             sys.exit(f"glue.py: {root} was run with other settings ({' '.join(done['command'])}); delete it or use another --runs")
         if not args.dry_run:
             ledger_add(args, root, name_of(args.backbone))
@@ -233,7 +249,7 @@ def run_cell(args, task, config, seed, threads):
     key = (name_of(args.backbone), args.regime, task, config, seed)
     kept = [x for x in read_ledger(args.ledger) if "kind" not in x and ledger_key(x) == key]
     if kept:
-        if kept[0]["compare"] != comparable(cmd, args.runs):
+        if same_paths(kept[0]["compare"], args) != comparable(cmd, args):
             sys.exit(f"glue.py: the ledger's {' '.join(map(str, key))} was run with other settings ({' '.join(kept[0]['compare'])}); "
                      f"remove its line from {args.ledger} to run it again")
         return f"skip {task} {config} seed{seed} (in the ledger)"
@@ -256,7 +272,7 @@ def run_cell(args, task, config, seed, threads):
     for d in ("checkpoint-best", "checkpoint-last"):
         shutil.rmtree(os.path.join(root, d), ignore_errors=True)
     json.dump({
-        "command": cmd, "compare": comparable(cmd, args.runs), "task": task, "config": config, "seed": seed, "regime": args.regime,
+        "command": cmd, "compare": comparable(cmd, args), "task": task, "config": config, "seed": seed, "regime": args.regime,
         "trained": int(trained.group(1).replace(",", "")), "total": int(trained.group(2).replace(",", "")),
         "steps": int(done.group(1)), "train_seconds": float(done.group(2)), "wall_seconds": round(wall, 1),
         "threads": threads, "load_before": round(load, 2), "load_after": round(os.getloadavg()[0], 2),

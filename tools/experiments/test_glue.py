@@ -79,13 +79,21 @@ class GlueScript(unittest.TestCase):
         self.assertTrue(all(c["backbone"] == "bb-1" and c["seed"] == 1 and c["trained"] == 1234 for c in cells))
         depth = [c for c in cells if c["config"] == "full+depthwise"][0]
         self.assertEqual(depth["depth_weights"], [["emb", 0.1], ["1", 0.9]])
-        self.assertNotIn(self.runs, json.dumps(cells))  # paths relative: the ledger means the same on any machine
+        text = json.dumps(cells)
+        self.assertNotIn(self.runs, text)  # no machine's paths: the ledger means the same on any machine
+        self.assertNotIn(self.tmp.name, text)
+        self.assertIn('"--model", "BACKBONE"', text)
         again = self.run_table("pooling", "sst2", "1")  # same machine: the run folders are there
         self.assertEqual(again.count("skip"), 4)
         self.assertEqual(len(self.ledger()), 4)
         elsewhere = self.run_table("pooling", "sst2", "1", runs=os.path.join(self.tmp.name, "fresh"))  # the run folders are gone
         self.assertEqual(elsewhere.count("(in the ledger)"), 4, elsewhere)
         self.assertEqual(len(self.ledger()), 4)
+        moved = os.path.join(self.tmp.name, "other", "bb-1")  # another machine: the same backbone in another folder
+        os.makedirs(moved)
+        out = self.glue("run", "pooling", "--backbone", moved, "--runs", os.path.join(self.tmp.name, "fresh2"), "--ledger", self.cells,
+                        "--tasks", "sst2", "--seeds", "1", "--epochs", "1").stdout
+        self.assertEqual(out.count("(in the ledger)"), 4, out)
 
     def test_a_failed_cell_is_not_in_the_ledger(self):
         out = self.glue("run", "pooling", "--backbone", self.backbone, "--runs", self.runs, "--ledger", self.cells,
