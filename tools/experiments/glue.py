@@ -173,7 +173,10 @@ def variability(args, task):
     out = os.path.join(args.runs, name_of(args.backbone), "variability", task)
     nu_json = os.path.join(out, "nu.json")
     kept = [x for x in read_ledger(args.ledger) if x.get("kind") == "nu" and x["backbone"] == name_of(args.backbone) and x["task"] == task]
-    if not os.path.exists(nu_json) and kept and not args.dry_run:
+    if not os.path.exists(nu_json) and kept:
+        if args.dry_run:
+            print(f"  {nu_json} from the ledger", flush=True)
+            return
         os.makedirs(out, exist_ok=True)
         json.dump({"nu": kept[0]["nu"]}, open(nu_json, "w"))
     if os.path.exists(nu_json):

@@ -233,7 +233,9 @@ public partial class PeftTests
     //   head                  lr 1e-2,  60 steps: 0.893 → 0.001, 100%
     //   lora                  lr 1e-2,  60 steps: 0.893 → 0.000, 100%
     //   bitfit                lr 1e-2,  60 steps: 0.893 → 0.000, 100%
-    //   prefix                lr 1e-1, 120 steps: 0.771 → 0.007, 100%
+    //   prefix                lr 1e-1, 240 steps: 0.762 → 0.007, 100% (120 steps: 0.007 on an AVX-512
+    //                         host, 0.355 and 87.5% on one without: its other summation order was enough;
+    //                         at 240 steps seeds 1–4 end ≤ 0.022 and 100% without AVX-512)
     //   prompt                lr 1e-2,  60 steps: 0.891 → 0.004, 99.8%
     //   head + depthwise      lr 1e-2,  60 steps: 0.845 → 0.001, 100%
     //   lora + depthwise:mean lr 1e-2,  60 steps: 0.839 → 0.001, 100%
@@ -247,7 +249,7 @@ public partial class PeftTests
     [TestCase("head", null, 1e-2, 60)]
     [TestCase("lora", null, 1e-2, 60)]
     [TestCase("bitfit", null, 1e-2, 60)]
-    [TestCase("prefix", null, 1e-1, 120)]
+    [TestCase("prefix", null, 1e-1, 240)]
     [TestCase("prompt", null, 1e-2, 60)]
     [TestCase("head", "depthwise", 1e-2, 60)]
     [TestCase("lora", "depthwise:mean", 1e-2, 60)]
@@ -268,15 +270,15 @@ public partial class PeftTests
     /// <summary>A model from <paramref name="backbone"/> (a fresh head) with <paramref name="peft"/> applied,
     /// trained on the downstream task (batch 16, seed 3, no warmup): the model, its training loss
     /// before and after (evaluation mode), and its held-out accuracy.</summary>
-    internal static (SequenceClassifier Model, double Before, double After, double Accuracy) LearnDownstream(TunedBackbone backbone, PeftOptions peft, double lr, int steps)
+    internal static (SequenceClassifier Model, double Before, double After, double Accuracy) LearnDownstream(TunedBackbone backbone, PeftOptions peft, double lr, int steps, int seed = 3)
     {
-        var model = SequenceClassifier.FromFolder(backbone.Folder, 3, numLabels: 2);
+        var model = SequenceClassifier.FromFolder(backbone.Folder, seed, numLabels: 2);
         Assert.That(model.HeadInitialisedRandomly);
-        PeftSetup.Apply(model, peft, backbone.Folder.Path, backbone.Tokenizer, 3);
+        PeftSetup.Apply(model, peft, backbone.Folder.Path, backbone.Tokenizer, seed);
         double before = Loss(model, DownstreamTrain, backbone.Tokenizer);
         var trainer = new Trainer(model, backbone.Folder, backbone.Tokenizer, new TrainOptions
         {
-            MaxSteps = steps, BatchSize = 16, LearningRate = lr, MaxLength = 32, Seed = 3, WarmupRatio = 0, LogEvery = 1000, Peft = peft,
+            MaxSteps = steps, BatchSize = 16, LearningRate = lr, MaxLength = 32, Seed = seed, WarmupRatio = 0, LogEvery = 1000, Peft = peft,
         }, DemoModel.LabelNames, regression: false);
         trainer.Train(DownstreamTrain, null);
         return (model, before, Loss(model, DownstreamTrain, backbone.Tokenizer), trainer.Evaluate(DownstreamHeldOut)["accuracy"]);
