@@ -410,8 +410,8 @@ def nu_curves(args, backbone):
     return save(args, plt, fig, f"{backbone}-variability-nu.png")
 
 
-def depth_weights(args, backbone, runs):
-    """The learned depth-wise pooling weights (printed by engine train), mean over seeds, per task."""
+def depth_weights(args, stem, runs):
+    """The learned depth-wise pooling weights (printed by engine train) of a table's runs, mean over seeds, per task."""
     curves = {}
     for r in runs:
         ws = r.get("depth_weights")
@@ -429,7 +429,7 @@ def depth_weights(args, backbone, runs):
     ax.set_ylabel("weight")
     ax.set_title("Learned depth-wise pooling weights")
     ax.legend(fontsize=6)
-    return save(args, plt, fig, f"{backbone}-depth-weights.png")
+    return save(args, plt, fig, f"{stem}-depth-weights.png")
 
 
 def report(args):
@@ -463,7 +463,7 @@ def report(args):
 
 
 def backbone_tables(args, backbone, runs):
-    """[(backbone, section, markdown)]: one per table and regime with cells, then the charts."""
+    """[(backbone, section, markdown)]: one per table and regime with cells, each with its charts."""
     out = []
     for regime in ("scarce", "full"):
         for key, (title, configs, only, what) in TABLES.items():
@@ -498,13 +498,14 @@ def backbone_tables(args, backbone, runs):
             png = bars(args, f"{backbone}-{key}-{regime}", f"{title} ({regime}, {backbone})", configs, tasks, mine)
             if png:
                 lines += [f"![{title}]({png})", ""]
+            # the table's own charts: the learned depth-wise weights of its depth-wise rows, ν beside layer selection
+            png = depth_weights(args, f"{backbone}-{key}-{regime}", mine)
+            if png:
+                lines += [f"![learned depth-wise weights]({png})", ""]
+            png = nu_curves(args, backbone) if key == "variability" else None
+            if png:
+                lines += [f"![ν per layer]({png})", ""]
             out.append((backbone, f"{key} {regime}", "\n".join(lines) + "\n"))
-    charts = []
-    for png, what in (nu_curves(args, backbone), "ν per layer"), (depth_weights(args, backbone, runs), "learned depth-wise weights"):
-        if png:
-            charts += [f"![{what}]({png})", ""]
-    if charts:
-        out.append((backbone, "charts", "\n".join(charts) + "\n"))
     return out
 
 
