@@ -68,9 +68,10 @@ public class CpuFastKernelTests
         Assert.That(wide, Is.Not.EqualTo(c0));
     }
 
-    // ---------------------------------------------- the blocked AVX-512 GEMM (CpuBackend.GemmBlocked.cs)
-    // Shapes around its blocking: 12-row micro-panels, 32-column panels, K-blocks of ≤ 256 (641 → 3
-    // blocks of 214, the last 213), C blocks of 96 × 256; none a multiple, plus exact ones and 1s.
+    // ---------------------------------------------- the blocked GEMM (CpuBackend.GemmBlocked.cs)
+    // Shapes around its blocking: 12- or 6-row micro-panels, 32- or 16-column panels, K-blocks of
+    // ≤ 256 (641 → 3 blocks of 214, the last 213), C blocks of 96 × 256; none a multiple, plus exact
+    // ones and 1s. Both kernels run on every machine (the one the machine lacks is emulated).
 
     private static Tensor Abs(Tensor t) => Tensor.FromDoubles(t.ToDoubleArray().Select(Math.Abs).ToArray(), t.ShapeArray, DType.F64);
 
@@ -79,7 +80,7 @@ public class CpuFastKernelTests
     /// values: each element within 2·√(K·batch)·ε₃₂ of its own scale |alpha|·Σ|a||b| + |beta||c|
     /// (the scale itself from the reference kernel run on absolute values). Returns C's bits.</summary>
     private static float[] CheckBlocked(int batch, int m, int n, int k, bool transA, bool transB,
-                                        bool sharedA, bool sharedB, bool sharedC, double alpha, double beta, bool parallel = true)
+                                        bool sharedA, bool sharedB, bool sharedC, double alpha, double beta, bool parallel = true, bool? wide = null)
     {
         var rng = new Random(((batch * 31 + m) * 31 + n) * 31 + k);
         int sa = sharedA ? 0 : m * k, sb = sharedB ? 0 : k * n, sc = sharedC ? 0 : m * n;
@@ -88,7 +89,7 @@ public class CpuFastKernelTests
         var c = Tensor.Randn([(sharedC ? 1 : batch) * m * n], rng);
         var (a64, b64, c64, scale) = (As(a, DType.F64), As(b, DType.F64), As(c, DType.F64), Abs(c));
         CpuBackend.GemmBlocked(a.Span<float>(), 0, sa, transA, b.Span<float>(), 0, sb, transB, c.Span<float>(), 0, sc,
-                               batch, m, n, k, (float)alpha, (float)beta, parallel);
+                               batch, m, n, k, (float)alpha, (float)beta, parallel, wide);
         Backends.Cpu.Gemm(a64, 0, sa, transA, b64, 0, sb, transB, c64, 0, sc, batch, m, n, k, alpha, beta);
         Backends.Cpu.Gemm(Abs(a64), 0, sa, transA, Abs(b64), 0, sb, transB, scale, 0, sc, batch, m, n, k, Math.Abs(alpha), Math.Abs(beta));
         var (got, want, s) = (c.ToDoubleArray(), c64.ToDoubleArray(), scale.ToDoubleArray());
@@ -114,8 +115,14 @@ public class CpuFastKernelTests
     [TestCase(3, 29, 47, 333, false, true, false, true, false, 0.75, 0.0)]  // one weight for every matrix
     [TestCase(2, 50, 40, 30, true, true, true, false, false, 1.0, 2.0)]
     public void BlockedGemmMatchesTheFloat64Reference(int batch, int m, int n, int k, bool transA, bool transB,
-                                                       bool sharedA, bool sharedB, bool sharedC, double alpha, double beta) =>
-        CheckBlocked(batch, m, n, k, transA, transB, sharedA, sharedB, sharedC, alpha, beta);
+                                                       bool sharedA, bool sharedB, bool sharedC, double alpha, double beta)
+    {
+        var wide = CheckBlocked(batch, m, n, k, transA, transB, sharedA, sharedB, sharedC, alpha, beta, wide: true);
+        var narrow = CheckBlocked(batch, m, n, k, transA, transB, sharedA, sharedB, sharedC, alpha, beta, wide: false);
+        // Each C element is summed in the same order by both (K-blocks in order, p ascending, one FMA
+        // per step): an AVX2 machine computes the bits an AVX-512 machine does.
+        Assert.That(narrow, Is.EqualTo(wide), "the 6×16 kernel's bits against the 12×32 kernel's");
+    }
 
     /// <summary>The blocked GEMM's bits repeat run to run and do not depend on the thread count (the C
     /// blocks are fixed, each element summed in one order): two parallel runs and a serial one agree,
@@ -152,14 +159,16 @@ public class CpuFastKernelTests
     [Test]
     public void Float32GemmsFrom40CubedTakeTheBlockedPath()
     {
-        if (!System.Runtime.Intrinsics.Vector512.IsHardwareAccelerated)
+        if (Environment.GetEnvironmentVariable("ENGINE_GEMM") is not null) Assert.Ignore("ENGINE_GEMM picks a kernel");
+        bool avx2 = System.Runtime.Intrinsics.Vector256.IsHardwareAccelerated && System.Runtime.Intrinsics.X86.Fma.IsSupported;
+        if (!System.Runtime.Intrinsics.Vector512.IsHardwareAccelerated && !avx2)
         {
-            Assert.That(CpuBackend.UsesBlocked(130, 150, 90), Is.False, "without AVX-512 the tiles serve every shape");
+            Assert.That(CpuBackend.UsesBlocked(130, 150, 90), Is.False, "without AVX-512 or AVX2 the tiles serve every shape");
             return;
         }
-        if (Environment.GetEnvironmentVariable("ENGINE_GEMM") is not null) Assert.Ignore("ENGINE_GEMM picks a kernel");
         Assert.That(CpuBackend.UsesBlocked(130, 150, 90), Is.True);
-        Assert.That(CpuBackend.UsesBlocked(32, 32, 32), Is.False, "tiny products stay on the 8×16 tile");
+        Assert.That(CpuBackend.BlockedWide, Is.EqualTo(System.Runtime.Intrinsics.Vector512.IsHardwareAccelerated));
+        Assert.That(CpuBackend.UsesBlocked(32, 32, 32), Is.False, "tiny products stay on the tiles");
     }
 
     public static IEnumerable<TestCaseData> AttentionShapes()

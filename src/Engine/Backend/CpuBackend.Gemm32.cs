@@ -12,9 +12,9 @@ namespace Engine.Backend;
 // the tile is written once at the end (C += alpha·acc, after C was scaled by beta). Blocks of
 // rows run in parallel; each writes only its own rows, so results do not depend on the thread
 // count. Float64 keeps the simple generic kernel (CpuBackend.Matmul.cs): it serves checks.
-// With AVX-512, GEMMs from 40³ multiply-adds take the blocked 12×32 path instead
-// (CpuBackend.GemmBlocked.cs); this one serves tiny products, attention's per-head tiles and
-// machines without AVX-512.
+// With AVX-512 or AVX2+FMA, GEMMs from 40³ multiply-adds take the blocked path instead (12×32 or
+// 6×16 kernel, CpuBackend.GemmBlocked.cs); this one serves tiny products, attention's per-head
+// tiles and machines with neither (ENGINE_GEMM=tile8/tile4 forces it, for side-by-side timing).
 public sealed partial class CpuBackend
 {
     /// <summary>Rows per parallel work item (a multiple of the 4-row tile).</summary>

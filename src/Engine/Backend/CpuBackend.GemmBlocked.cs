@@ -4,36 +4,42 @@ using System.Runtime.Intrinsics.X86;
 
 namespace Engine.Backend;
 
-// The float32 GEMM for AVX-512 machines, in the GotoBLAS/BLIS layout (the design of OpenBLAS's
-// own kernels): op(A) is packed into micro-panels of 12 rows and op(B) into panels of 32 columns,
-// both k-major (for each p the panel's 12 or 32 values lie together) and zero-padded at the
-// edges, so one 12×32 register-blocked micro-kernel serves every tile. Per step of K it loads
-// two 16-wide vectors of B, broadcasts 12 values of A and does 24 FMAs into 24 zmm accumulators
-// (24 + 2 + 1 of the 32 registers): 24 FMAs per 14 loads, against the 8×16 tile's 8 per 9, and
-// enough independent sums to keep both FMA ports busy (measured alone: the core's FMA peak).
+// The float32 GEMM in the GotoBLAS/BLIS layout (the design of OpenBLAS's own kernels): op(A) is
+// packed into micro-panels of MR rows and op(B) into panels of NR columns, both k-major (for each
+// p the panel's MR or NR values lie together) and zero-padded at the edges, so one register-blocked
+// micro-kernel serves every tile. Two kernels, one per vector width:
+// - AVX-512, 12×32: per step of K it loads two 16-wide vectors of B, broadcasts 12 values of A and
+//   does 24 FMAs into 24 zmm accumulators (24 + 2 + 1 of the 32 registers): 24 FMAs per 14 loads,
+//   against the 8×16 tile's 8 per 9 (measured alone: the core's FMA peak).
+// - AVX2 + FMA, 6×16 (BLIS's Haswell/Zen shape): two 8-wide vectors of B, 6 broadcasts, 12 FMAs
+//   into 12 ymm accumulators (12 + 2 + 1 of the 16 registers): 12 FMAs per 8 loads, against the
+//   4×16 tile's 8 per 6, and 12 independent sums where two FMA ports of latency 4 need 8.
+// Both sum each C element in the same order (below), so the two kernels give the same bits.
 //
 // K is cut into blocks of at most BlockK so that the current K-block of one B panel (≤ 32 KB)
 // stays in L1 while the block's A micro-panels (in L2) pass over it; C is cut into fixed blocks
 // of BlockM × BlockN that run in parallel. Each C element is summed in one fixed order — within a
 // K-block p ascending, then C += alpha·(block sum), K-blocks in order — and the blocks do not
 // depend on the thread count, so results are bit-for-bit repeatable and independent of it.
-// Tiny GEMMs (below 40³ multiply-adds) stay on the 8×16 path of CpuBackend.Gemm32.cs, where
-// packing would cost more than it saves; attention's per-head products call that path's tiles directly.
+// Tiny GEMMs (below 40³ multiply-adds) stay on the 8×16 / 4×16 tiles of CpuBackend.Gemm32.cs,
+// where packing would cost more than it saves; attention's per-head products call those tiles directly.
 public sealed partial class CpuBackend
 {
-    /// <summary>Rows of a micro-tile (broadcast values of A) and columns (two 16-lane vectors of B).</summary>
-    internal const int MR = 12, NR = 32;
+    /// <summary>Rows of a micro-tile (broadcast values of A) and columns (two vectors of B): 12×32 with
+    /// 16-lane vectors (AVX-512), 6×16 with 8-lane ones (AVX2).</summary>
+    internal const int MRWide = 12, NRWide = 32, MRNarrow = 6, NRNarrow = 16;
 
-    /// <summary>Upper bound on a K-block: a B panel's block, BlockK × 32 floats (32 KB), stays in the
-    /// 48 KB L1 with room for the A micro-panel streaming past it. (320 and 192 measured the same
-    /// within the noise of a shared machine.)</summary>
+    /// <summary>Upper bound on a K-block: a B panel's block, BlockK × 32 floats (32 KB; 16 KB for the
+    /// 6×16 kernel), stays in the 48 KB L1 (32 KB on AMD Zen 3) with room for the A micro-panel
+    /// streaming past it. (320 and 192 measured the same within the noise of a shared machine.) The
+    /// same for both kernels, so they sum in the same order.</summary>
     private const int BlockK = 256;
 
     /// <summary>Rows and columns of one parallel C block (multiples of MR and NR); 192 × 128, 96 × 768,
     /// 384 × 128 measured the same within noise. Fixed, so the blocks do not depend on the thread count.</summary>
     private const int BlockM = 96, BlockN = 256;
 
-    /// <summary>Below this many multiply-adds (M·N·K, 40³) the unpacked 8×16 path is used: measured
+    /// <summary>Below this many multiply-adds (M·N·K, 40³) the unpacked 8×16 (4×16) tiles are used: measured
     /// faster at 16³ and 32³ (packing and renting cost more than they save), slower from 48³ up.</summary>
     private const long BlockedMinWork = 1 << 16;
 
@@ -41,23 +47,30 @@ public sealed partial class CpuBackend
     /// whole matrices in parallel instead of the blocks of each matrix in turn.</summary>
     private const long BatchParallelWork = 1 << 24;
 
-    /// <summary>The blocked path runs with AVX-512 (ENGINE_GEMM=tile8 or tile4 keeps the older tiles, for
-    /// side-by-side timing).</summary>
-    private static readonly bool Blocked = Vector512.IsHardwareAccelerated && Environment.GetEnvironmentVariable("ENGINE_GEMM") is not ("tile8" or "tile4");
+    /// <summary>The blocked path runs with AVX-512, or AVX2 with FMA (ENGINE_GEMM=tile8 or tile4 keeps the
+    /// older tiles, for side-by-side timing).</summary>
+    private static readonly bool Blocked = (Vector512.IsHardwareAccelerated || (Vector256.IsHardwareAccelerated && Fma.IsSupported))
+                                           && Environment.GetEnvironmentVariable("ENGINE_GEMM") is not ("tile8" or "tile4");
+
+    /// <summary>Whether the blocked path uses the 12×32 AVX-512 kernel (else the 6×16 AVX2 one).</summary>
+    internal static readonly bool BlockedWide = Vector512.IsHardwareAccelerated;
 
     /// <summary>Whether <see cref="GemmF32"/> takes the blocked path for this shape.</summary>
     internal static bool UsesBlocked(int m, int n, int k) => Blocked && (long)m * n * k >= BlockedMinWork;
 
     /// <summary>C = alpha·op(A)·op(B) + beta·C for each matrix of the batch (the layout of
     /// <see cref="GemmF32"/>), blocked and packed. <paramref name="parallel"/> = false runs the C
-    /// blocks on the calling thread only (the tests compare the two: same bits).</summary>
+    /// blocks on the calling thread only (the tests compare the two: same bits). <paramref name="wide"/>
+    /// picks the kernel (12×32 or 6×16; by default the machine's, <see cref="BlockedWide"/>).</summary>
     internal static unsafe void GemmBlocked(Span<float> allA, long offA, long strideA, bool transA,
                                             Span<float> allB, long offB, long strideB, bool transB,
                                             Span<float> allC, long offC, long strideC,
-                                            int batch, int m, int n, int k, float alpha, float beta, bool parallel = true)
+                                            int batch, int m, int n, int k, float alpha, float beta, bool parallel = true, bool? wide = null)
     {
-        // Without AVX-512 Vector512 is emulated (correct, slow): GemmF32 never comes here then, but
-        // the tests do, so the kernel's arithmetic is checked on every machine.
+        // Without AVX-512 Vector512 is emulated (correct, slow): GemmF32 never asks for the wide
+        // kernel then, but the tests do, so both kernels' arithmetic is checked on every machine.
+        bool w = wide ?? BlockedWide;
+        int MR = w ? MRWide : MRNarrow, NR = w ? NRWide : NRNarrow;
         if (parallel && batch > 1 && strideC != 0 && (long)m * n * k < BatchParallelWork)
         {
             // Many small independent products (attention's batched matmuls): whole matrices per
@@ -70,7 +83,7 @@ public sealed partial class CpuBackend
                 For(batch, (long)m * n * k, bi => GemmBlocked(new Span<float>(xa, lengthA), offA + bi * strideA, 0, transA,
                                                                new Span<float>(xb, lengthB), offB + bi * strideB, 0, transB,
                                                                new Span<float>(xc, lengthC), offC + bi * strideC, 0,
-                                                               1, m, n, k, alpha, beta, parallel: false));
+                                                               1, m, n, k, alpha, beta, parallel: false, wide: w));
             }
             return;
         }
@@ -127,7 +140,7 @@ public sealed partial class CpuBackend
                         Run(parallel, blocksM * blocksN, (long)BlockM * BlockN * k, t =>
                         {
                             int i0 = t / blocksN * BlockM, j0 = t % blocksN * BlockN;
-                            MultiplyBlock(A, B, C, i0, Math.Min(m, i0 + BlockM), j0, Math.Min(n, j0 + BlockN), m, n, k, kc, alpha, overwrite);
+                            MultiplyBlock(A, B, C, i0, Math.Min(m, i0 + BlockM), j0, Math.Min(n, j0 + BlockN), m, n, k, kc, alpha, overwrite, w);
                         });
                     }
                 }
@@ -234,32 +247,41 @@ public sealed partial class CpuBackend
     }
 
     /// <summary>C[i0..i1, j0..j1] += alpha · op(A)[i0..i1, :] · op(B)[:, j0..j1] on one thread, from the
-    /// packed operands (i0 a multiple of MR, j0 of NR), K in blocks of kc.</summary>
-    private static unsafe void MultiplyBlock(float* A, float* B, float* C, int i0, int i1, int j0, int j1, int m, int n, int k, int kc, float alpha, bool overwrite)
+    /// packed operands (i0 a multiple of MR, j0 of NR), K in blocks of kc, by the 12×32 kernel
+    /// (<paramref name="wide"/>) or the 6×16 one.</summary>
+    private static unsafe void MultiplyBlock(float* A, float* B, float* C, int i0, int i1, int j0, int j1, int m, int n, int k, int kc, float alpha, bool overwrite, bool wide)
     {
+        int MR = wide ? MRWide : MRNarrow, NR = wide ? NRWide : NRNarrow;
         for (int p0 = 0; p0 < k; p0 += kc)
         {
             int steps = Math.Min(kc, k - p0);
-            // The K-block of one B panel (steps × 32 floats) stays in L1 while the block's A
+            // The K-block of one B panel (steps × NR floats) stays in L1 while the block's A
             // micro-panels pass over it.
             for (int j = j0; j < j1; j += NR)
             {
                 float* b = B + (long)j * k + (long)p0 * NR; // panel j/NR starts at (j/NR)·NR·k
                 for (int i = i0; i < i1; i += MR)
-                    Tile(A + (long)i * k + (long)p0 * MR, b, C + (long)i * n + j, n, steps, Math.Min(MR, m - i), Math.Min(NR, n - j), alpha, overwrite && p0 == 0);
+                    Tile(A + (long)i * k + (long)p0 * MR, b, C + (long)i * n + j, n, steps, Math.Min(MR, m - i), Math.Min(NR, n - j), alpha, overwrite && p0 == 0, wide);
             }
         }
     }
 
-    /// <summary>One micro-tile: straight into C when it is whole, through a 12×32 scratch tile
+    /// <summary>One micro-tile: straight into C when it is whole, through an MR×NR scratch tile
     /// (C's part copied in and back) at the edges, so edge elements get the same arithmetic.</summary>
-    private static unsafe void Tile(float* a, float* b, float* c, int ldc, int steps, int rows, int cols, float alpha, bool overwrite)
+    private static unsafe void Tile(float* a, float* b, float* c, int ldc, int steps, int rows, int cols, float alpha, bool overwrite, bool wide)
     {
-        if (rows == MR && cols == NR) { Kernel12x32(a, b, c, ldc, steps, alpha, overwrite); return; }
-        float* t = stackalloc float[MR * NR];
+        int MR = wide ? MRWide : MRNarrow, NR = wide ? NRWide : NRNarrow;
+        if (rows == MR && cols == NR)
+        {
+            if (wide) Kernel12x32(a, b, c, ldc, steps, alpha, overwrite);
+            else Kernel6x16(a, b, c, ldc, steps, alpha, overwrite);
+            return;
+        }
+        float* t = stackalloc float[MRWide * NRWide];
         for (int r = 0; r < MR; r++)
             for (int j = 0; j < NR; j++) t[r * NR + j] = r < rows && j < cols ? c[(long)r * ldc + j] : 0f;
-        Kernel12x32(a, b, t, NR, steps, alpha, overwrite);
+        if (wide) Kernel12x32(a, b, t, NR, steps, alpha, overwrite);
+        else Kernel6x16(a, b, t, NR, steps, alpha, overwrite);
         for (int r = 0; r < rows; r++)
             for (int j = 0; j < cols; j++) c[(long)r * ldc + j] = t[r * NR + j];
     }
@@ -300,8 +322,8 @@ public sealed partial class CpuBackend
             ca0 = Vector512.FusedMultiplyAdd(x, b0, ca0); ca1 = Vector512.FusedMultiplyAdd(x, b1, ca1);
             x = Vector512.Create(a[11]);
             cb0 = Vector512.FusedMultiplyAdd(x, b0, cb0); cb1 = Vector512.FusedMultiplyAdd(x, b1, cb1);
-            a += MR;
-            b += NR;
+            a += MRWide;
+            b += NRWide;
         }
         var al = Vector512.Create(alpha);
         Store2(c, c00, c01, al, overwrite); c += ldc;
@@ -323,5 +345,47 @@ public sealed partial class CpuBackend
     {
         Vector512.FusedMultiplyAdd(lo, alpha, overwrite ? Vector512<float>.Zero : Vector512.Load(c)).Store(c);
         Vector512.FusedMultiplyAdd(hi, alpha, overwrite ? Vector512<float>.Zero : Vector512.Load(c + 16)).Store(c + 16);
+    }
+
+    /// <summary>C[0..6, 0..16] (+)= alpha · Σ_p a[p·6 + r] · b[p·16 + j] over p &lt; steps (a and b packed
+    /// k-major; C row stride ldc): the AVX2 kernel, 12 ymm sums. Each element is summed as in
+    /// <see cref="Kernel12x32"/> (p ascending, one FMA per step, then alpha·sum + C), so the same bits.</summary>
+    internal static unsafe void Kernel6x16(float* a, float* b, float* c, int ldc, int steps, float alpha, bool overwrite)
+    {
+        Vector256<float> c00 = default, c01 = default, c10 = default, c11 = default, c20 = default, c21 = default;
+        Vector256<float> c30 = default, c31 = default, c40 = default, c41 = default, c50 = default, c51 = default;
+        for (int p = 0; p < steps; p++)
+        {
+            var b0 = Vector256.Load(b);
+            var b1 = Vector256.Load(b + 8);
+            var x = Vector256.Create(a[0]);
+            c00 = Vector256.FusedMultiplyAdd(x, b0, c00); c01 = Vector256.FusedMultiplyAdd(x, b1, c01);
+            x = Vector256.Create(a[1]);
+            c10 = Vector256.FusedMultiplyAdd(x, b0, c10); c11 = Vector256.FusedMultiplyAdd(x, b1, c11);
+            x = Vector256.Create(a[2]);
+            c20 = Vector256.FusedMultiplyAdd(x, b0, c20); c21 = Vector256.FusedMultiplyAdd(x, b1, c21);
+            x = Vector256.Create(a[3]);
+            c30 = Vector256.FusedMultiplyAdd(x, b0, c30); c31 = Vector256.FusedMultiplyAdd(x, b1, c31);
+            x = Vector256.Create(a[4]);
+            c40 = Vector256.FusedMultiplyAdd(x, b0, c40); c41 = Vector256.FusedMultiplyAdd(x, b1, c41);
+            x = Vector256.Create(a[5]);
+            c50 = Vector256.FusedMultiplyAdd(x, b0, c50); c51 = Vector256.FusedMultiplyAdd(x, b1, c51);
+            a += MRNarrow;
+            b += NRNarrow;
+        }
+        var al = Vector256.Create(alpha);
+        Store2(c, c00, c01, al, overwrite); c += ldc;
+        Store2(c, c10, c11, al, overwrite); c += ldc;
+        Store2(c, c20, c21, al, overwrite); c += ldc;
+        Store2(c, c30, c31, al, overwrite); c += ldc;
+        Store2(c, c40, c41, al, overwrite); c += ldc;
+        Store2(c, c50, c51, al, overwrite);
+    }
+
+    /// <summary>c[0..16] = alpha·(lo, hi) + c[0..16], or + 0 when overwriting.</summary>
+    private static unsafe void Store2(float* c, Vector256<float> lo, Vector256<float> hi, Vector256<float> alpha, bool overwrite)
+    {
+        Vector256.FusedMultiplyAdd(lo, alpha, overwrite ? Vector256<float>.Zero : Vector256.Load(c)).Store(c);
+        Vector256.FusedMultiplyAdd(hi, alpha, overwrite ? Vector256<float>.Zero : Vector256.Load(c + 8)).Store(c + 8);
     }
 }

@@ -50,6 +50,15 @@ public class PretrainCliTests
         Assert.That(r.Exit, Is.EqualTo(0), r.Err);
         Assert.That(r.Out, Does.Contain("MLM accuracy").And.Contain("unigram baseline"));
 
+        // The pretraining step of the folder, timed (engine bench step --objective lm), and its one-line refusals.
+        r = EngineProcess.Run("bench", "step", "--model", model, "--objective", "lm", "--batch", "2", "--len", "16", "--iters", "1", "--profile");
+        Assert.That(r.Exit, Is.EqualTo(0), r.Err);
+        Assert.That(r.Out, Does.Contain("BertForMaskedLM").And.Contain("tokens/s").And.Contain("cross_entropy"));
+        Assert.That(EngineProcess.AssertUserError(EngineProcess.Run("bench", "step", "--model", model, "--objective", "mlm")),
+                    Does.Contain("--objective must be classify or lm, got 'mlm'"));
+        Assert.That(EngineProcess.AssertUserError(EngineProcess.Run("bench", "step", "--model", model, "--objective", "lm", "--method", "lora")),
+                    Does.Contain("--method must be full"));
+
         r = EngineProcess.Run("train", "--model", model, "--train", temp.File("train.tsv"), "--task", "sst2", "--steps", "2", "--batch", "8",
             "--out", temp.File("finetune"));
         Assert.That(r.Exit, Is.EqualTo(0), r.Err);
@@ -100,5 +109,8 @@ public class PretrainCliTests
         Assert.That(SequenceClassifier.FromFolder(folder, numLabels: 2).NumLabels, Is.EqualTo(2));
         var tokenizer = Models.Tokenization.TextTokenizer.FromFolder(folder);
         Assert.That(tokenizer.Encode("Hello world").Ids[0], Is.EqualTo(1), "bos first");
+        r = EngineProcess.Run("bench", "step", "--model", dir, "--objective", "lm", "--batch", "2", "--len", "8", "--iters", "1");
+        Assert.That(r.Exit, Is.EqualTo(0), r.Err);
+        Assert.That(r.Out, Does.Contain("LlamaForCausalLM").And.Contain("tokens/s"));
     }
 }

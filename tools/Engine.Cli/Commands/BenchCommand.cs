@@ -128,23 +128,46 @@ public static class BenchCommand
         var profile = new Option<bool>("--profile") { Description = "also time every op's forward and backward (synchronising the device after each; slower)" };
         var dtype = DTypeOption.Create();
         var method = new Option<string>("--method") { Description = "full, or lora (rank 8, alpha 16, dropout 0.1 on the model's default targets; only the adapters and the head train)", DefaultValueFactory = _ => "full" };
-        var cmd = new Command("step", "Time a training step of a model folder (float32 weights; --dtype bf16 rounds GEMM inputs)") { model, batch, length, iters, device, profile, dtype, method };
+        var objective = new Option<string>("--objective") { Description = "classify (a 2-class sequence classifier), or lm: the pretraining step (causal LM for Llama, masked LM with 15% of positions scored for BERT, the output layer over the whole vocabulary)", DefaultValueFactory = _ => "classify" };
+        var cmd = new Command("step", "Time a training step of a model folder (float32 weights; --dtype bf16 rounds GEMM inputs)") { model, batch, length, iters, device, profile, dtype, method, objective };
         cmd.SetAction(Cli.Action(parse =>
         {
             var on = Cli.OpenDevice(parse.GetValue(device));
             var precision = DTypeOption.Read(parse, dtype);
             var folder = Engine.Models.HfModelFolder.Open(parse.GetValue(model)!);
-            var net = Engine.Models.SequenceClassifier.FromFolder(folder, numLabels: 2);
             var how = parse.GetValue(method);
             if (how is not ("full" or "lora")) throw new EngineException($"bench step: --method must be full or lora, got '{how}'");
-            Engine.Models.Peft.PeftSetup.Apply(net, new Engine.Models.Peft.PeftOptions { Method = how });
-            net.To(on);
-            var backend = Engine.Backend.Backends.For(on);
+            var goal = parse.GetValue(objective);
+            if (goal is not ("classify" or "lm")) throw new EngineException($"bench step: --objective must be classify or lm, got '{goal}'");
+            if (goal == "lm" && how != "full") throw new EngineException("bench step: --objective lm times full pretraining steps; --method must be full");
             int b = parse.GetValue(batch), t = parse.GetValue(length), n = Math.Max(1, parse.GetValue(iters));
             var rng = new Random(1);
             int vocab = folder.VocabSize;
-            var ids = Tensor.FromArray(Enumerable.Range(0, b * t).Select(_ => rng.Next(1, vocab)).ToArray(), b, t).To(on);
-            var labels = Tensor.FromArray(Enumerable.Range(0, b).Select(_ => rng.Next(2)).ToArray(), b).To(on);
+            var tokens = Enumerable.Range(0, b * t).Select(_ => rng.Next(1, vocab)).ToArray();
+            Engine.Nn.Module net;
+            Func<Tensor> stepLoss;
+            if (goal == "lm")
+            {
+                var lm = Engine.Models.Pretraining.LanguageModel.Load(folder);
+                net = lm;
+                // Causal: every position but each row's last is scored; masked: every 7th position
+                // (≈ 15%, the masking rate; the ids themselves are left unmasked, which costs the same).
+                var targets = lm is Engine.Models.Pretraining.CausalLanguageModel
+                    ? Engine.Models.Pretraining.CausalLanguageModel.ShiftedTargets(tokens, b, t)
+                    : tokens.Select((id, i) => i % 7 == 0 ? id : Engine.Models.Pretraining.MlmMasker.Ignore).ToArray();
+                stepLoss = () => Engine.Models.Pretraining.LanguageModel.Loss(lm.Predict(tokens, targets, b, t));
+            }
+            else
+            {
+                var classifier = Engine.Models.SequenceClassifier.FromFolder(folder, numLabels: 2);
+                Engine.Models.Peft.PeftSetup.Apply(classifier, new Engine.Models.Peft.PeftOptions { Method = how });
+                net = classifier;
+                var ids = Tensor.FromArray(tokens, b, t).To(on);
+                var labels = Tensor.FromArray(Enumerable.Range(0, b).Select(_ => rng.Next(2)).ToArray(), b).To(on);
+                stepLoss = () => classifier.Loss(classifier.Forward(ids).Logits, labels);
+            }
+            net.To(on);
+            var backend = Engine.Backend.Backends.For(on);
             var opt = new Engine.Optim.AdamW(net.Parameters().Where(p => p.RequiresGrad), 1e-4);
             var parts = new Dictionary<string, List<double>> { ["forward"] = [], ["backward"] = [], ["clip"] = [], ["optimizer"] = [] };
             bool profiling = parse.GetValue(profile);
@@ -158,7 +181,7 @@ public static class BenchCommand
                 double f, bw;
                 using (MixedPrecision.Use(precision)) // forward and backward, as the Trainer does
                 {
-                    var loss = net.Loss(net.Forward(ids).Logits, labels);
+                    var loss = stepLoss();
                     loss.Item();
                     f = sw.Elapsed.TotalMilliseconds;
                     loss.Backward();
@@ -176,7 +199,7 @@ public static class BenchCommand
                 parts["forward"].Add(f); parts["backward"].Add(bw - f); parts["clip"].Add(c - bw); parts["optimizer"].Add(o - c);
             }
             double total = 0;
-            Console.WriteLine($"{folder.ModelType}, {net.ParameterCount():N0} parameters ({how}: {opt.Parameters.Sum(p => p.Numel):N0} trained), batch {b} × {t} tokens, on {backend.Name}, GEMMs {MixedPrecision.Name(precision)}, median of {n}");
+            Console.WriteLine($"{folder.ModelType}{(goal == "lm" ? " " + ((Engine.Models.Pretraining.LanguageModel)net).Architecture : "")}, {net.ParameterCount():N0} parameters ({how}: {opt.Parameters.Sum(p => p.Numel):N0} trained), batch {b} × {t} tokens, on {backend.Name}, GEMMs {MixedPrecision.Name(precision)}, median of {n}");
             foreach (var (k, v) in parts)
             {
                 v.Sort();
