@@ -21,8 +21,8 @@ public class SelectMethodTests
     [SetUp] public void SetUp() => temp = new TempFolder();
     [TearDown] public void TearDown() => temp.Dispose();
 
-    private static PeftOptions Select(int? headLayer, int tuneLayers, string? pooling = null) =>
-        new() { Method = "select", Pooling = pooling, Settings = new SelectOptions { HeadLayer = headLayer, TuneLayers = tuneLayers } };
+    private static PeftOptions Select(int? headLayer, int tuneLayers, string? pooling = null, bool freezeEmbeddings = false) =>
+        new() { Method = "select", Pooling = pooling, Settings = new SelectOptions { HeadLayer = headLayer, TuneLayers = tuneLayers, FreezeEmbeddings = freezeEmbeddings } };
 
     /// <summary>The demo BERT with 4 blocks of width 32 (intermediate 64; 39-word vocabulary, 64 positions).</summary>
     private HfModelFolder FourBlocks() => DemoModel.CreateFolder(temp.File("four"), 3, hidden: 32, layers: 4);
@@ -38,23 +38,25 @@ public class SelectMethodTests
     [TestCase(4, 0, null)] // the head (and pooler) alone on the last block
     [TestCase(1, 1, "depthwise")]
     [TestCase(3, 1, "depthwise:with-embeddings")]
-    public void ItTrainsExactlyTheBlocksEndingAtTheHeadLayerAndTheHead(int k, int n, string? pooling)
+    [TestCase(1, 1, null, true)] // N = K with --freeze-embeddings: the block without the embeddings
+    [TestCase(3, 1, null, true)] // N < K: the flag changes nothing
+    public void ItTrainsExactlyTheBlocksEndingAtTheHeadLayerAndTheHead(int k, int n, string? pooling, bool freeze = false)
     {
         var folder = FourBlocks();
         var model = SequenceClassifier.FromFolder(folder, 3, numLabels: 2);
-        PeftSetup.Apply(model, Select(k, n, pooling), folder.Path);
+        PeftSetup.Apply(model, Select(k, n, pooling, freeze), folder.Path);
         var expected = new HashSet<string> { "bert.pooler.dense.weight", "bert.pooler.dense.bias", "classifier.weight", "classifier.bias" };
         foreach (var (name, _) in model.NamedParameters())
         {
             for (int i = k - n; i < k; i++)
                 if (name.StartsWith($"bert.encoder.layer.{i}.", StringComparison.Ordinal)) expected.Add(name);
-            if (n == k && name.StartsWith("bert.embeddings.", StringComparison.Ordinal)) expected.Add(name);
+            if (n == k && !freeze && name.StartsWith("bert.embeddings.", StringComparison.Ordinal)) expected.Add(name);
         }
         if (pooling is not null) expected.Add(SequencePooling.ParameterName);
         var trained = model.NamedParameters().Where(p => p.Param.RequiresGrad).Select(p => p.Name).ToHashSet();
         Assert.That(trained, Is.EquivalentTo(expected));
         int poolingWeights = pooling is null ? 0 : k + (pooling.Contains("with-embeddings") ? 1 : 0);
-        Assert.That(model.ParameterCount(trainableOnly: true), Is.EqualTo(n * Block + Pooler + Head + (n == k ? Embeddings : 0) + poolingWeights));
+        Assert.That(model.ParameterCount(trainableOnly: true), Is.EqualTo(n * Block + Pooler + Head + (n == k && !freeze ? Embeddings : 0) + poolingWeights));
         Assert.That(model.ParameterCount(), Is.EqualTo(4 * Block + Pooler + Head + Embeddings + poolingWeights), "the dropped blocks stay in the model");
 
         // A few steps: the trained parameters move, every other one keeps its loaded value.
@@ -62,7 +64,7 @@ public class SelectMethodTests
         var before = model.NamedParameters().ToDictionary(p => p.Name, p => p.Param.ToFloatArray());
         new Trainer(model, folder, tokenizer, new TrainOptions
         {
-            MaxSteps = 3, BatchSize = 16, LearningRate = 1e-2, MaxLength = 32, Seed = 3, WarmupRatio = 0, LogEvery = 100, Peft = Select(k, n, pooling),
+            MaxSteps = 3, BatchSize = 16, LearningRate = 1e-2, MaxLength = 32, Seed = 3, WarmupRatio = 0, LogEvery = 100, Peft = Select(k, n, pooling, freeze),
         }, DemoModel.LabelNames, regression: false).Train(DemoModel.Data(48, 5, "train").Examples, null);
         foreach (var (name, p) in model.NamedParameters())
         {
@@ -298,6 +300,23 @@ public class SelectMethodTests
         r = EngineProcess.Run("predict", "--model", saved, "--data", temp.File("train.tsv"), "--task", "sst2", "--out", temp.File("p.jsonl"));
         Assert.That(r.Exit, Is.EqualTo(0), r.Err);
         Assert.That(File.ReadAllLines(temp.File("p.jsonl")), Has.Length.EqualTo(64));
+    }
+
+    [Test]
+    public void FreezeEmbeddingsIsKeptInTheSavedModel()
+    {
+        var model = DemoModel.CreateFolder(temp.File("model"), 1, hidden: 32).Path;
+        File.WriteAllLines(temp.File("train.tsv"), new[] { "sentence\tlabel" }.Concat(NegationTask.Make(32, 1).Select(e => $"{e.Text}\t{e.Label}")));
+        var run = temp.File("run");
+        var r = EngineProcess.Run("train", "--model", model, "--train", temp.File("train.tsv"), "--task", "sst2", "--method", "select",
+            "--head-layer", "1", "--tune-layers", "1", "--freeze-embeddings", "--steps", "2", "--batch", "16", "--lr", "1e-3", "--out", run);
+        Assert.That(r.Exit, Is.EqualTo(0), r.Err);
+        var saved = HfModelFolder.Open(Path.Combine(run, Trainer.LastCheckpoint));
+        Assert.That(File.ReadAllText(Path.Combine(saved.Path, "config.json")), Does.Contain("\"freeze_embeddings\": true"));
+        // The reloaded model (its method restored from config.json) keeps the choice: the embeddings stay frozen.
+        var reloaded = SequenceClassifier.FromFolder(saved);
+        Assert.That(reloaded.NamedParameters().Where(p => p.Param.RequiresGrad).Select(p => p.Name), Has.None.Contains("embeddings."));
+        Assert.That(reloaded.NamedParameters().Where(p => p.Param.RequiresGrad).Select(p => p.Name), Has.Some.StartsWith("bert.encoder.layer.0."));
     }
 
     [Test]

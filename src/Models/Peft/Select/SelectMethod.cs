@@ -30,6 +30,10 @@ public sealed record SelectOptions : MethodOptions
     /// train too. Null: 2, or K when K is 1.</summary>
     public int? TuneLayers { get; init; }
 
+    /// <summary>Keep the embeddings frozen even when N = K (an ablation: the method's rule trains them
+    /// then; this separates what the embeddings add from what the block adds).</summary>
+    public bool FreezeEmbeddings { get; init; }
+
     /// <summary>N when <see cref="TuneLayers"/> is not given.</summary>
     public const int DefaultTuneLayers = 2;
 
@@ -65,6 +69,7 @@ public sealed class SelectMethod : FineTuningMethod
         new("--tune-layers", "select: train the N blocks ending at K (0: the head alone; N = K also trains the embeddings) (default 2, or K when K is 1)"),
         new("--variability", "select: with --head-layer auto, the {\"nu\": [...]} file of engine analyze variability --out"),
         new("--variability-tolerance", "select: --head-layer auto takes the first block with nu <= (1 + tolerance) * min nu (default 0.05)"),
+        new("--freeze-embeddings", "select: keep the embeddings frozen even when --tune-layers equals the head layer (an ablation of the method's rule)", IsFlag: true),
     ];
 
     public override MethodOptions FromCli(OptionValues v)
@@ -74,12 +79,14 @@ public sealed class SelectMethod : FineTuningMethod
         {
             HeadLayer = auto ? null : v.Int("--head-layer"), Auto = auto, VariabilityFile = v.String("--variability"),
             Tolerance = v.Double("--variability-tolerance", Variability.DefaultTolerance), TuneLayers = v.Int("--tune-layers"),
+            FreezeEmbeddings = v.Flag("--freeze-embeddings"),
         };
     }
 
     /// <summary>A saved model holds the head layer it was trained with (however it was chosen).</summary>
     public override MethodOptions FromConfig(JsonNode? s) =>
-        new SelectOptions { HeadLayer = s?["head_layer"]?.GetValue<int>(), TuneLayers = s?["tune_layers"]?.GetValue<int>() };
+        new SelectOptions { HeadLayer = s?["head_layer"]?.GetValue<int>(), TuneLayers = s?["tune_layers"]?.GetValue<int>(),
+                            FreezeEmbeddings = s?["freeze_embeddings"]?.GetValue<bool>() ?? false };
 
     public override InstalledMethod Install(SequenceClassifier model, MethodOptions options, MethodContext context)
     {
@@ -94,7 +101,7 @@ public sealed class SelectMethod : FineTuningMethod
         model.Hooks.BlockLimit = k;
         var chosenBy = o.Auto ? new JsonObject { ["rule"] = "auto", ["tolerance"] = o.Tolerance, ["variability"] = Path.GetFullPath(o.VariabilityFile!) }
             : context.SavedSection?["chosen_by"] as JsonObject; // a restored model keeps the record
-        return new Installed(k, n, blocks, chosenBy);
+        return new Installed(k, n, blocks, chosenBy, o.FreezeEmbeddings);
     }
 
     /// <summary>ν_0 … ν_L from an `engine analyze variability --out` file, checked against the model's depth.</summary>
@@ -126,7 +133,7 @@ public sealed class SelectMethod : FineTuningMethod
     private static readonly Regex BlockName = new(@"(?:^|\.)(?:encoder\.layer|layers)\.(\d+)\.", RegexOptions.CultureInvariant);
 
     /// <summary>K and N resolved on a model of L blocks (with how K was chosen, for config.json).</summary>
-    private sealed class Installed(int headLayer, int tuneLayers, int blocks, JsonObject? chosenBy) : InstalledMethod
+    private sealed class Installed(int headLayer, int tuneLayers, int blocks, JsonObject? chosenBy, bool freezeEmbeddings) : InstalledMethod
     {
         private int FirstTuned => headLayer - tuneLayers; // 0-based index of block K − N + 1
 
@@ -134,7 +141,7 @@ public sealed class SelectMethod : FineTuningMethod
         {
             if (TrainsHeadOrPooling(parameterName)) return true;
             if (BlockOf(parameterName) is int i) return i >= FirstTuned && i < headLayer;
-            if (PeftSetup.GroupOf(parameterName) == "embeddings") return tuneLayers == headLayer;
+            if (PeftSetup.GroupOf(parameterName) == "embeddings") return tuneLayers == headLayer && !freezeEmbeddings;
             return true; // between block K and the head: BERT's pooler, the Llama family's final norm
         }
 
@@ -152,6 +159,7 @@ public sealed class SelectMethod : FineTuningMethod
         public override JsonObject ConfigSection()
         {
             var section = new JsonObject { ["head_layer"] = headLayer, ["tune_layers"] = tuneLayers };
+            if (freezeEmbeddings) section["freeze_embeddings"] = true;
             if (chosenBy is not null) section["chosen_by"] = chosenBy.DeepClone();
             return section;
         }
