@@ -233,9 +233,12 @@ public partial class PeftTests
     //   head                  lr 1e-2,  60 steps: 0.893 → 0.001, 100%
     //   lora                  lr 1e-2,  60 steps: 0.893 → 0.000, 100%
     //   bitfit                lr 1e-2,  60 steps: 0.893 → 0.000, 100%
-    //   prefix                lr 1e-1, 240 steps: 0.762 → 0.007, 100% (120 steps: 0.007 on an AVX-512
-    //                         host, 0.355 and 87.5% on one without: its other summation order was enough;
-    //                         at 240 steps seeds 1–4 end ≤ 0.022 and 100% without AVX-512)
+    //   prefix                lr 3e-2, 480 steps: 0.775 → 0.005, 99.8%. At lr 1e-1 the case is chaotic:
+    //                         120 steps gave 0.007 on one host and 0.355 on another (another summation
+    //                         order), 240 steps 0.228 / 86.3% for seed 3 after the GEMM's order changed
+    //                         again. Measured at lr 3e-2, 480 steps, seeds 1–5: 0.027, 0.021, 0.005,
+    //                         0.025, 0.024, all ≥ 99.3% held out (lr 1e-1, 480: ≤ 0.016; a prefix
+    //                         projection of 32 at lr 3e-2 left seeds 3 and 4 at chance)
     //   prompt                lr 1e-2,  60 steps: 0.891 → 0.004, 99.8%
     //   head + depthwise      lr 1e-2,  60 steps: 0.845 → 0.001, 100%
     //   lora + depthwise:mean lr 1e-2,  60 steps: 0.839 → 0.001, 100%
@@ -249,7 +252,7 @@ public partial class PeftTests
     [TestCase("head", null, 1e-2, 60)]
     [TestCase("lora", null, 1e-2, 60)]
     [TestCase("bitfit", null, 1e-2, 60)]
-    [TestCase("prefix", null, 1e-1, 240)]
+    [TestCase("prefix", null, 3e-2, 480)]
     [TestCase("prompt", null, 1e-2, 60)]
     [TestCase("head", "depthwise", 1e-2, 60)]
     [TestCase("lora", "depthwise:mean", 1e-2, 60)]
