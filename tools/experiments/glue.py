@@ -84,6 +84,10 @@ CONFIGS = {
     "lora-all": ["--method", "lora", "--lora-targets", "all-linear", "--lr", "1e-3"],
     "select-auto-1": ["--method", "select", "--head-layer", "auto", "--tune-layers", "1", "--lr", "1e-3"],
     "select-top-1": ["--method", "select", "--tune-layers", "1", "--lr", "1e-3"],
+    # Ablations of select-auto-1 (whose rule trains the embeddings when K = N = 1): the same block
+    # with the embeddings frozen, and the head alone on the chosen block (at the head's rate).
+    "select-auto-1-frozen-emb": ["--method", "select", "--head-layer", "auto", "--tune-layers", "1", "--freeze-embeddings", "--lr", "1e-3"],
+    "select-auto-0": ["--method", "select", "--head-layer", "auto", "--tune-layers", "0", "--lr", "5e-3"],
     "full+head-lr": ["--method", "full", "--lr", "1e-4", "--head-lr", "5e-3"],
     "full+depthwise+head-lr": ["--method", "full", "--lr", "1e-4", "--head-lr", "5e-3", "--pooling", "depthwise"],
 }
@@ -100,8 +104,9 @@ TABLES = {
     "spafit": ("SPAFIT vs LoRA and BitFit on all layers", ["spafit", "lora-all", "bitfit"], None, "At matched or fewer trained parameters."),
     "pooling-lr": ("Depth-wise pooling under full fine-tuning with the head's own learning rate", ["full+head-lr", "full+depthwise+head-lr"], None,
                    "Full fine-tuning at 1e-4 leaves the depth-wise weights at their uniform start; here the head and the depth-wise weights train at 5e-3 (--head-lr), the body at 1e-4, with and without depth-wise pooling."),
-    "variability": ("Layer selection by variability", ["select-auto-1", "select-top-1", "full"], CLASSIFICATION,
-                    "Head at the layer of lowest variability (auto), tuning one block, vs the top block, vs full."),
+    "variability": ("Layer selection by variability", ["select-auto-1", "select-top-1", "full", "select-auto-1-frozen-emb", "select-auto-0"], CLASSIFICATION,
+                    "Head at the layer of lowest variability (auto), tuning one block, vs the top block, vs full; "
+                    "ablations: the chosen block with the embeddings frozen (-frozen-emb), and the head alone on it (select-auto-0)."),
 }
 
 def markers(backbone, section):
