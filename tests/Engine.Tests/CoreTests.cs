@@ -180,12 +180,13 @@ public class TensorAndAutogradTests
         Assert.That(e!.Message, Does.Contain("7"));
     }
 
-    [TestCase(DType.F32)]
-    [TestCase(DType.F64)]
-    public void TheCpuDropoutMaskIsRngUniformOfEveryIndex(DType dtype)
+    [TestCase(DType.F32, 0.3)]
+    [TestCase(DType.F64, 0.3)]
+    [TestCase(DType.F32, 0.1)]
+    [TestCase(DType.F32, 0.5)] // p·2^24 an integer: the boundary value itself is kept
+    public void TheCpuDropoutMaskIsRngUniformOfEveryIndex(DType dtype, double p)
     {
         int n = 3 * 16384 + 5; // several parallel chunks and a partial one
-        double p = 0.3;
         var x = Tensor.Randn([n], new Random(8), dtype);
         var y = Tensor.Zeros([n], dtype);
         var acc = Tensor.Full([n], 1.0, dtype);
@@ -203,6 +204,28 @@ public class TensorAndAutogradTests
             if (keep) kept++;
         }
         Assert.That(kept / (double)n, Is.EqualTo(1 - p).Within(0.01));
+    }
+
+    /// <summary>The integer form of the dropout test (k ≥ ⌈p·2^24⌉ on the top 24 bits) decides exactly as
+    /// Rng.ToUniform(mixed) ≥ p, at and around the boundary, for rates with and without an exact p·2^24.</summary>
+    [Test]
+    public void TheDropoutIntegerTestIsTheUniformTest()
+    {
+        var rng = new Random(3);
+        var rates = new List<float> { 0f, 0.1f, 0.25f, 0.3f, 0.5f, 0.9f, 1 - 1f / 16777216 };
+        for (int i = 0; i < 200; i++) rates.Add((float)rng.NextDouble());
+        foreach (float p in rates)
+        {
+            ulong from = Backend.CpuBackend.DropoutKeepFrom(p);
+            foreach (long k in new[] { 0L, (long)from - 2, (long)from - 1, (long)from, (long)from + 1, (1L << 24) - 1 })
+            {
+                if (k < 0 || k >= 1L << 24) continue;
+                ulong mixed = ((ulong)k << 40) | (ulong)rng.NextInt64(1L << 40);   // the low bits do not count
+                bool want = Rng.ToUniform(mixed) >= p, got = Backend.CpuBackend.DropoutKeepMask(mixed, from) == ulong.MaxValue;
+                Assert.That(got, Is.EqualTo(want), $"p {p:R}, k {k} (keep from {from})");
+                Assert.That(Backend.CpuBackend.DropoutKeepMask(mixed, from), Is.EqualTo(got ? ulong.MaxValue : 0UL));
+            }
+        }
     }
 
     [Test]

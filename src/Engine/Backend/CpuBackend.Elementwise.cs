@@ -439,6 +439,15 @@ public sealed partial class CpuBackend
         else Dropout<float>(dy, dx, p, seed, accumulate: true);
     }
 
+    /// <summary>The least k (the top 24 bits of a mixed value) that dropout keeps at rate <paramref name="pf"/>:
+    /// Rng.ToUniform(mixed) = k / 2^24 ≥ pf ⟺ k ≥ ⌈pf·2^24⌉ (pf·2^24 is exact in double).</summary>
+    internal static ulong DropoutKeepFrom(float pf) => (ulong)Math.Ceiling(pf * 16777216.0);
+
+    /// <summary>All ones when the mixed value's k ≥ <paramref name="keepFrom"/> (k − keepFrom does not
+    /// wrap), else 0: Rng.ToUniform(mixed) ≥ pf without a float conversion or a branch.</summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+    internal static ulong DropoutKeepMask(ulong mixed, ulong keepFrom) => ((((mixed >> 40) - keepFrom) >> 63)) - 1;
+
     /// <summary>The mask keeps element i when Rng.Uniform(seed, i) ≥ p; kept values are scaled by
     /// 1/(1−p). Elements are independent (the draw is a function of the index), so chunks run in parallel.</summary>
     private static void Dropout<T>(Tensor tx, Tensor ty, double p, ulong seed, bool accumulate) where T : unmanaged, IFloatingPointIeee754<T>
@@ -446,17 +455,37 @@ public sealed partial class CpuBackend
         T scale = T.CreateTruncating(1.0 / (1.0 - p));
         float pf = (float)p;
         ulong basis = Rng.Basis(seed); // Rng.Uniform(seed, i) = ToUniform(Finalise(basis + i))
+        // Rng.Uniform(seed, i) = k / 2^24 with k the top 24 bits of the mixed value, so "≥ pf" is
+        // k ≥ ⌈pf·2^24⌉ (pf·2^24 is exact in double): the same mask, compared as integers, without a
+        // float conversion and without a branch per element.
+        ulong keepFrom = DropoutKeepFrom(pf);
         Chunks(tx.Numel, (i0, len) =>
         {
-            var x = S<T>(tx); var y = S<T>(ty);
             int i1 = i0 + len;
-            if (accumulate)
+            // A dropped element is +0 (whatever x holds, NaN included), so forward writes 0 and
+            // backward adds 0: the kept value's bits are masked rather than branched on.
+            if (typeof(T) == typeof(float))
             {
+                var x = S<float>(tx); var y = S<float>(ty);
+                float sc = float.CreateTruncating(scale);
                 for (int i = i0; i < i1; i++)
-                    if (Rng.ToUniform(Rng.Finalise(basis + (ulong)i)) >= pf) y[i] += x[i] * scale;
+                {
+                    uint keep = (uint)DropoutKeepMask(Rng.Finalise(basis + (ulong)i), keepFrom);
+                    float v = BitConverter.UInt32BitsToSingle(BitConverter.SingleToUInt32Bits(x[i] * sc) & keep);
+                    if (accumulate) y[i] += v; else y[i] = v;
+                }
             }
             else
-                for (int i = i0; i < i1; i++) y[i] = Rng.ToUniform(Rng.Finalise(basis + (ulong)i)) >= pf ? x[i] * scale : T.Zero;
+            {
+                var x = S<double>(tx); var y = S<double>(ty);
+                double sc = double.CreateTruncating(scale);
+                for (int i = i0; i < i1; i++)
+                {
+                    ulong keep = DropoutKeepMask(Rng.Finalise(basis + (ulong)i), keepFrom);
+                    double v = BitConverter.UInt64BitsToDouble(BitConverter.DoubleToUInt64Bits(x[i] * sc) & keep);
+                    if (accumulate) y[i] += v; else y[i] = v;
+                }
+            }
         }, UnaryChunk, 8);
     }
 }
