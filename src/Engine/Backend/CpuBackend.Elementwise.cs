@@ -446,7 +446,7 @@ public sealed partial class CpuBackend
     /// <summary>All ones when the mixed value's k ≥ <paramref name="keepFrom"/> (k − keepFrom does not
     /// wrap), else 0: Rng.ToUniform(mixed) ≥ pf without a float conversion or a branch.</summary>
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
-    internal static ulong DropoutKeepMask(ulong mixed, ulong keepFrom) => ((((mixed >> 40) - keepFrom) >> 63)) - 1;
+    internal static ulong DropoutKeepMask(ulong mixed, ulong keepFrom) => (((mixed >> 40) - keepFrom) >> 63) - 1;
 
     /// <summary>The mask keeps element i when Rng.Uniform(seed, i) ≥ p; kept values are scaled by
     /// 1/(1−p). Elements are independent (the draw is a function of the index), so chunks run in parallel.</summary>
@@ -455,10 +455,7 @@ public sealed partial class CpuBackend
         T scale = T.CreateTruncating(1.0 / (1.0 - p));
         float pf = (float)p;
         ulong basis = Rng.Basis(seed); // Rng.Uniform(seed, i) = ToUniform(Finalise(basis + i))
-        // Rng.Uniform(seed, i) = k / 2^24 with k the top 24 bits of the mixed value, so "≥ pf" is
-        // k ≥ ⌈pf·2^24⌉ (pf·2^24 is exact in double): the same mask, compared as integers, without a
-        // float conversion and without a branch per element.
-        ulong keepFrom = DropoutKeepFrom(pf);
+        ulong keepFrom = DropoutKeepFrom(pf); // the same test as Rng.Uniform(seed, i) ≥ pf, on integers
         Chunks(tx.Numel, (i0, len) =>
         {
             int i1 = i0 + len;

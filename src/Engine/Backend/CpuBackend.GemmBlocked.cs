@@ -29,6 +29,8 @@ public sealed partial class CpuBackend
     /// 16-lane vectors (AVX-512), 6×16 with 8-lane ones (AVX2).</summary>
     internal const int MRWide = 12, NRWide = 32, MRNarrow = 6, NRNarrow = 16;
 
+    private static (int MR, int NR) TileShape(bool wide) => wide ? (MRWide, NRWide) : (MRNarrow, NRNarrow);
+
     /// <summary>Upper bound on a K-block: a B panel's block, BlockK × 32 floats (32 KB; 16 KB for the
     /// 6×16 kernel), stays in the 48 KB L1 (32 KB on AMD Zen 3) with room for the A micro-panel
     /// streaming past it. (320 and 192 measured the same within the noise of a shared machine.) The
@@ -70,7 +72,7 @@ public sealed partial class CpuBackend
         // Without AVX-512 Vector512 is emulated (correct, slow): GemmF32 never asks for the wide
         // kernel then, but the tests do, so both kernels' arithmetic is checked on every machine.
         bool w = wide ?? BlockedWide;
-        int MR = w ? MRWide : MRNarrow, NR = w ? NRWide : NRNarrow;
+        var (MR, NR) = TileShape(w);
         if (parallel && batch > 1 && strideC != 0 && (long)m * n * k < BatchParallelWork)
         {
             // Many small independent products (attention's batched matmuls): whole matrices per
@@ -251,7 +253,7 @@ public sealed partial class CpuBackend
     /// (<paramref name="wide"/>) or the 6×16 one.</summary>
     private static unsafe void MultiplyBlock(float* A, float* B, float* C, int i0, int i1, int j0, int j1, int m, int n, int k, int kc, float alpha, bool overwrite, bool wide)
     {
-        int MR = wide ? MRWide : MRNarrow, NR = wide ? NRWide : NRNarrow;
+        var (MR, NR) = TileShape(wide);
         for (int p0 = 0; p0 < k; p0 += kc)
         {
             int steps = Math.Min(kc, k - p0);
@@ -270,20 +272,20 @@ public sealed partial class CpuBackend
     /// (C's part copied in and back) at the edges, so edge elements get the same arithmetic.</summary>
     private static unsafe void Tile(float* a, float* b, float* c, int ldc, int steps, int rows, int cols, float alpha, bool overwrite, bool wide)
     {
-        int MR = wide ? MRWide : MRNarrow, NR = wide ? NRWide : NRNarrow;
-        if (rows == MR && cols == NR)
-        {
-            if (wide) Kernel12x32(a, b, c, ldc, steps, alpha, overwrite);
-            else Kernel6x16(a, b, c, ldc, steps, alpha, overwrite);
-            return;
-        }
+        var (MR, NR) = TileShape(wide);
+        if (rows == MR && cols == NR) { Kernel(wide, a, b, c, ldc, steps, alpha, overwrite); return; }
         float* t = stackalloc float[MRWide * NRWide];
         for (int r = 0; r < MR; r++)
             for (int j = 0; j < NR; j++) t[r * NR + j] = r < rows && j < cols ? c[(long)r * ldc + j] : 0f;
-        if (wide) Kernel12x32(a, b, t, NR, steps, alpha, overwrite);
-        else Kernel6x16(a, b, t, NR, steps, alpha, overwrite);
+        Kernel(wide, a, b, t, NR, steps, alpha, overwrite);
         for (int r = 0; r < rows; r++)
             for (int j = 0; j < cols; j++) c[(long)r * ldc + j] = t[r * NR + j];
+    }
+
+    private static unsafe void Kernel(bool wide, float* a, float* b, float* c, int ldc, int steps, float alpha, bool overwrite)
+    {
+        if (wide) Kernel12x32(a, b, c, ldc, steps, alpha, overwrite);
+        else Kernel6x16(a, b, c, ldc, steps, alpha, overwrite);
     }
 
     /// <summary>C[0..12, 0..32] (+)= alpha · Σ_p a[p·12 + r] · b[p·32 + j] over p &lt; steps (a and b packed

@@ -146,10 +146,12 @@ public static class BenchCommand
             var tokens = Enumerable.Range(0, b * t).Select(_ => rng.Next(1, vocab)).ToArray();
             Engine.Nn.Module net;
             Func<Tensor> stepLoss;
+            string what = folder.ModelType;
             if (goal == "lm")
             {
                 var lm = Engine.Models.Pretraining.LanguageModel.Load(folder);
                 net = lm;
+                what += " " + lm.Architecture;
                 // Causal: every position but each row's last is scored; masked: every 7th position
                 // (≈ 15%, the masking rate; the ids themselves are left unmasked, which costs the same).
                 var targets = lm is Engine.Models.Pretraining.CausalLanguageModel
@@ -199,7 +201,7 @@ public static class BenchCommand
                 parts["forward"].Add(f); parts["backward"].Add(bw - f); parts["clip"].Add(c - bw); parts["optimizer"].Add(o - c);
             }
             double total = 0;
-            Console.WriteLine($"{folder.ModelType}{(goal == "lm" ? " " + ((Engine.Models.Pretraining.LanguageModel)net).Architecture : "")}, {net.ParameterCount():N0} parameters ({how}: {opt.Parameters.Sum(p => p.Numel):N0} trained), batch {b} × {t} tokens, on {backend.Name}, GEMMs {MixedPrecision.Name(precision)}, median of {n}");
+            Console.WriteLine($"{what}, {net.ParameterCount():N0} parameters ({how}: {opt.Parameters.Sum(p => p.Numel):N0} trained), batch {b} × {t} tokens, on {backend.Name}, GEMMs {MixedPrecision.Name(precision)}, median of {n}");
             foreach (var (k, v) in parts)
             {
                 v.Sort();
