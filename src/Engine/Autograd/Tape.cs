@@ -27,6 +27,7 @@ public static class Tape
 {
     [ThreadStatic] private static int noGradDepth;
     [ThreadStatic] private static Action<Tensor>? gradientReady;
+    [ThreadStatic] private static Tensor? releasing;
 
     /// <summary>False inside <see cref="NoGrad"/>.</summary>
     public static bool Recording => noGradDepth == 0;
@@ -94,6 +95,36 @@ public static class Tape
         return g;
     }
 
+    /// <summary>The gradient buffer of <paramref name="t"/> for a backward whose kernel writes every
+    /// element and can either assign or add: when <paramref name="t"/> has no gradient yet, a new
+    /// buffer left unzeroed and <paramref name="accumulate"/> false (the kernel assigns: no pass to
+    /// zero it, no read of the zeros); otherwise its buffer and true.</summary>
+    public static Tensor GradToWrite(Tensor t, out bool accumulate)
+    {
+        accumulate = t.Grad is not null;
+        if (t.Grad is { } g) return g;
+        var storage = t.Backend.Allocate(t.DType, t.Numel, zero: false);
+        g = new Tensor(storage, t.ShapeArray, 0, longLived: t.IsLongLived);
+        t.Grad = g;
+        return g;
+    }
+
+    /// <summary>Adds <paramref name="dy"/> (an op's output gradient with <paramref name="t"/>'s number of
+    /// elements: a reshape's, an addition's) into <paramref name="t"/>'s gradient. When <paramref name="t"/>
+    /// is an activation with no gradient yet and <paramref name="dy"/> is the gradient the tape releases
+    /// after the running backward, <paramref name="t"/> takes over dy's storage as a view in its own shape
+    /// (no copy, no zeroed buffer); dy is handed over once per backward.</summary>
+    public static void AccumulateGrad(Tensor t, Tensor dy)
+    {
+        if (t.Grad is null && !t.IsLongLived && ReferenceEquals(dy, releasing) && dy.DType == t.DType && dy.Numel == t.Numel)
+        {
+            t.Grad = new Tensor(dy.Storage, t.ShapeArray, dy.Offset);
+            releasing = null;
+            return;
+        }
+        t.Backend.Axpy(dy, GradOf(t), 1.0);
+    }
+
     public static void Backward(Tensor root, Tensor? seed)
     {
         if (!root.RequiresGrad)
@@ -108,6 +139,13 @@ public static class Tape
         else root.Backend.Axpy(seed, g, 1.0);
 
         using var _ = NoGrad();
+        var outerReleasing = releasing;   // a backward run inside another op's backward
+        try { Run(root); }
+        finally { releasing = outerReleasing; }
+    }
+
+    private static void Run(Tensor root)
+    {
         var order = TopologicalOrder(root);
         var hook = gradientReady;
         var ready = hook is null ? null : LeavesFinalAfter(order);
@@ -117,8 +155,11 @@ public static class Tape
             if (t.Grad is { } grad)
             {
                 var node = t.Node!;
+                // The gradient released below may be handed to an input instead (AccumulateGrad).
+                releasing = t.RetainGrad || grad.IsLongLived ? null : grad;
                 if (OpProfile.Active) OpProfile.Backward(node.Op, () => node.BackwardFn(grad));
                 else node.BackwardFn(grad);
+                releasing = null;
                 if (Anomaly.Active) Anomaly.CheckBackward(node);
                 if (!t.RetainGrad)
                 {

@@ -15,7 +15,7 @@ public static partial class Ops
         if (Shape.Numel(s) != x.Numel || s.Any(d => d < 0))
             throw new EngineException($"reshape: {F(x.Shape)} ({x.Numel} elements) cannot be viewed as {F(shape)}");
         var y = x.View(s);
-        return Tape.Record("reshape", y, [x], dy => x.Backend.Axpy(dy, Tape.GradOf(x), 1.0));
+        return Tape.Record("reshape", y, [x], dy => Tape.AccumulateGrad(x, dy));
     }
 
     /// <summary>Permutes dims: y.shape[i] = x.shape[perm[i]] (a copy, contiguous).</summary>
@@ -28,7 +28,11 @@ public static partial class Ops
         x.Backend.Permute(x, perm, y, accumulate: false);
         var inverse = new int[perm.Length];
         for (int i = 0; i < perm.Length; i++) inverse[perm[i]] = i;
-        return Tape.Record("permute", y, [x], dy => x.Backend.Permute(dy, inverse, Tape.GradOf(x), accumulate: true));
+        return Tape.Record("permute", y, [x], dy =>
+        {
+            var dx = Tape.GradToWrite(x, out bool accumulate);
+            x.Backend.Permute(dy, inverse, dx, accumulate);
+        });
     }
 
     /// <summary>Swaps two dims (a permute).</summary>

@@ -35,22 +35,24 @@ public static partial class Ops
         {
             if (a.RequiresGrad)
             {
-                var da = Tape.GradOf(a);
-                if (transA) be.Gemm(b, 0, sB, transB, dc, 0, sC, true, da, 0, sA, batch, k, m, n, 1, 1);      // daᵀ = op(b)·dcᵀ
-                else if (flat) be.Gemm(dc, 0, 0, false, b, 0, 0, !transB, da, 0, 0, 1, batch * m, k, n, 1, 1);  // da = dc·op(b)ᵀ
-                else be.Gemm(dc, 0, sC, false, b, 0, sB, !transB, da, 0, sA, batch, m, k, n, 1, 1);
+                var da = Tape.GradToWrite(a, out bool add);   // a first gradient is written (beta 0), not added
+                double beta = add ? 1 : 0;
+                if (transA) be.Gemm(b, 0, sB, transB, dc, 0, sC, true, da, 0, sA, batch, k, m, n, 1, beta);      // daᵀ = op(b)·dcᵀ
+                else if (flat) be.Gemm(dc, 0, 0, false, b, 0, 0, !transB, da, 0, 0, 1, batch * m, k, n, 1, beta);  // da = dc·op(b)ᵀ
+                else be.Gemm(dc, 0, sC, false, b, 0, sB, !transB, da, 0, sA, batch, m, k, n, 1, beta);
             }
             if (b.RequiresGrad)
             {
-                var db = Tape.GradOf(b);
+                var db = Tape.GradToWrite(b, out bool add);
+                double beta = add ? 1 : 0;
                 long sdb = shared ? 0 : sB;
                 if (flat)
                 {
-                    if (transB) be.Gemm(dc, 0, 0, true, a, 0, 0, false, db, 0, 0, 1, n, k, batch * m, 1, 1);   // dbᵀ = dcᵀ·a
-                    else be.Gemm(a, 0, 0, true, dc, 0, 0, false, db, 0, 0, 1, k, n, batch * m, 1, 1);         // db = aᵀ·dc
+                    if (transB) be.Gemm(dc, 0, 0, true, a, 0, 0, false, db, 0, 0, 1, n, k, batch * m, 1, beta);   // dbᵀ = dcᵀ·a
+                    else be.Gemm(a, 0, 0, true, dc, 0, 0, false, db, 0, 0, 1, k, n, batch * m, 1, beta);         // db = aᵀ·dc
                 }
-                else if (transB) be.Gemm(dc, 0, sC, true, a, 0, sA, transA, db, 0, sdb, batch, n, k, m, 1, 1);
-                else be.Gemm(a, 0, sA, !transA, dc, 0, sC, false, db, 0, sdb, batch, k, n, m, 1, 1);
+                else if (transB) be.Gemm(dc, 0, sC, true, a, 0, sA, transA, db, 0, sdb, batch, n, k, m, 1, beta);
+                else be.Gemm(a, 0, sA, !transA, dc, 0, sC, false, db, 0, sdb, batch, k, n, m, 1, beta);
             }
         });
     }

@@ -48,7 +48,17 @@ public static partial class Ops
         Same(name, a, b);
         var y = New(Shape.Broadcast(a.Shape, b.Shape, name), a);
         a.Backend.Binary(op, a, b, y);
-        return Tape.Record(name, y, [a, b], dy => a.Backend.BinaryBackward(op, a, b, dy, GradIf(a), GradIf(b)));
+        return Tape.Record(name, y, [a, b], dy =>
+        {
+            // A sum's operand of the output's shape gets dy itself: handed over when the tape would
+            // release it next (Tape.AccumulateGrad), so a residual or bias addition copies nothing.
+            Tensor? whole = op is BinaryOp.Add or BinaryOp.Sub && a.RequiresGrad && Shape.Equal(a.Shape, dy.Shape) ? a
+                : op is BinaryOp.Add && b.RequiresGrad && Shape.Equal(b.Shape, dy.Shape) ? b : null;
+            if (whole is null) { a.Backend.BinaryBackward(op, a, b, dy, GradIf(a), GradIf(b)); return; }
+            if (whole == a) { if (b.RequiresGrad) a.Backend.BinaryBackward(op, a, b, dy, null, Tape.GradOf(b)); }
+            else if (a.RequiresGrad) a.Backend.BinaryBackward(op, a, b, dy, Tape.GradOf(a), null);
+            Tape.AccumulateGrad(whole, dy);
+        });
     }
 
     /// <summary>y = alpha · x.</summary>
