@@ -7,14 +7,14 @@ namespace Engine.Tests;
 /// The backward's two shortcuts: an input whose gradient is a copy of its output's (a reshape, an
 /// addition's operand of the output's shape) takes over the output's gradient buffer instead of a
 /// copy (Tape.AccumulateGrad), and a first gradient that a kernel writes whole is assigned into an
-/// unzeroed buffer (Tape.GradToWrite: matmul, permute). Both must give exactly the gradients of
+/// unzeroed buffer (Tape.GradToWrite: matmul, permute, dropout). Both must give exactly the gradients of
 /// plain accumulation, whatever the graph reuses.
 /// </summary>
 public class GradientHandOffTests
 {
     /// <summary>Every reuse pattern the shortcuts meet: a residual sum (h and f(h)), a tensor added to
     /// itself, a difference, a broadcast bias on either side, reshapes of reshapes, a permute, and a
-    /// product of a tensor with itself.</summary>
+    /// product of a tensor with itself, two dropouts of one tensor.</summary>
     private static Tensor Graph(Tensor[] i)
     {
         var (x, w, b) = (i[0], i[1], i[2]);
@@ -22,7 +22,8 @@ public class GradientHandOffTests
         var r = Ops.Add(h, Ops.Tanh(h));                             // residual: h reaches the sum and tanh
         var s = Ops.Sub(Ops.Add(r, r), Ops.Add(b, h));               // r + r; bias on the left; difference
         var v = s.Reshape(12).Reshape(2, 6).Reshape(3, 4);           // views of views
-        var p = Ops.Permute(v, 1, 0);                                // [4, 3]
+        var dv = Ops.Add(Ops.Dropout(v, 0.3, 7), Ops.Dropout(v, 0.5, 9)); // v's first gradient assigned, its second added
+        var p = Ops.Permute(dv, 1, 0);                               // [4, 3]
         var g = Ops.MatMul(p, p, transB: true);                      // p · pᵀ: the same tensor twice
         return Ops.Add(Ops.MatMul(x, Ops.MatMul(g, w)), Ops.Mul(h, h).Reshape(12).Reshape(4, 3).Reshape(3, 4).Reshape(12).Reshape(4, 3).Reshape(3, 4));
     }

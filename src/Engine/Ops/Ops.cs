@@ -95,7 +95,13 @@ public static partial class Ops
         if (p == 0) return x;
         var y = Like(x);
         x.Backend.Dropout(x, y, p, seed);
-        return Tape.Record("dropout", y, [x], dy => x.Backend.DropoutBackward(dy, Tape.GradOf(x), p, seed));
+        return Tape.Record("dropout", y, [x], dy =>
+        {
+            // dx = mask ⊙ dy / (1 − p): for a first gradient that is the forward applied to dy.
+            var dx = Tape.GradToWrite(x, out bool accumulate);
+            if (accumulate) x.Backend.DropoutBackward(dy, dx, p, seed);
+            else x.Backend.Dropout(dy, dx, p, seed);
+        });
     }
 
     // ------------------------------------------------------------- reductions, softmax
