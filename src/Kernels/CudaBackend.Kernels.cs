@@ -314,7 +314,7 @@ public sealed unsafe partial class CudaBackend
         Free(terms);
     }
 
-    public void CrossEntropyBackward(Tensor logits, Tensor targets, int ignoreIndex, Tensor lse, Tensor dloss, Tensor dlogits)
+    public void CrossEntropyBackward(Tensor logits, Tensor targets, int ignoreIndex, Tensor lse, Tensor dloss, Tensor dlogits, bool accumulate)
     {
         gpu.MakeCurrent();
         int c = logits.Dim(-1);
@@ -322,7 +322,7 @@ public sealed unsafe partial class CudaBackend
         var count = Scratch(8);
         gpu.Launch("count_targets", 1, Block, P(targets), rows, ignoreIndex, count.Pointer);
         gpu.Launch(K("cross_entropy_backward", logits), Blocks(rows * c), Block,
-            [P(logits), P(targets), ignoreIndex, P(lse), P(dloss), count.Pointer, P(dlogits), rows, c]);
+            [P(logits), P(targets), ignoreIndex, P(lse), P(dloss), count.Pointer, P(dlogits), rows, c, accumulate ? 1 : 0]);
         Free(count);
     }
 

@@ -7,7 +7,7 @@ namespace Engine.Tests;
 /// The backward's two shortcuts: an input whose gradient is a copy of its output's (a reshape, an
 /// addition's operand of the output's shape) takes over the output's gradient buffer instead of a
 /// copy (Tape.AccumulateGrad), and a first gradient that a kernel writes whole is assigned into an
-/// unzeroed buffer (Tape.GradToWrite: matmul, permute, dropout). Both must give exactly the gradients of
+/// unzeroed buffer (Tape.GradToWrite: matmul, permute, dropout, cross-entropy). Both must give exactly the gradients of
 /// plain accumulation, whatever the graph reuses.
 /// </summary>
 public class GradientHandOffTests
@@ -39,6 +39,49 @@ public class GradientHandOffTests
         var r = GradCheck.Check("hand-off graph", c, seed);
         Assert.That(r.Error, Is.Null);
         Assert.That(r.MaxRelError, Is.LessThanOrEqualTo(GradCheck.DefaultTolerance));
+    }
+
+    [TestCase(1)]
+    [TestCase(2)]
+    public void TwoCrossEntropiesOfOneTensorPassTheFiniteDifferenceCheck(int seed)
+    {
+        // The first loss's backward writes the logits' gradient (ignored rows 0), the second adds.
+        var rng = new Random(seed);
+        var c = new OpCase("x [5, 3], w [3, 7], two target sets with ignored rows",
+            [Tensor.Randn([5, 3], rng, DType.F64), Tensor.Randn([3, 7], rng, DType.F64),
+             Tensor.FromArray(new[] { 2, -100, 6, 0, 3 }, 5), Tensor.FromArray(new[] { -100, 4, 1, -100, 5 }, 5)],
+            [true, true, false, false],
+            i =>
+            {
+                var z = Ops.MatMul(i[0], i[1]);
+                return Ops.Add(Ops.CrossEntropy(z, i[2]), Ops.Scale(Ops.CrossEntropy(z, i[3]), 0.5));
+            }, []);
+        var r = GradCheck.Check("two cross-entropies", c, seed);
+        Assert.That(r.Error, Is.Null);
+        Assert.That(r.MaxRelError, Is.LessThanOrEqualTo(GradCheck.DefaultTolerance));
+    }
+
+    [TestCase(DType.F32, false)]
+    [TestCase(DType.F64, false)]
+    [TestCase(DType.F32, true)]
+    public void CrossEntropyBackwardWritesEveryElementWhenNotAccumulating(DType dtype, bool allIgnored)
+    {
+        // Into a buffer of NaNs (an unzeroed buffer's stale values): written, it must equal the sum into zeros,
+        // with the ignored rows (or, when every row is ignored, all) 0.
+        var be = Backend.Backends.Cpu;
+        var rng = new Random(3);
+        int rows = 4, c = 37;   // 37: vector loop and scalar tail
+        var logits = Tensor.Randn([rows, c], rng, dtype);
+        var targets = Tensor.FromArray(allIgnored ? new[] { -100, -100, -100, -100 } : new[] { 5, -100, 36, 0 }, rows);
+        var loss = Tensor.Zeros([], dtype); var lse = Tensor.Zeros([rows], dtype);
+        be.CrossEntropy(logits, targets, -100, loss, lse);
+        var dl = Tensor.Full([], 1.5, dtype);
+        var added = Tensor.Zeros([rows, c], dtype);
+        be.CrossEntropyBackward(logits, targets, -100, lse, dl, added, accumulate: true);
+        var written = Tensor.Full([rows, c], double.NaN, dtype);
+        be.CrossEntropyBackward(logits, targets, -100, lse, dl, written, accumulate: false);
+        Assert.That(written.ToDoubleArray(), Is.EqualTo(added.ToDoubleArray()));
+        if (!allIgnored) Assert.That(written.ToDoubleArray().Skip(c).Take(c), Is.All.EqualTo(0.0));
     }
 
     [Test]

@@ -55,31 +55,40 @@ public sealed partial class CpuBackend
         S<T>(tloss)[0] = count == 0 ? T.NaN : total / T.CreateTruncating(count);
     }
 
-    public void CrossEntropyBackward(Tensor logits, Tensor targets, int ignoreIndex, Tensor lse, Tensor dloss, Tensor dlogits)
+    public void CrossEntropyBackward(Tensor logits, Tensor targets, int ignoreIndex, Tensor lse, Tensor dloss, Tensor dlogits, bool accumulate)
     {
-        if (IsF64(logits)) CrossEntropyBackward<double>(logits, targets, ignoreIndex, lse, dloss, dlogits);
-        else CrossEntropyBackward<float>(logits, targets, ignoreIndex, lse, dloss, dlogits);
+        if (IsF64(logits)) CrossEntropyBackward<double>(logits, targets, ignoreIndex, lse, dloss, dlogits, accumulate);
+        else CrossEntropyBackward<float>(logits, targets, ignoreIndex, lse, dloss, dlogits, accumulate);
     }
 
-    // d/dx_j = (softmax_j − [j = target]) · dloss / count, for rows that are not ignored.
-    private static void CrossEntropyBackward<T>(Tensor tlogits, Tensor ttargets, int ignoreIndex, Tensor tlse, Tensor tdloss, Tensor tdlogits)
+    // d/dx_j = (softmax_j − [j = target]) · dloss / count, for rows that are not ignored (added to
+    // dx, or written with ignored rows 0 when not accumulating).
+    private static void CrossEntropyBackward<T>(Tensor tlogits, Tensor ttargets, int ignoreIndex, Tensor tlse, Tensor tdloss, Tensor tdlogits, bool accumulate)
         where T : unmanaged, IFloatingPointIeee754<T>
     {
         int c = tlogits.Dim(-1);
         var tg0 = S<int>(ttargets);
         int count = 0;
         foreach (var t in tg0) if (t != ignoreIndex) count++;
-        if (count == 0) return;
+        if (count == 0)
+        {
+            if (!accumulate) S<T>(tdlogits).Clear();
+            return;
+        }
         T g = S<T>(tdloss)[0] / T.CreateTruncating(count);
         For(tg0.Length, c, r =>
         {
             int target = S<int>(ttargets)[r];
-            if (target == ignoreIndex) return;
-            var row = S<T>(tlogits).Slice(r * c, c);
             var dx = S<T>(tdlogits).Slice(r * c, c);
+            if (target == ignoreIndex)
+            {
+                if (!accumulate) dx.Clear();
+                return;
+            }
+            var row = S<T>(tlogits).Slice(r * c, c);
             if (typeof(T) == typeof(float) && Vector256.IsHardwareAccelerated)
             {
-                AddScaledExpF32(MemoryMarshal.Cast<T, float>(row), float.CreateTruncating(S<T>(tlse)[r]), float.CreateTruncating(g), MemoryMarshal.Cast<T, float>(dx));
+                ScaledExpF32(MemoryMarshal.Cast<T, float>(row), float.CreateTruncating(S<T>(tlse)[r]), float.CreateTruncating(g), MemoryMarshal.Cast<T, float>(dx), accumulate);
                 dx[target] -= g;
                 return;
             }
@@ -87,7 +96,8 @@ public sealed partial class CpuBackend
             var p = scratch.AsSpan(0, c);
             TensorPrimitives.Subtract(row, S<T>(tlse)[r], p);
             TensorPrimitives.Exp(p, p);
-            TensorPrimitives.MultiplyAdd(p, g, dx, dx);
+            if (accumulate) TensorPrimitives.MultiplyAdd(p, g, dx, dx);
+            else TensorPrimitives.Multiply(p, g, dx);
             dx[target] -= g;
             System.Buffers.ArrayPool<T>.Shared.Return(scratch);
         });
@@ -113,8 +123,9 @@ public sealed partial class CpuBackend
         return s;
     }
 
-    /// <summary>dx += g · e^(x − shift) over a float32 row, one pass.</summary>
-    private static void AddScaledExpF32(ReadOnlySpan<float> x, float shift, float g, Span<float> dx)
+    /// <summary>dx += g · e^(x − shift) over a float32 row, one pass; dx = g · e^(x − shift) when not
+    /// <paramref name="add"/>ing (the same bits as adding to +0).</summary>
+    private static void ScaledExpF32(ReadOnlySpan<float> x, float shift, float g, Span<float> dx, bool add)
     {
         int i = 0;
         ref float rx = ref MemoryMarshal.GetReference(x); ref float rdx = ref MemoryMarshal.GetReference(dx);
@@ -122,12 +133,18 @@ public sealed partial class CpuBackend
         {
             var m16 = Vector512.Create(shift); var g16 = Vector512.Create(g);
             for (; i <= x.Length - 16; i += 16)
-                Vector512.FusedMultiplyAdd(ExpF32x16(Vector512.LoadUnsafe(ref rx, (nuint)i) - m16), g16, Vector512.LoadUnsafe(ref rdx, (nuint)i)).StoreUnsafe(ref rdx, (nuint)i);
+            {
+                var e = ExpF32x16(Vector512.LoadUnsafe(ref rx, (nuint)i) - m16);
+                (add ? Vector512.FusedMultiplyAdd(e, g16, Vector512.LoadUnsafe(ref rdx, (nuint)i)) : e * g16).StoreUnsafe(ref rdx, (nuint)i);
+            }
         }
         var m = Vector256.Create(shift); var gv = Vector256.Create(g);
         for (; i <= x.Length - 8; i += 8)
-            Vector256.FusedMultiplyAdd(ExpF32(Vector256.LoadUnsafe(ref rx, (nuint)i) - m), gv, Vector256.LoadUnsafe(ref rdx, (nuint)i)).StoreUnsafe(ref rdx, (nuint)i);
-        for (; i < x.Length; i++) dx[i] += g * MathF.Exp(x[i] - shift);
+        {
+            var e = ExpF32(Vector256.LoadUnsafe(ref rx, (nuint)i) - m);
+            (add ? Vector256.FusedMultiplyAdd(e, gv, Vector256.LoadUnsafe(ref rdx, (nuint)i)) : e * gv).StoreUnsafe(ref rdx, (nuint)i);
+        }
+        for (; i < x.Length; i++) dx[i] = (add ? dx[i] : 0f) + g * MathF.Exp(x[i] - shift);
     }
 
     public void Mse(Tensor pred, Tensor target, Tensor loss)

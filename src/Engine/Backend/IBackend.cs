@@ -121,7 +121,9 @@ public interface IBackend
     /// <summary>logits [N, C], targets [N] (I32); mean over rows whose target ≠ ignoreIndex.
     /// Saves the per-row log-sum-exp [N].</summary>
     void CrossEntropy(Tensor logits, Tensor targets, int ignoreIndex, Tensor loss, Tensor lse);
-    void CrossEntropyBackward(Tensor logits, Tensor targets, int ignoreIndex, Tensor lse, Tensor dloss, Tensor dlogits);
+    /// <summary>dlogits += (softmax − onehot(target)) · dloss / count on rows not ignored; with
+    /// <paramref name="accumulate"/> false every element of dlogits is written instead (ignored rows 0).</summary>
+    void CrossEntropyBackward(Tensor logits, Tensor targets, int ignoreIndex, Tensor lse, Tensor dloss, Tensor dlogits, bool accumulate);
     /// <summary>mean((pred − target)²).</summary>
     void Mse(Tensor pred, Tensor target, Tensor loss);
     void MseBackward(Tensor pred, Tensor target, Tensor dloss, Tensor dpred);

@@ -85,7 +85,12 @@ public static partial class Ops
         var lse = New([logits.Dim(0)], logits);
         logits.Backend.CrossEntropy(logits, targets, ignoreIndex, loss, lse);
         return Tape.Record("cross_entropy", loss, [logits],
-            dl => logits.Backend.CrossEntropyBackward(logits, targets, ignoreIndex, lse, dl, Tape.GradOf(logits)));
+            dl =>
+            {
+                // A language model's logits gradient is the step's largest tensor: written, not added to zeros.
+                var dlogits = Tape.GradToWrite(logits, out bool accumulate);
+                logits.Backend.CrossEntropyBackward(logits, targets, ignoreIndex, lse, dl, dlogits, accumulate);
+            });
     }
 
     /// <summary>Mean squared error (regression); the target gets no gradient.</summary>

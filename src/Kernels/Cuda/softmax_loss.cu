@@ -84,23 +84,27 @@ template <typename T> __device__ __forceinline__ void cross_entropy_finish(const
 extern "C" __global__ void cross_entropy_finish_f32(const double* terms, i64 rows, const int* count, float* loss) { cross_entropy_finish(terms, rows, count, loss); }
 extern "C" __global__ void cross_entropy_finish_f64(const double* terms, i64 rows, const int* count, double* loss) { cross_entropy_finish(terms, rows, count, loss); }
 
-// dlogits [rows, c] += (softmax − onehot(target)) · dloss / count for rows not ignored.
+// dlogits [rows, c] += (softmax − onehot(target)) · dloss / count for rows not ignored; with
+// accumulate = 0 every element is written instead (ignored rows, or all when none counts, 0).
 template <typename T>
-__device__ __forceinline__ void cross_entropy_backward(const T* logits, const int* targets, int ignore_index, const T* lse, const T* dloss, const int* count, T* dlogits, i64 rows, int c) {
+__device__ __forceinline__ void cross_entropy_backward(const T* logits, const int* targets, int ignore_index, const T* lse, const T* dloss, const int* count, T* dlogits, i64 rows, int c, int accumulate) {
     int k = count[0];
-    if (k == 0) return;
-    T g = dloss[0] / (T)k;
+    if (k == 0 && accumulate) return;
+    T g = k == 0 ? (T)0 : dloss[0] / (T)k;
     GRID_STRIDE_LOOP(i, rows * c) {
         i64 r = i / c; int j = (int)(i % c);
         int t = targets[r];
-        if (t == ignore_index) continue;
+        if (k == 0 || t == ignore_index) {
+            if (!accumulate) dlogits[i] = (T)0;
+            continue;
+        }
         T d = g * exp(logits[i] - lse[r]);
         if (j == t) d -= g;
-        dlogits[i] += d;
+        dlogits[i] = accumulate ? dlogits[i] + d : d;
     }
 }
-extern "C" __global__ void cross_entropy_backward_f32(const float* logits, const int* targets, int ignore_index, const float* lse, const float* dloss, const int* count, float* dlogits, i64 rows, int c) { cross_entropy_backward(logits, targets, ignore_index, lse, dloss, count, dlogits, rows, c); }
-extern "C" __global__ void cross_entropy_backward_f64(const double* logits, const int* targets, int ignore_index, const double* lse, const double* dloss, const int* count, double* dlogits, i64 rows, int c) { cross_entropy_backward(logits, targets, ignore_index, lse, dloss, count, dlogits, rows, c); }
+extern "C" __global__ void cross_entropy_backward_f32(const float* logits, const int* targets, int ignore_index, const float* lse, const float* dloss, const int* count, float* dlogits, i64 rows, int c, int accumulate) { cross_entropy_backward(logits, targets, ignore_index, lse, dloss, count, dlogits, rows, c, accumulate); }
+extern "C" __global__ void cross_entropy_backward_f64(const double* logits, const int* targets, int ignore_index, const double* lse, const double* dloss, const int* count, double* dlogits, i64 rows, int c, int accumulate) { cross_entropy_backward(logits, targets, ignore_index, lse, dloss, count, dlogits, rows, c, accumulate); }
 
 // ---------------------------------------------------------------- mean squared error
 

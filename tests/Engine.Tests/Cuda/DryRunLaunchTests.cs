@@ -174,7 +174,8 @@ public class DryRunLaunchTests
         // losses
         var logits = E(6, 11); var targets = Ids(dry, 6, 11); var loss = E(1); var lse = E(6);
         b.CrossEntropy(logits, targets, -100, loss, lse);
-        b.CrossEntropyBackward(logits, targets, -100, lse, E(1), Z(6, 11));
+        b.CrossEntropyBackward(logits, targets, -100, lse, E(1), Z(6, 11), accumulate: true);
+        b.CrossEntropyBackward(logits, targets, -100, lse, E(1), Z(6, 11), accumulate: false);
         b.Mse(x, y, loss); b.MseBackward(x, y, E(1), Z(3, 37));
         b.BceWithLogits(x, y, loss); b.BceWithLogitsBackward(x, y, E(1), Z(3, 37));
 

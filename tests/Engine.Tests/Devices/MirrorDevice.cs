@@ -113,8 +113,8 @@ internal sealed class MirrorBackend : IBackend
 
     public void CrossEntropy(Tensor logits, Tensor targets, int ignoreIndex, Tensor loss, Tensor lse) =>
         Cpu.CrossEntropy(H(logits), H(targets), ignoreIndex, H(loss), H(lse));
-    public void CrossEntropyBackward(Tensor logits, Tensor targets, int ignoreIndex, Tensor lse, Tensor dloss, Tensor dlogits) =>
-        Cpu.CrossEntropyBackward(H(logits), H(targets), ignoreIndex, H(lse), H(dloss), H(dlogits));
+    public void CrossEntropyBackward(Tensor logits, Tensor targets, int ignoreIndex, Tensor lse, Tensor dloss, Tensor dlogits, bool accumulate) =>
+        Cpu.CrossEntropyBackward(H(logits), H(targets), ignoreIndex, H(lse), H(dloss), H(dlogits), accumulate);
     public void Mse(Tensor pred, Tensor target, Tensor loss) => Cpu.Mse(H(pred), H(target), H(loss));
     public void MseBackward(Tensor pred, Tensor target, Tensor dloss, Tensor dpred) => Cpu.MseBackward(H(pred), H(target), H(dloss), H(dpred));
     public void BceWithLogits(Tensor logits, Tensor targets, Tensor loss) => Cpu.BceWithLogits(H(logits), H(targets), H(loss));
