@@ -141,6 +141,29 @@ public class CpuFastKernelTests
         Assert.That(batchedSerial, Is.EqualTo(batched));
     }
 
+    /// <summary>A small C over a long K (a weight gradient: llama-mini's 64 × 256 key projection over
+    /// 4,096 tokens) is cut into at least four blocks per core, not one block on one core; smaller
+    /// blocks change no bits (a serial run, one core's larger blocks, agrees); big products keep the
+    /// full blocks.</summary>
+    [Test]
+    public void ASmallCIsSpreadOverTheCoresWithTheSameBits()
+    {
+        foreach (var (mr, nr) in new[] { (CpuBackend.MRNarrow, CpuBackend.NRNarrow), (CpuBackend.MRWide, CpuBackend.NRWide) })
+        {
+            foreach (var (m, n) in new[] { (64, 256), (256, 256), (6, 16), (1, 1000) })
+            {
+                var (bm, bn) = CpuBackend.CBlocks(m, n, mr, nr, cores: 2);
+                long blocks = (long)((m + bm - 1) / bm) * ((n + bn - 1) / bn);
+                Assert.That(bm % mr == 0 && bn % nr == 0, $"{m}×{n}: blocks {bm}×{bn} are whole tiles of {mr}×{nr}");
+                Assert.That(blocks, Is.GreaterThanOrEqualTo(Math.Min(8, ((m + mr - 1) / mr) * ((n + nr - 1) / nr))), $"{m}×{n}: {bm}×{bn}");
+            }
+            Assert.That(CpuBackend.CBlocks(2048, 1024, mr, nr, cores: 2), Is.EqualTo((96, 256)));
+        }
+        var parallel = CheckBlocked(1, 64, 256, 4096, true, false, false, false, false, 1.0, 0.0);
+        var serial = CheckBlocked(1, 64, 256, 4096, true, false, false, false, false, 1.0, 0.0, parallel: false);
+        Assert.That(serial, Is.EqualTo(parallel));
+    }
+
     /// <summary>beta = 0 writes C without reading it (the first K-block overwrites): NaNs in the old C
     /// must not survive, as with the clearing pass of the other kernels.</summary>
     [Test]

@@ -18,9 +18,9 @@ namespace Engine.Backend;
 //
 // K is cut into blocks of at most BlockK so that the current K-block of one B panel (≤ 32 KB)
 // stays in L1 while the block's A micro-panels (in L2) pass over it; C is cut into fixed blocks
-// of BlockM × BlockN that run in parallel. Each C element is summed in one fixed order — within a
-// K-block p ascending, then C += alpha·(block sum), K-blocks in order — and the blocks do not
-// depend on the thread count, so results are bit-for-bit repeatable and independent of it.
+// of BlockM × BlockN (smaller for a small C) that run in parallel. Each C element is summed in one
+// fixed order — within a K-block p ascending, then C += alpha·(block sum), K-blocks in order —
+// whatever block holds it, so results are bit-for-bit repeatable and independent of the thread count.
 // Tiny GEMMs (below 40³ multiply-adds) stay on the 8×16 / 4×16 tiles of CpuBackend.Gemm32.cs,
 // where packing would cost more than it saves; attention's per-head products call those tiles directly.
 public sealed partial class CpuBackend
@@ -38,8 +38,26 @@ public sealed partial class CpuBackend
     private const int BlockK = 256;
 
     /// <summary>Rows and columns of one parallel C block (multiples of MR and NR); 192 × 128, 96 × 768,
-    /// 384 × 128 measured the same within noise. Fixed, so the blocks do not depend on the thread count.</summary>
+    /// 384 × 128 measured the same within noise. A small C gets smaller blocks (<see cref="CBlocks"/>).</summary>
     private const int BlockM = 96, BlockN = 256;
+
+    /// <summary>The C blocks of an m × n product: BlockM × BlockN, halved (the longer side in tiles first,
+    /// whole tiles only) while there are fewer than four per core, so that a small C summed over a long K
+    /// — a weight gradient such as llama-mini's 64 × 256 key projection over 4,096 tokens, which was one
+    /// block on one core — spreads over the cores. The bits do not depend on the blocks: each C element
+    /// is summed in the same order in any block (the K-blocks depend on k alone).</summary>
+    internal static (int BM, int BN) CBlocks(int m, int n, int MR, int NR, int cores)
+    {
+        int bm = Math.Min(BlockM, (m + MR - 1) / MR * MR), bn = Math.Min(BlockN, (n + NR - 1) / NR * NR);
+        while ((long)((m + bm - 1) / bm) * ((n + bn - 1) / bn) < 4L * cores)
+        {
+            int tm = bm / MR, tn = bn / NR;
+            if (tn >= tm && tn > 1) bn = (tn + 1) / 2 * NR;
+            else if (tm > 1) bm = (tm + 1) / 2 * MR;
+            else break;
+        }
+        return (bm, bn);
+    }
 
     /// <summary>Below this many multiply-adds (M·N·K, 40³) the unpacked 8×16 (4×16) tiles are used: measured
     /// faster at 16³ and 32³ (packing and renting cost more than they save), slower from 48³ up.</summary>
@@ -96,7 +114,8 @@ public sealed partial class CpuBackend
         float[] packA = pool.Rent(panelsA * MR * k + 16), packB = pool.Rent(panelsB * NR * k + 16);
         // K-blocks of (nearly) equal size — the last at most kBlocks − 1 shorter — so no block is a short remainder.
         int kBlocks = Math.Max(1, (k + BlockK - 1) / BlockK), kc = (k + kBlocks - 1) / kBlocks;
-        int blocksM = (m + BlockM - 1) / BlockM, blocksN = (n + BlockN - 1) / BlockN;
+        var (bm, bn) = CBlocks(m, n, MR, NR, parallel ? Environment.ProcessorCount : 1);
+        int blocksM = (m + bm - 1) / bm, blocksN = (n + bn - 1) / bn;
         try
         {
             // One pinning for the whole call: the aligned pointers stay valid throughout.
@@ -139,10 +158,10 @@ public sealed partial class CpuBackend
                     fixed (float* pc = c)
                     {
                         float* C = pc;
-                        Run(parallel, blocksM * blocksN, (long)BlockM * BlockN * k, t =>
+                        Run(parallel, blocksM * blocksN, (long)bm * bn * k, t =>
                         {
-                            int i0 = t / blocksN * BlockM, j0 = t % blocksN * BlockN;
-                            MultiplyBlock(A, B, C, i0, Math.Min(m, i0 + BlockM), j0, Math.Min(n, j0 + BlockN), m, n, k, kc, alpha, overwrite, w);
+                            int i0 = t / blocksN * bm, j0 = t % blocksN * bn;
+                            MultiplyBlock(A, B, C, i0, Math.Min(m, i0 + bm), j0, Math.Min(n, j0 + bn), m, n, k, kc, alpha, overwrite, w);
                         });
                     }
                 }
