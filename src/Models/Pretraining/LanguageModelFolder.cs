@@ -96,11 +96,14 @@ public static class LanguageModelFolder
     private static JsonObject LlamaFiles(string dir, LmShape s, string tokenizerPath)
     {
         bool json = tokenizerPath.EndsWith(".json", StringComparison.OrdinalIgnoreCase);
-        File.Copy(tokenizerPath, Path.Combine(dir, json ? "tokenizer.json" : "tokenizer.model"));
+        var copy = Path.Combine(dir, json ? "tokenizer.json" : "tokenizer.model");
+        File.Copy(tokenizerPath, copy);
         File.WriteAllText(Path.Combine(dir, "tokenizer_config.json"),
             $$"""{"add_bos_token": true, "add_eos_token": false, "bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>", "pad_token": "<unk>", "model_max_length": {{s.MaxPositions}}, "tokenizer_class": "LlamaTokenizer", "legacy": false}""");
         // The ids come from the tokenizer itself: read it through a folder holding just the tokenizer files.
-        var tokenizer = TextTokenizer.FromFolder(HfModelFolderWithoutWeights(WithStubConfig(dir)));
+        TextTokenizer tokenizer;
+        try { tokenizer = TextTokenizer.FromFolder(HfModelFolderWithoutWeights(WithStubConfig(dir))); }
+        catch (EngineException e) when (e.Message.Contains(copy)) { throw new EngineException(e.Message.Replace(copy, tokenizerPath)); }   // name the user's file, not the temporary copy
         int bos = tokenizer.TokenToId("<s>") ?? throw new EngineException($"{tokenizerPath}: the tokenizer has no <s> token");
         int eos = tokenizer.TokenToId("</s>") ?? throw new EngineException($"{tokenizerPath}: the tokenizer has no </s> token");
         int pad = tokenizer.TokenToId("<unk>") ?? throw new EngineException($"{tokenizerPath}: the tokenizer has no <unk> token");

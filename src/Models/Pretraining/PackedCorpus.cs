@@ -36,7 +36,7 @@ public sealed class PackedCorpus
 
     public PackedCorpus(int[] stream, int documents, int rowLength, int startToken, int heldOutEvery)
     {
-        if (rowLength < 2) throw new EngineException($"pretrain: the sequence length must be at least 2, got {rowLength}");
+        if (rowLength < 2) throw new EngineException($"--seq: the sequence length must be at least 2 tokens, got {rowLength}");
         if (heldOutEvery < 2) throw new EngineException($"pretrain: held-out-every must be at least 2, got {heldOutEvery}");
         Stream = stream;
         DocumentCount = documents;

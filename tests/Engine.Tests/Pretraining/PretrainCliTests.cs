@@ -86,6 +86,24 @@ public class PretrainCliTests
             Assert.That(EngineProcess.AssertUserError(r), Does.Contain(says));
             Assert.That(Directory.Exists(temp.File("z")), Is.False, $"{option} {value}: nothing written");
         }
+        // So are a step or token count below 1, a row too short, a missing corpus file and an unreadable tokenizer
+        // (named by the path the user gave, not the copy inside the folder being made).
+        File.WriteAllText(temp.File("bad.model"), "not a SentencePiece model");
+        foreach (var (args, says) in new (string[], string)[]
+        {
+            (["--steps", "0"], "--steps: must be at least 1"),
+            (["--tokens", "0"], "--tokens: must be at least 1"),
+            (["--steps", "1", "--seq", "1"], "--seq: must be at least 2"),
+            (["--steps", "1", "--corpus", temp.File("corpus.txt"), temp.File("missing.txt")], "missing.txt: no such file"),
+        })
+        {
+            var all = new[] { "pretrain", "--preset", "bert-mini", "--tokenizer", temp.File("vocab.txt"), "--corpus", temp.File("corpus.txt") }.Concat(args).Concat(["--out", temp.File("z")]).ToArray();
+            Assert.That(EngineProcess.AssertUserError(EngineProcess.Run(all)), Does.Contain(says));
+            Assert.That(Directory.Exists(temp.File("z")), Is.False, $"{string.Join(' ', args)}: nothing written");
+        }
+        r = EngineProcess.Run("pretrain", "--preset", "llama-mini", "--tokenizer", temp.File("bad.model"), "--corpus", temp.File("corpus.txt"), "--steps", "1", "--out", temp.File("z"));
+        Assert.That(EngineProcess.AssertUserError(r), Does.StartWith($"engine: {temp.File("bad.model")}: "));
+        Assert.That(Directory.Exists(Path.Combine(temp.File("z"), "init")), Is.False, "no init folder from an unreadable tokenizer");
         r = EngineProcess.Run("init", "--arch", "llama", "--out", temp.File("y"));
         Assert.That(EngineProcess.AssertUserError(r), Does.Contain("--tokenizer"));
     }

@@ -65,6 +65,13 @@ public static class PretrainCommands
                 EvalRows = p.GetValue(evalRows), OutDir = outDir, Device = on, Precision = p.GetValue(dtype)!, StopAfter = p.GetValue(stopAfter),
             };
             options.Validate();
+            int length = p.GetValue(seq);
+            if (length < 2) throw new EngineException($"--seq: must be at least 2 tokens, got {length}");
+            if (p.GetValue(steps) is int s0 && s0 < 1) throw new EngineException($"--steps: must be at least 1, got {s0}");
+            if (p.GetValue(tokens) is long t0 && t0 < 1) throw new EngineException($"--tokens: must be at least 1, got {t0}");
+            if (p.GetValue(steps) is null && p.GetValue(tokens) is null) throw new EngineException("give --steps N or --tokens N");
+            foreach (var item in p.GetValue(corpus)!)
+                if (CorpusItem.Parse(item).Path is var path && !File.Exists(path) && !Directory.Exists(path)) throw new EngineException($"--corpus {item}: no such file");
             HfModelFolder folder;
             if (resumeDir is not null) folder = HfModelFolder.Open(resumeDir);
             else
@@ -78,14 +85,11 @@ public static class PretrainCommands
             }
             var model = LanguageModel.Load(folder, seedValue);
             var text = TextTokenizer.FromFolder(folder);
-            int length = p.GetValue(seq);
             int maxPositions = folder.Family == ModelFamily.Bert ? folder.BertConfig.MaxPositionEmbeddings : folder.LlamaConfig.MaxPositionEmbeddings;
             if (length > maxPositions) throw new EngineException($"--seq: {length} is longer than the model's {maxPositions} positions");
             var packed = ReadCorpus(folder, text, p.GetValue(corpus)!, length, p.GetValue(heldOut), p.GetValue(maxCorpus));
             long rowsPerStep = (long)batchSize * world.Size;
-            int stepCount = p.GetValue(steps) ?? (p.GetValue(tokens) is long n
-                ? (int)Math.Min(int.MaxValue, (n + rowsPerStep * length - 1) / (rowsPerStep * length))
-                : throw new EngineException("give --steps N or --tokens N"));
+            int stepCount = p.GetValue(steps) ?? (int)Math.Min(int.MaxValue, (p.GetValue(tokens)!.Value + rowsPerStep * length - 1) / (rowsPerStep * length));
             var objective = LmObjective.For(model, text, p.GetValue(wholeWord), p.GetValue(mlmProbability));
             options = options with { Steps = stepCount };
             var trainer = new Pretrainer(objective, folder, packed, options);
