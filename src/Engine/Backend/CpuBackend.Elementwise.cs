@@ -337,13 +337,17 @@ public sealed partial class CpuBackend
     /// e^x for float32 lanes in float32 arithmetic (Vector256.Exp widens to float64, twice the work):
     /// x = n·ln2 + r with |r| ≤ ln2/2 (ln2 split in two parts for an exact reduction), e^r by the
     /// Cephes expf polynomial (about 1 ulp), 2^n put into the exponent bits. Below −87.3 (where e^x
-    /// would be a denormal) the result is 0, above 88.7 +∞; NaN stays NaN.
+    /// would be a denormal) the result is 0, above 88.7 +∞, and from ≈ 88.03 (n = 128, where 2^n is not a
+    /// float) already +∞; NaN stays NaN. The callers take e^x of x ≤ 0 (softmax, cross-entropy, GELU's
+    /// e^(−x²/2)) or σ(x) = 1/(1 + e^(−x)), where +∞ gives the right 0.
     /// </summary>
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
-    private static Vector256<float> ExpF32(Vector256<float> x)
+    internal static Vector256<float> ExpF32(Vector256<float> x)
     {
         var lo = Vector256.Create(-87.3365447f); var hi = Vector256.Create(88.7228391f);
-        var c = Vector256.Min(Vector256.Max(x, lo), hi);
+        // vmaxps/vminps return their second operand when either is NaN, so a NaN x passes through
+        // (Vector256.Min/Max give the same values but, being IEEE minimum/maximum, cost extra instructions).
+        var c = Avx.IsSupported ? Avx.Min(hi, Avx.Max(lo, x)) : Vector256.Min(Vector256.Max(x, lo), hi);
         var n = Vector256.Round(c * Vector256.Create(1.44269504088896341f));
         var r = Vector256.FusedMultiplyAdd(n, Vector256.Create(-0.693359375f), c);
         r = Vector256.FusedMultiplyAdd(n, Vector256.Create(2.12194440e-4f), r);
@@ -354,7 +358,10 @@ public sealed partial class CpuBackend
         p = Vector256.FusedMultiplyAdd(p, r, Vector256.Create(1.6666665459e-1f));
         p = Vector256.FusedMultiplyAdd(p, r, Vector256.Create(5.0000001201e-1f));
         p = Vector256.FusedMultiplyAdd(p, r * r, r + Vector256<float>.One);
-        var scale = Vector256.ShiftLeft(Vector256.ConvertToInt32(n) + Vector256.Create(127), 23).AsSingle();
+        // n is a whole number in [−126, 128]: the plain conversion (vcvtps2dq) is exact; ConvertToInt32's
+        // saturating form adds a fix-up sequence on AVX2.
+        var ni = Avx.IsSupported ? Avx.ConvertToVector256Int32(n) : Vector256.ConvertToInt32(n);
+        var scale = Vector256.ShiftLeft(ni + Vector256.Create(127), 23).AsSingle();
         var e = p * scale;
         e = Vector256.ConditionalSelect(Vector256.LessThan(x, lo), Vector256<float>.Zero, e);
         return Vector256.ConditionalSelect(Vector256.GreaterThan(x, hi), Vector256.Create(float.PositiveInfinity), e);
