@@ -21,12 +21,18 @@ public sealed partial class CpuBackend : IBackend
 
     private static void For(long count, long workPerItem, Action<int> body)
     {
-        if (count <= 1 || count * workPerItem < ParallelThreshold)
+        if (count <= 1 || Threads == 1 || count * workPerItem < ParallelThreshold)
         {
             for (int i = 0; i < count; i++) body(i);
         }
         else Parallel.For(0, (int)count, body);
     }
+
+    /// <summary>Environment.ProcessorCount (the cores, or DOTNET_PROCESSOR_COUNT). At 1 every kernel runs on
+    /// the calling thread: Parallel.For alone still used a pool thread beside it (two cores busy under
+    /// DOTNET_PROCESSOR_COUNT=1). Above 1 Parallel.For is left unbounded: bounding it to the core count
+    /// measured slower (docs/benchmarks.md).</summary>
+    internal static readonly int Threads = Environment.ProcessorCount;
 
     private static bool IsF64(Tensor t) => t.DType switch
     {
