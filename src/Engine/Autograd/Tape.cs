@@ -86,11 +86,11 @@ public static class Tape
     /// <summary>The gradient buffer of <paramref name="t"/>, made (zeros) on first use. It lives as
     /// long as <paramref name="t"/>: a parameter's gradient is long-lived, an activation's is
     /// released with its step scope.</summary>
-    public static Tensor GradOf(Tensor t)
+    public static Tensor GradOf(Tensor t) => t.Grad ?? NewGrad(t, zero: true);
+
+    private static Tensor NewGrad(Tensor t, bool zero)
     {
-        if (t.Grad is { } g) return g;
-        var storage = t.Backend.Allocate(t.DType, t.Numel, zero: true);
-        g = new Tensor(storage, t.ShapeArray, 0, longLived: t.IsLongLived);
+        var g = new Tensor(t.Backend.Allocate(t.DType, t.Numel, zero), t.ShapeArray, 0, longLived: t.IsLongLived);
         t.Grad = g;
         return g;
     }
@@ -102,11 +102,7 @@ public static class Tape
     public static Tensor GradToWrite(Tensor t, out bool accumulate)
     {
         accumulate = t.Grad is not null;
-        if (t.Grad is { } g) return g;
-        var storage = t.Backend.Allocate(t.DType, t.Numel, zero: false);
-        g = new Tensor(storage, t.ShapeArray, 0, longLived: t.IsLongLived);
-        t.Grad = g;
-        return g;
+        return t.Grad ?? NewGrad(t, zero: false);
     }
 
     /// <summary>Adds <paramref name="dy"/> (an op's output gradient with <paramref name="t"/>'s number of

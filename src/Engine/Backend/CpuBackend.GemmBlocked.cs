@@ -114,7 +114,7 @@ public sealed partial class CpuBackend
         float[] packA = pool.Rent(panelsA * MR * k + 16), packB = pool.Rent(panelsB * NR * k + 16);
         // K-blocks of (nearly) equal size — the last at most kBlocks − 1 shorter — so no block is a short remainder.
         int kBlocks = Math.Max(1, (k + BlockK - 1) / BlockK), kc = (k + kBlocks - 1) / kBlocks;
-        var (bm, bn) = CBlocks(m, n, MR, NR, parallel ? Environment.ProcessorCount : 1);
+        var (bm, bn) = CBlocks(m, n, MR, NR, parallel ? Threads : 1);
         int blocksM = (m + bm - 1) / bm, blocksN = (n + bn - 1) / bn;
         try
         {

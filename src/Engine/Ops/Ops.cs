@@ -52,12 +52,12 @@ public static partial class Ops
         {
             // A sum's operand of the output's shape gets dy itself: handed over when the tape would
             // release it next (Tape.AccumulateGrad), so a residual or bias addition copies nothing.
-            Tensor? whole = op is BinaryOp.Add or BinaryOp.Sub && a.RequiresGrad && Shape.Equal(a.Shape, dy.Shape) ? a
-                : op is BinaryOp.Add && b.RequiresGrad && Shape.Equal(b.Shape, dy.Shape) ? b : null;
-            if (whole is null) { a.Backend.BinaryBackward(op, a, b, dy, GradIf(a), GradIf(b)); return; }
-            if (whole == a) { if (b.RequiresGrad) a.Backend.BinaryBackward(op, a, b, dy, null, Tape.GradOf(b)); }
-            else if (a.RequiresGrad) a.Backend.BinaryBackward(op, a, b, dy, Tape.GradOf(a), null);
-            Tape.AccumulateGrad(whole, dy);
+            bool toA = op is BinaryOp.Add or BinaryOp.Sub && a.RequiresGrad && Shape.Equal(a.Shape, dy.Shape);
+            bool toB = !toA && op is BinaryOp.Add && b.RequiresGrad && Shape.Equal(b.Shape, dy.Shape);
+            Tensor? da = toA ? null : GradIf(a), db = toB ? null : GradIf(b);
+            if (da is not null || db is not null) a.Backend.BinaryBackward(op, a, b, dy, da, db);
+            if (toA) Tape.AccumulateGrad(a, dy);
+            else if (toB) Tape.AccumulateGrad(b, dy);
         });
     }
 
