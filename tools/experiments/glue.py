@@ -234,7 +234,8 @@ def ledger_add(args, root, backbone):
            "eval": json.load(open(os.path.join(root, "eval.json"))),
            "depth_weights": depth_weights_of(open(os.path.join(root, "stdout.txt")).read()),
            **{k: r[k] for k in ("trained", "total", "steps", "train_seconds", "wall_seconds", "threads", "load_before", "load_after",
-                                "host", "cores", "finished", "compare")}}
+                                "host", "cores", "finished", "compare")},
+           **{k: r[k] for k in ("trained_stage1",) if k in r}}
     with LEDGER_LOCK:
         if any("kind" not in x and ledger_key(x) == ledger_key(rec) for x in read_ledger(args.ledger)):
             return
@@ -276,12 +277,14 @@ def run_cell(args, task, config, seed, threads):
     if code != 0:
         return f"FAILED {task} {config} seed{seed} (exit {code}): {text.strip().splitlines()[-1] if text.strip() else ''}"
     trained = re.search(r"([\d,]+) of ([\d,]+) parameters trained", text)
+    stage2 = re.search(r"stage 2 .*?: ([\d,]+) parameters trained", text)  # EH-FT: the first count is stage 1's
     done = re.search(r"done: (\d+) steps in ([\d.]+) s, ([\d,]+) tokens/s", text)
     for d in ("checkpoint-best", "checkpoint-last"):
         shutil.rmtree(os.path.join(root, d), ignore_errors=True)
     json.dump({
         "command": cmd, "compare": comparable(cmd, args), "task": task, "config": config, "seed": seed, "regime": args.regime,
-        "trained": int(trained.group(1).replace(",", "")), "total": int(trained.group(2).replace(",", "")),
+        "trained": int((stage2 or trained).group(1).replace(",", "")), "total": int(trained.group(2).replace(",", "")),
+        **({"trained_stage1": int(trained.group(1).replace(",", ""))} if stage2 else {}),
         "steps": int(done.group(1)), "train_seconds": float(done.group(2)), "wall_seconds": round(wall, 1),
         "threads": threads, "load_before": round(load, 2), "load_after": round(os.getloadavg()[0], 2),
         "host": socket.gethostname(), "cores": os.cpu_count(), "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

@@ -26,6 +26,8 @@ out = opt("--out"); os.makedirs(out, exist_ok=True)
 v = 0.5 + 0.01 * int(opt("--seed")) + 0.1 * len(opt("--method")) / 10
 json.dump({m: v for m in ("accuracy", "f1", "mcc", "pearson")}, open(os.path.join(out, "eval.json"), "w"))
 print("full from step 1: 1,234 of 5,678 parameters trained")
+if opt("--method") == "ehft":
+    print("step 5/10\nstage 2 (full fine-tuning from the stage-1 head) from step 2: 5,000 parameters trained")
 if opt("--pooling") == "depthwise":
     print("depth-wise pooling weights (per layer):\n  layer emb  0.100 #\n  layer 1    0.900 #########")
 print("done: 10 steps in 1.5 s, 1,000 tokens/s")
@@ -94,6 +96,14 @@ class GlueScript(unittest.TestCase):
         out = self.glue("run", "pooling", "--backbone", moved, "--runs", os.path.join(self.tmp.name, "fresh2"), "--ledger", self.cells,
                         "--tasks", "sst2", "--seeds", "1", "--epochs", "1").stdout
         self.assertEqual(out.count("(in the ledger)"), 4, out)
+
+    def test_a_staged_method_records_what_its_last_stage_trains(self):
+        self.run_table("ehft", "sst2", "1")
+        by = {c["config"]: c for c in self.ledger()}
+        self.assertEqual((by["ehft-lora"]["trained"], by["ehft-lora"]["trained_stage1"]), (5000, 1234))
+        self.assertEqual(by["full"]["trained"], 1234)
+        self.assertNotIn("trained_stage1", by["full"])
+        self.assertIn("| ehft-lora | 5,000 |", self.glue("report", "--runs", self.runs, "--ledger", self.cells).stdout)
 
     def test_a_failed_cell_is_not_in_the_ledger(self):
         out = self.glue("run", "pooling", "--backbone", self.backbone, "--runs", self.runs, "--ledger", self.cells,
