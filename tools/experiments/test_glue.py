@@ -105,6 +105,26 @@ class GlueScript(unittest.TestCase):
         self.assertNotIn("trained_stage1", by["full"])
         self.assertIn("| ehft-lora | 5,000 |", self.glue("report", "--runs", self.runs, "--ledger", self.cells).stdout)
 
+    def test_the_learning_rate_table_runs_each_method_at_three_rates_and_shares_the_plain_cells(self):
+        self.run_table("pooling", "sst2", "1")
+        out = self.run_table("lr", "sst2", "1")
+        for plain in ("full", "head"):
+            self.assertIn(f"skip sst2 {plain} seed1", out)  # the other tables' cells are the middle rate
+        by = {c["config"]: c for c in self.ledger() if "kind" not in c}  # (the "nu" line of select's analysis has no config)
+        def rate(config):
+            words = by[config]["compare"]
+            return words[words.index("--lr") + 1], words[words.index("--method") + 1]
+        self.assertEqual(rate("full@3e-5"), ("3e-5", "full"))
+        self.assertEqual(rate("full"), ("1e-4", "full"))
+        self.assertEqual(rate("lora@3e-3"), ("3e-3", "lora"))
+        self.assertEqual(rate("head@2e-2"), ("2e-2", "head"))
+        self.assertEqual(rate("select-auto-1@3e-4"), ("3e-4", "select"))
+        self.assertIn("--variability", by["select-auto-1@3e-4"]["compare"])
+        report = self.glue("report", "--runs", self.runs, "--ledger", self.cells).stdout
+        table = report.split("### Learning rates", 1)[1]
+        self.assertLess(table.index("| full@3e-5 |"), table.index("| full |"))
+        self.assertLess(table.index("| full |"), table.index("| full@3e-4 |"))
+
     def test_a_failed_cell_is_not_in_the_ledger(self):
         out = self.glue("run", "pooling", "--backbone", self.backbone, "--runs", self.runs, "--ledger", self.cells,
                         "--tasks", "sst2", "--seeds", "1", "--epochs", "1", fail="head").stdout
