@@ -132,9 +132,14 @@ TABLES = {
     "tuned": ("The seed methods' comparisons at the better learning rates",
               [at_rate("full", "1e-3"), at_rate("full+depthwise", "1e-3"), at_rate("head", "2e-2"), at_rate("head+depthwise", "2e-2"),
                at_rate("ehft-bitfit", "1e-3"), at_rate("ehft-lora", "1e-3"), at_rate("select-auto-1", "3e-3"), at_rate("select-top-1", "3e-3"),
-               at_rate("lora", "3e-3"), at_rate("lora-all", "3e-3"), at_rate("spafit", "3e-3")], CLASSIFICATION,
+               at_rate("lora", "3e-3"), at_rate("dora", "3e-3"), at_rate("lora-all", "3e-3"), at_rate("spafit", "3e-3")], CLASSIFICATION,
               "Tables 2 and 4-6 again, each method at the rate the learning-rate table found best for its family (full fine-tuning "
               "and everything that fine-tunes the whole body 1e-3, the head 2e-2, LoRA-like and block-tuning methods 3e-3)."),
+    "ltuning-lr": ("L-Tuning vs prefix/prompt at three learning rates",
+                   [c for b, rates in (("prefix", ["1.5e-3", "1.5e-2"]), ("lt-prefix", ["1.5e-3", "1.5e-2"]),
+                                       ("prompt", ["3e-3", "3e-2"]), ("lt-prompt", ["3e-3", "3e-2"]))
+                    for c in sorted([b] + [at_rate(b, r) for r in rates], key=lambda c: float(rate_of(c)))], CLASSIFICATION,
+                   "The L-Tuning table at a third of and three times each method's rate, so its verdict does not hang on one rate."),
 }
 
 def markers(backbone, section):
