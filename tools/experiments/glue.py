@@ -514,6 +514,8 @@ def backbone_tables(args, backbone, runs):
             tasks = [t for t in TASKS if (only is None or t in only) and any(r["task"] == t for r in mine)]
             mine = [r for r in mine if r["task"] in tasks]
             seeds = sorted({r["seed"] for r in mine})
+            # seconds per run over the tasks every row has, so that a row shared with a table run on more tasks compares
+            common = [t for t in tasks if all(any(r["config"] == c and r["task"] == t for r in mine) for c in configs)] or tasks
             lines = [f"### {title} ({'1,000 training examples' if regime == 'scarce' else 'full training sets'}; {backbone})", "",
                      what, "",
                      f"Backbone {backbone}; dev-set {', '.join(TASKS[t][3] for t in tasks)} after the last epoch, ×100, mean ± std over seeds {', '.join(map(str, seeds))} (n in brackets when fewer).", "",
@@ -532,10 +534,11 @@ def backbone_tables(args, backbone, runs):
                 counts = sorted(set(two or [r["trained"] for r in rs]))  # a method may train a different part per task (select auto)
                 ptext = f"{counts[0]:,}" if len(counts) == 1 else f"{counts[0]:,}–{counts[-1]:,} (per task)"
                 avg = f"{100 * statistics.mean(means):.1f}" if len(means) == len(tasks) else ""
-                secs = statistics.mean(r["wall_seconds"] for r in rs)
+                secs = statistics.mean(r["wall_seconds"] for r in rs if r["task"] in common)
                 lines.append(f"| {c} | {ptext} | " + " | ".join(row) + f" | {avg} | {secs:.0f} |")
             epochs = mine[0]["compare"][mine[0]["compare"].index("--epochs") + 1]
-            lines += ["", f"Settings: epochs {epochs}, {' '.join(COMMON)}; per-method options in tools/experiments/glue.py CONFIGS.", ""]
+            lines += ["", f"Settings: epochs {epochs}, {' '.join(COMMON)}; per-method options in tools/experiments/glue.py CONFIGS."
+                      + ("" if common == tasks else f" s/run over {', '.join(TASKS[t][3].split()[0] for t in common)}, the tasks every row has."), ""]
             png = bars(args, f"{backbone}-{key}-{regime}", f"{title} ({regime}, {backbone})", configs, tasks, mine)
             if png:
                 lines += [f"![{title}]({png})", ""]

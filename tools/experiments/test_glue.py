@@ -125,6 +125,19 @@ class GlueScript(unittest.TestCase):
         self.assertLess(table.index("| full@3e-5 |"), table.index("| full |"))
         self.assertLess(table.index("| full |"), table.index("| full@3e-4 |"))
 
+    def test_seconds_per_run_are_over_the_tasks_every_row_has(self):
+        self.run_table("pooling", "sst2", "1")
+        self.glue("run", "pooling", "--configs", "full", "--backbone", self.backbone, "--runs", self.runs, "--ledger", self.cells,
+                  "--tasks", "cola", "--seeds", "1", "--epochs", "1")
+        cells = self.ledger()
+        for c in cells:
+            c["wall_seconds"] = 1000.0 if c["task"] == "cola" else 10.0
+        write(self.cells, "".join(json.dumps(c) + "\n" for c in cells))
+        table = self.glue("report", "--runs", os.path.join(self.tmp.name, "none"), "--ledger", self.cells).stdout.split("### Depth-wise", 1)[1]
+        full = [l for l in table.splitlines() if l.startswith("| full |")][0]
+        self.assertTrue(full.endswith("| 10 |"), full)
+        self.assertIn("s/run over SST-2, the tasks every row has.", table)
+
     def test_a_failed_cell_is_not_in_the_ledger(self):
         out = self.glue("run", "pooling", "--backbone", self.backbone, "--runs", self.runs, "--ledger", self.cells,
                         "--tasks", "sst2", "--seeds", "1", "--epochs", "1", fail="head").stdout
