@@ -120,6 +120,9 @@ class GlueScript(unittest.TestCase):
         self.assertEqual(rate("head@2e-2"), ("2e-2", "head"))
         self.assertEqual(rate("select-auto-1@3e-4"), ("3e-4", "select"))
         self.assertIn("--variability", by["select-auto-1@3e-4"]["compare"])
+        self.assertIn("RANDOM_BACKBONE", self.glue("run", "full-data", "--configs", "full-random@1e-3", "--backbone", self.backbone,
+                                                   "--random-backbone", self.backbone + "-random", "--runs", self.runs, "--ledger", self.cells,
+                                                   "--tasks", "sst2", "--seeds", "1", "--epochs", "1", "--dry-run").stdout.replace(self.backbone + "-random", "RANDOM_BACKBONE"))
         report = self.glue("report", "--runs", self.runs, "--ledger", self.cells).stdout
         table = report.split("### Learning rates", 1)[1]
         self.assertLess(table.index("| full@3e-5 |"), table.index("| full |"))
