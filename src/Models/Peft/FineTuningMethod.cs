@@ -34,6 +34,12 @@ public abstract class FineTuningMethod
     /// <summary>The options record with every default; its type is the method's options type.</summary>
     public abstract MethodOptions Defaults { get; }
 
+    /// <summary>The peak learning rate of a run that gives none (<c>--lr</c>, <see cref="Training.TrainOptions.LearningRate"/>):
+    /// the method's usual rate for base-size models in its papers and in PEFT practice. Full fine-tuning's 2e-5 is
+    /// BERT's; a method that trains a few new parameters from scratch wants a far larger one. (The engine's own
+    /// 11 M-parameter backbones wanted larger rates still: docs/results.md, finding 25.)</summary>
+    public virtual double DefaultLearningRate => 2e-5;
+
     /// <summary>The method's own CLI options (each name used by this method only; "--lora-r").</summary>
     public virtual IReadOnlyList<MethodOption> CliOptions => [];
 

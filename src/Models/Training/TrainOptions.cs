@@ -3,7 +3,7 @@ using Engine.Models.Peft;
 namespace Engine.Models.Training;
 
 /// <summary>
-/// How a fine-tuning run goes. Defaults are the usual BERT fine-tuning recipe (AdamW, lr 2e-5,
+/// How a fine-tuning run goes. Defaults are the usual BERT fine-tuning recipe (AdamW, lr 2e-5 for full fine-tuning, each method's own otherwise,
 /// batch 32, 10% linear warmup then linear decay, weight decay 0.01 except biases and norm
 /// weights, gradient clipping at 1.0).
 /// </summary>
@@ -12,7 +12,11 @@ public sealed record TrainOptions
     public int Epochs { get; init; } = 3;
     /// <summary>Optimizer steps to run; overrides <see cref="Epochs"/> when set.</summary>
     public int? MaxSteps { get; init; }
-    public double LearningRate { get; init; } = 2e-5;
+    /// <summary>The peak learning rate; null: the method's (<see cref="FineTuningMethod.DefaultLearningRate"/>:
+    /// 2e-5 for full fine-tuning, 5e-4 for LoRA, 1e-3 for the head, …).</summary>
+    public double? LearningRate { get; init; }
+    /// <summary>The peak learning rate the run uses: <see cref="LearningRate"/>, or the method's default.</summary>
+    public double PeakLearningRate => LearningRate ?? MethodRegistry.Get(Peft.Method).DefaultLearningRate;
     /// <summary>The peak learning rate of the classification head (<c>classifier.*</c> /
     /// <c>score.*</c>) and of the depth-wise pooling weights (<c>--head-lr</c>); they follow the
     /// same warmup and decay as the rest (a fixed multiple of <see cref="LearningRate"/>, or of a
@@ -71,7 +75,7 @@ public sealed record TrainOptions
         if (BatchSize < 1) throw new EngineException($"train: batch size must be at least 1, got {BatchSize}");
         if (MaxLength < 2) throw new EngineException($"train: max length must be at least 2, got {MaxLength}");
         if (GradientAccumulation < 1) throw new EngineException($"train: gradient accumulation must be at least 1, got {GradientAccumulation}");
-        if (!(LearningRate > 0)) throw new EngineException($"train: learning rate must be positive, got {LearningRate}");
+        if (LearningRate is { } lr && !(lr > 0 && !double.IsInfinity(lr))) throw new EngineException($"train: learning rate must be positive, got {lr}");
         if (HeadLearningRate is { } h && !(h > 0 && !double.IsInfinity(h))) throw new EngineException($"train: head learning rate (--head-lr) must be positive, got {h}");
         if (WarmupRatio is < 0 or > 1) throw new EngineException($"train: warmup ratio must be in [0, 1], got {WarmupRatio}");
         if (Schedule is not ("constant" or "linear" or "cosine")) throw new EngineException($"train: unknown schedule '{Schedule}' (constant, linear, cosine)");

@@ -93,7 +93,7 @@ public sealed class Trainer
         (Optimizer, LrScheduler) ForStage(int i)
         {
             int steps = stageEnds[i] - StageStart(i), warm = stages.Count == 0 ? warmup : (int)(o.WarmupRatio * steps);
-            double lr = stages.Count == 0 ? o.LearningRate : stages[i].LearningRate ?? o.LearningRate;
+            double lr = stages.Count == 0 ? o.PeakLearningRate : stages[i].LearningRate ?? o.PeakLearningRate;
             var optimizer = new AdamW(model.Parameters(), lr, weightDecay: o.WeightDecay, noDecay: Optimizer.VectorsAndScalars,
                 learningRateScale: o.HeadLearningRate is { } headLr ? p => headParameters!.Contains(p) ? headLr / lr : 1.0 : null);
             return (optimizer, new LrScheduler(optimizer, o.Schedule switch

@@ -89,7 +89,8 @@ public static class TrainCommands
         var eval = new Option<string?>("--eval") { Description = "evaluation data (same format)" };
         var epochs = new Option<int>("--epochs") { Description = "epochs", DefaultValueFactory = _ => 3 };
         var steps = new Option<int?>("--steps") { Description = "optimizer steps (instead of epochs)" };
-        var lr = new Option<double>("--lr") { Description = "peak learning rate (AdamW)", DefaultValueFactory = _ => 2e-5 };
+        var lr = new Option<double?>("--lr") { Description = "peak learning rate (AdamW); default: the method's, " +
+            string.Join(", ", MethodRegistry.All.GroupBy(m => m.DefaultLearningRate).Select(g => $"{string.Join("/", g.Select(m => m.Name))} {Rate(g.Key)}")) };
         var headLr = new Option<double?>("--head-lr") { Description = "peak learning rate of the classification head and the depth-wise pooling weights (default: --lr); the same schedule" };
         var seed = new Option<int>("--seed") { Description = "seed (data order, initialisation, dropout)", DefaultValueFactory = _ => 42 };
         var device = Cli.DeviceOption();
@@ -152,6 +153,9 @@ public static class TrainCommands
     }
 
     /// <summary>Loads, trains, writes plots and prints the summary (also used by `engine demo`).</summary>
+    /// <summary>A learning rate as 2e-5, 1e-3, 5e-4.</summary>
+    private static string Rate(double lr) => lr.ToString("0.###e0", System.Globalization.CultureInfo.InvariantCulture);
+
     public static TrainResult Run(HfModelFolder folder, Dataset trainSet, Dataset? evalSet, TrainOptions options, string? resumeDir = null, string? adapterDir = null)
     {
         Console.WriteLine($"data: {trainSet.Count:N0} training examples from {trainSet.Source}" +
@@ -162,6 +166,8 @@ public static class TrainCommands
         var method = net.Peft is { } peft ? peft.Options.Method + (peft.Pooling is null ? "" : $", pooling {peft.Pooling}") : "full";
         Console.WriteLine($"model: {folder.ModelType} from {folder.Path}; method {method}: {net.ParameterCount(trainableOnly: true):N0} of {net.ParameterCount():N0} parameters trained" +
                           (options.Device is { Kind: not DeviceKind.Cpu } d ? $"; on {d}" : ""));
+        Console.WriteLine($"optimizer: AdamW, peak learning rate {Rate(options.PeakLearningRate)}" + (options.LearningRate is null ? $" (the {options.Peft.Method} method's default; --lr to change)" : "") +
+                          $", {options.Schedule} schedule, warmup {options.WarmupRatio * 100:0.#}%");
         Console.WriteLine(PeftSetup.ParameterTable(net));
         var progress = new ProgressPrinter();
         var result = run.Train(trainSet.Examples, evalSet?.Examples, progress.Report, resumeDir);

@@ -8,6 +8,7 @@ namespace Engine.Models.Peft.BitFit;
 /// </summary>
 public sealed class BitFitMethod : FineTuningMethod
 {
+    public override double DefaultLearningRate => 1e-3;
     public override string Name => "bitfit";
     public override string Description => "every bias vector, the head and the pooling weights";
     public override MethodOptions Defaults => NoOptions.Instance;

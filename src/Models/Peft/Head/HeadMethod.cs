@@ -8,6 +8,7 @@ namespace Engine.Models.Peft.Head;
 /// </summary>
 public sealed class HeadMethod : FineTuningMethod
 {
+    public override double DefaultLearningRate => 1e-3;
     public override string Name => "head";
     public override string Description => "the classification head (and pooling weights) only";
     public override MethodOptions Defaults => NoOptions.Instance;

@@ -33,6 +33,7 @@ public sealed record Ia3Options : MethodOptions
 /// </summary>
 public sealed class Ia3Method : FineTuningMethod
 {
+    public override double DefaultLearningRate => 3e-3;
     public override string Name => "ia3";
     public override string Description => "(IA)³: learned scaling vectors on keys, values and the feed-forward input, the head and the pooling weights";
     public override MethodOptions Defaults { get; } = new Ia3Options();

@@ -7,6 +7,7 @@ namespace Engine.Models.Peft.LTuning;
 /// <summary>LT-prefix: label-derived key/value prefixes through <see cref="ModelHooks.KeyValuePrefixes"/>.</summary>
 public sealed class LtPrefixMethod : LTuningMethod
 {
+    public override double DefaultLearningRate => 5e-3;
     public override string Name => "lt-prefix";
     public override string Description => "L-Tuning: key/value prefixes derived from label prompts, a pair head (text, label) → is it the label";
     public override MethodOptions Defaults { get; } = new LtPrefixOptions();
@@ -18,6 +19,7 @@ public sealed class LtPrefixMethod : LTuningMethod
 /// <summary>LT-prompt: label-derived input embeddings through <see cref="ModelHooks.VirtualTokens"/>.</summary>
 public sealed class LtPromptMethod : LTuningMethod
 {
+    public override double DefaultLearningRate => 1e-2;
     public override string Name => "lt-prompt";
     public override string Description => "L-Tuning: input embeddings derived from label prompts, a pair head (text, label) → is it the label";
     public override MethodOptions Defaults { get; } = new LtPromptOptions();

@@ -100,6 +100,7 @@ public sealed record LoraOptions : MethodOptions
 /// </summary>
 public abstract class LowRankMethod<T> : FineTuningMethod where T : LowRankAdapter
 {
+    public override double DefaultLearningRate => 5e-4;
     public override MethodOptions Defaults { get; } = new LoraOptions();
     public override IReadOnlyList<MethodOption> CliOptions => LoraOptions.CliOptions;
     public override MethodOptions FromCli(OptionValues given) => LoraOptions.FromCli(given);

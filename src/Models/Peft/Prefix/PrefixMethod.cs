@@ -22,6 +22,7 @@ public sealed record PrefixOptions : MethodOptions
 /// <see cref="ModelHooks.KeyValuePrefixes"/> hook, from a <see cref="PrefixEncoder"/>.</summary>
 public sealed class PrefixMethod : FineTuningMethod
 {
+    public override double DefaultLearningRate => 5e-3;
     public override string Name => "prefix";
     public override string Description => "per-layer key/value prefixes, the head and the pooling weights";
     public override MethodOptions Defaults { get; } = new PrefixOptions();

@@ -20,6 +20,7 @@ public sealed record PromptOptions : MethodOptions
 /// <summary>Prompt tuning: trainable embeddings through the model's <see cref="ModelHooks.VirtualTokens"/> hook.</summary>
 public sealed class PromptMethod : FineTuningMethod
 {
+    public override double DefaultLearningRate => 1e-2;
     public override string Name => "prompt";
     public override string Description => "trainable input embeddings, the head and the pooling weights";
     public override MethodOptions Defaults { get; } = new PromptOptions();

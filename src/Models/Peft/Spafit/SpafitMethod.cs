@@ -44,6 +44,7 @@ public sealed record SpafitOptions : MethodOptions
 /// </summary>
 public sealed class SpafitMethod : FineTuningMethod
 {
+    public override double DefaultLearningRate => 5e-4;
     public override string Name => "spafit";
     public override string Description => "blocks 1..N1 frozen, N1+1..N2 biases, N2+1..L LoRA plus biases, the head and the pooling weights";
     public override MethodOptions Defaults { get; } = new SpafitOptions();
