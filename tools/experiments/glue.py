@@ -104,8 +104,13 @@ def rate_of(config):
     return CONFIGS[config][CONFIGS[config].index("--lr") + 1]
 
 
-# The learning-rate table: the main comparisons' methods at a third of their rate and at about 3x and
-# 10x it (the head: 0.2x, 4x, 10x).
+def swept(base, rates):
+    """BASE and BASE@RATE for each rate, lowest rate first."""
+    return sorted([base] + [at_rate(base, r) for r in rates], key=lambda c: float(rate_of(c)))
+
+
+# The learning-rate table: the main comparisons' methods below and above their rate (full fine-tuning
+# 0.3x to 30x, LoRA 0.3x to 10x, the head 0.2x to 10x, selection 0.3x and 3x).
 SWEEP = {"full": ["3e-5", "3e-4", "1e-3", "3e-3"], "lora": ["3e-4", "3e-3", "1e-2"], "head": ["1e-3", "2e-2", "5e-2"],
          "select-auto-1": ["3e-4", "3e-3"]}
 
@@ -125,7 +130,7 @@ TABLES = {
     "variability": ("Layer selection by variability", ["select-auto-1", "select-top-1", "full", "select-auto-1-frozen-emb", "select-auto-0"], CLASSIFICATION,
                     "Head at the layer of lowest variability (auto), tuning one block, vs the top block, vs full; "
                     "ablations: the chosen block with the embeddings frozen (-frozen-emb), and the head alone on it (select-auto-0)."),
-    "lr": ("Learning rates", [c for b in SWEEP for c in sorted([b] + [at_rate(b, r) for r in SWEEP[b]], key=lambda c: float(rate_of(c)))], CLASSIFICATION,
+    "lr": ("Learning rates", [c for b, rates in SWEEP.items() for c in swept(b, rates)], CLASSIFICATION,
            "The other tables use one learning rate per method; here the main comparisons' methods at lower and higher rates "
            "(METHOD@RATE; the plain name is the other tables' rate), so a verdict that hangs on the rate shows."),
     # The rates the learning-rate table found best on llama-mini-20M (SST-2): full 1e-3, LoRA 3e-3, head 2e-2.
@@ -142,9 +147,8 @@ TABLES = {
                   "Full fine-tuning (and from random initialisation), LoRA and the head, with and without depth-wise pooling, "
                   "at the rates the learning-rate table found best with 1,000 examples."),
     "ltuning-lr": ("L-Tuning vs prefix/prompt at three learning rates",
-                   [c for b, rates in (("prefix", ["1.5e-3", "1.5e-2"]), ("lt-prefix", ["1.5e-3", "1.5e-2"]),
-                                       ("prompt", ["3e-3", "3e-2"]), ("lt-prompt", ["3e-3", "3e-2"]))
-                    for c in sorted([b] + [at_rate(b, r) for r in rates], key=lambda c: float(rate_of(c)))], CLASSIFICATION,
+                   swept("prefix", ["1.5e-3", "1.5e-2"]) + swept("lt-prefix", ["1.5e-3", "1.5e-2"])
+                   + swept("prompt", ["3e-3", "3e-2"]) + swept("lt-prompt", ["3e-3", "3e-2"]), CLASSIFICATION,
                    "The L-Tuning table at a third of and three times each method's rate, so its verdict does not hang on one rate."),
 }
 

@@ -19,7 +19,7 @@ public sealed record TrainOptions
     public double PeakLearningRate => LearningRate ?? MethodRegistry.Get(Peft.Method).DefaultLearningRate;
     /// <summary>The peak learning rate of the classification head (<c>classifier.*</c> /
     /// <c>score.*</c>) and of the depth-wise pooling weights (<c>--head-lr</c>); they follow the
-    /// same warmup and decay as the rest (a fixed multiple of <see cref="LearningRate"/>, or of a
+    /// same warmup and decay as the rest (a fixed multiple of <see cref="PeakLearningRate"/>, or of a
     /// stage's rate). Null: the same rate as everything else.</summary>
     public double? HeadLearningRate { get; init; }
     public int BatchSize { get; init; } = 32;

@@ -152,10 +152,10 @@ public static class TrainCommands
         return cmd;
     }
 
-    /// <summary>Loads, trains, writes plots and prints the summary (also used by `engine demo`).</summary>
     /// <summary>A learning rate as 2e-5, 1e-3, 5e-4.</summary>
     private static string Rate(double lr) => lr.ToString("0.###e0", System.Globalization.CultureInfo.InvariantCulture);
 
+    /// <summary>Loads, trains, writes plots and prints the summary (also used by `engine demo`).</summary>
     public static TrainResult Run(HfModelFolder folder, Dataset trainSet, Dataset? evalSet, TrainOptions options, string? resumeDir = null, string? adapterDir = null)
     {
         Console.WriteLine($"data: {trainSet.Count:N0} training examples from {trainSet.Source}" +
