@@ -141,6 +141,16 @@ class GlueScript(unittest.TestCase):
         self.assertTrue(full.endswith("| 10 |"), full)
         self.assertIn("s/run over SST-2, the tasks every row has.", table)
 
+    def test_a_table_whose_tasks_ran_for_different_epochs_says_so_per_task(self):
+        for task, epochs in (("sst2", "1"), ("cola", "3")):
+            self.glue("run", "full-data", "--regime", "full", "--backbone", self.backbone, "--random-backbone", self.backbone,
+                      "--runs", self.runs, "--ledger", self.cells, "--tasks", task, "--seeds", "1", "--epochs", epochs)
+        table = self.glue("report", "--runs", self.runs, "--ledger", self.cells).stdout.split("### The full training set", 1)[1]
+        self.assertIn("(full training sets; bb-1)", table.splitlines()[0])
+        self.assertIn("Settings: epochs SST-2 1, CoLA 3,", table)
+        self.run_table("pooling", "sst2,cola", "1")  # one count for every task: one number
+        self.assertIn("Settings: epochs 1,", self.glue("report", "--runs", self.runs, "--ledger", self.cells).stdout.split("### Depth-wise", 1)[1])
+
     def test_a_failed_cell_is_not_in_the_ledger(self):
         out = self.glue("run", "pooling", "--backbone", self.backbone, "--runs", self.runs, "--ledger", self.cells,
                         "--tasks", "sst2", "--seeds", "1", "--epochs", "1", fail="head").stdout
