@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 """Tests of glue.py's bookkeeping with a fake engine (no training): the ledger, resuming, the
-per-table sections of the report, pre-ledger tables kept. Run: python3 tools/experiments/test_glue.py
+per-table sections of the report, pre-ledger tables kept; and of words.py, the bag-of-words baseline. Run: python3 tools/experiments/test_glue.py
 (tests/Engine.Tests runs it too). Standard library only."""
 import json
 import os
@@ -11,6 +11,7 @@ import unittest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 GLUE = os.path.join(HERE, "glue.py")
+WORDS = os.path.join(HERE, "words.py")
 
 # Stands in for `engine train` / `engine analyze variability`: writes eval.json (a metric from the
 # seed and the method, so cells differ) and the lines glue.py reads from stdout.
@@ -195,6 +196,56 @@ class GlueScript(unittest.TestCase):
         self.assertNotIn("analyze", out)  # ν came from the ledger, not a new analysis
         self.assertEqual(json.loads(read(os.path.join(fresh, "bb-1", "variability", "sst2", "nu.json"))), {"nu": [0.9, 0.5, 0.7]})
         self.assertEqual(len([c for c in self.ledger() if c.get("kind") == "nu"]), 1)
+
+
+class Words(unittest.TestCase):
+    """words.py, the bag-of-words baseline, on made-up SST-2 and CoLA files."""
+    def setUp(self):
+        self.tmp = tempfile.TemporaryDirectory()
+        rng = __import__("random").Random(5)
+        filler = [f"w{i}" for i in range(40)]
+        def line(y):  # one word tells the label; the rest is noise shared by both classes
+            words = rng.sample(filler, 6) + [("good" if y else "bad")]
+            rng.shuffle(words)
+            return " ".join(words), y
+        for folder, header, fmt in (("SST-2", True, "{0}\t{1}\n"), ("CoLA", False, "src\t{1}\t\t{0}\n")):
+            os.makedirs(os.path.join(self.tmp.name, "glue", folder))
+            for split, n in (("train", 1200), ("dev", 200)):
+                rows = [line(i % 2) for i in range(n)]
+                write(os.path.join(self.tmp.name, "glue", folder, f"{split}.tsv"),
+                      ("sentence\tlabel\n" if header else "") + "".join(fmt.format(t, y) for t, y in rows))
+
+    def tearDown(self):
+        self.tmp.cleanup()
+
+    def words(self, *args):
+        return subprocess.run([sys.executable, WORDS, *args], env=dict(os.environ, ENGINE_DATA=self.tmp.name), capture_output=True, text=True)
+
+    def test_a_word_that_gives_the_label_away_is_learned_on_both_tasks(self):
+        p = self.words("--samples", "2")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        rows = {l.split("|")[1].strip(): [c.strip() for c in l.split("|")[3:5]] for l in p.stdout.splitlines()[2:]}
+        self.assertEqual(rows["the full training set"], ["100.0", "100.0"])  # accuracy and MCC
+        self.assertEqual(rows["2 samples of 1,000"], ["100.0 ± 0.0", "100.0 ± 0.0"])
+
+    def test_mcc_is_matthews_correlation(self):
+        sys.path.insert(0, HERE)
+        import words
+        gold, pred = [1, 1, 1, 0, 0, 0, 0], [1, 1, 0, 1, 0, 0, 0]
+        mean = lambda v: sum(v) / len(v)
+        g, q = mean(gold), mean(pred)  # MCC is Pearson's correlation of the two 0/1 vectors
+        pearson = sum((a - g) * (b - q) for a, b in zip(gold, pred)) / (sum((a - g) ** 2 for a in gold) * sum((b - q) ** 2 for b in pred)) ** 0.5
+        self.assertAlmostEqual(words.metric("mcc", gold, pred), pearson, places=12)
+        self.assertEqual(words.metric("mcc", gold, [1] * 7), 0.0)  # a constant answer
+        self.assertAlmostEqual(words.metric("accuracy", gold, pred), 5 / 7)
+
+    def test_a_bad_line_is_one_message_naming_the_file_and_line(self):
+        with open(os.path.join(self.tmp.name, "glue", "CoLA", "train.tsv"), "a") as f:
+            f.write("src\tmaybe\t\tA sentence.\n")
+        p = self.words()
+        self.assertNotEqual(p.returncode, 0)
+        self.assertRegex(p.stderr.strip(), r"^words.py: .*CoLA/train.tsv line 1201: ")
+        self.assertNotIn("Traceback", p.stderr)
 
 
 if __name__ == "__main__":
