@@ -386,8 +386,9 @@ def fmt(values):
     if not values:
         return ""
     m = 100 * statistics.mean(values)
-    s = 100 * statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{m:.1f} ± {s:.1f}"
+    if len(values) == 1:
+        return f"{m:.1f}"  # one run has no spread to give (the cell says n=1)
+    return f"{m:.1f} ± {100 * statistics.stdev(values):.1f}"
 
 
 def pyplot(args):

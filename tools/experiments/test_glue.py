@@ -142,6 +142,15 @@ class GlueScript(unittest.TestCase):
         self.assertTrue(full.endswith("| 10 |"), full)
         self.assertIn("s/run over SST-2, the tasks every row has.", table)
 
+    def test_a_cell_of_one_run_gives_no_spread(self):
+        self.run_table("pooling", "sst2", "1")
+        self.glue("run", "pooling", "--configs", "full", "--backbone", self.backbone, "--runs", self.runs, "--ledger", self.cells,
+                  "--tasks", "sst2", "--seeds", "2", "--epochs", "1")
+        rows = {l.split("|")[1].strip(): l.split("|")[3].strip() for l in
+                self.glue("report", "--runs", self.runs, "--ledger", self.cells).stdout.split("### Depth-wise", 1)[1].splitlines() if l.startswith("| ")}
+        self.assertRegex(rows["full"], r"^\d+\.\d ± \d+\.\d$")  # two seeds: mean ± sample std
+        self.assertRegex(rows["head"], r"^\d+\.\d \(n=1\)$")  # one: the mean alone, not "± 0.0"
+
     def test_a_table_whose_tasks_ran_for_different_epochs_says_so_per_task(self):
         for task, epochs in (("sst2", "1"), ("cola", "3")):
             self.glue("run", "full-data", "--regime", "full", "--backbone", self.backbone, "--random-backbone", self.backbone,
