@@ -148,10 +148,10 @@ TABLES = {
                   "Full fine-tuning (and from random initialisation), LoRA and the head, with and without depth-wise pooling, "
                   "at the rates the learning-rate table found best with 1,000 examples."),
     "full-data-lr": ("Full fine-tuning's rate, pretrained against random initialisation",
-                     ["full", at_rate("full", "3e-4"), at_rate("full", "1e-3"), at_rate("full-random", "1e-3")], None,
+                     ["full", at_rate("full", "3e-4"), at_rate("full", "1e-3"), at_rate("full-random", "3e-4"), at_rate("full-random", "1e-3")], None,
                      "Whether the rate found best with 1,000 examples (160 steps) wipes out what pretraining gave once the "
                      "full training sets run for thousands of steps: full fine-tuning at three rates (`full` is 1e-4) beside "
-                     "the same architecture from random initialisation at 1e-3."),
+                     "the same architecture from random initialisation at two."),
     "ltuning-lr": ("L-Tuning vs prefix/prompt at three learning rates",
                    swept("prefix", ["1.5e-3", "1.5e-2"]) + swept("lt-prefix", ["1.5e-3", "1.5e-2"])
                    + swept("prompt", ["3e-3", "3e-2"]) + swept("lt-prompt", ["3e-3", "3e-2"]), CLASSIFICATION,
