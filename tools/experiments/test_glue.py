@@ -4,6 +4,7 @@ per-table sections of the report, pre-ledger tables kept; and of words.py, the b
 (tests/Engine.Tests runs it too). Standard library only."""
 import json
 import os
+import random
 import subprocess
 import sys
 import tempfile
@@ -211,7 +212,7 @@ class Words(unittest.TestCase):
     """words.py, the bag-of-words baseline, on made-up SST-2 and CoLA files."""
     def setUp(self):
         self.tmp = tempfile.TemporaryDirectory()
-        rng = __import__("random").Random(5)
+        rng = random.Random(5)
         filler = [f"w{i}" for i in range(40)]
         def line(y):  # one word tells the label; the rest is noise shared by both classes
             words = rng.sample(filler, 6) + [("good" if y else "bad")]

@@ -7,36 +7,43 @@ single-sentence tasks, without any transformer.
 Multinomial naive Bayes over lower-cased unigrams and bigrams (add-one smoothing), trained on
 the full training set and on 1,000 examples drawn without replacement (--samples draws, seeds
 0..N-1; not the engine's own sample, which uses its own generator), scored on the dev set with
-GLUE's metric. Prints one markdown table. Data: ENGINE_DATA or ../shared/data. Standard library only.
+GLUE's metric. Prints one markdown table. Data, metrics and the table's number format: glue.py's.
+Standard library only.
 """
 import argparse
 import math
 import os
 import random
-import statistics
 import sys
 from collections import Counter
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-DATA = os.path.abspath(os.environ.get("ENGINE_DATA") or os.path.join(HERE, "..", "..", "..", "shared", "data"))
+from glue import DATA, TASKS as GLUE, fmt
 
-# task: (folder, text column, label column, has a header line, metric)
-TASKS = {"sst2": ("glue/SST-2", 0, 1, True, "accuracy", "SST-2 acc"), "cola": ("glue/CoLA", 3, 1, False, "mcc", "CoLA MCC")}
+# The single-sentence tasks' file layout: (text column, label column, has a header line).
+LAYOUT = {"sst2": (0, 1, True), "cola": (3, 1, False)}
+
+
+def fail(message):
+    print(f"words.py: {message}", file=sys.stderr)
+    sys.exit(2)
 
 
 def read(task, split):
-    folder, text, label, header, _, _ = TASKS[task]
-    path = os.path.join(DATA, folder, f"{split}.tsv")
+    text, label, header = LAYOUT[task]
+    path = os.path.join(DATA, GLUE[task][0 if split == "train" else 1])
     rows = []
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if header and n == 1:
-                continue
-            cols = line.rstrip("\n").split("\t")
-            try:
-                rows.append((cols[text], int(cols[label])))
-            except (IndexError, ValueError):
-                sys.exit(f"words.py: {path} line {n}: expected the text in column {text + 1} and a 0/1 label in column {label + 1}")
+    try:
+        with open(path, encoding="utf-8") as f:
+            for n, line in enumerate(f, 1):
+                if header and n == 1:
+                    continue
+                cols = line.rstrip("\n").split("\t")
+                try:
+                    rows.append((cols[text], int(cols[label])))
+                except (IndexError, ValueError):
+                    fail(f"{path} line {n}: expected the text in column {text + 1} and a 0/1 label in column {label + 1}")
+    except OSError as e:
+        fail(f"{path}: {e.strerror}")
     return rows
 
 
@@ -55,15 +62,15 @@ def train(rows):
     model = {}
     for y, c in counts.items():
         total = sum(c.values()) + len(vocab)
-        model[y] = (math.log(docs[y] / len(rows)), {f: math.log((n + 1) / total) for f, n in c.items()}, math.log(1 / total), vocab)
-    return model
+        model[y] = (math.log(docs[y] / len(rows)), {f: math.log((n + 1) / total) for f, n in c.items()}, math.log(1 / total))
+    return model, vocab
 
 
-def predict(model, text):
-    fs = features(text)
+def predict(model, vocab, text):
+    fs = [f for f in features(text) if f in vocab]  # features never seen in training are ignored
     def score(y):
-        prior, logp, unseen, vocab = model[y]
-        return prior + sum(logp.get(f, unseen) for f in fs if f in vocab)  # features never seen in training are ignored
+        prior, logp, unseen = model[y]
+        return prior + sum(logp.get(f, unseen) for f in fs)
     return max(sorted(model), key=score)
 
 
@@ -77,8 +84,8 @@ def metric(name, gold, pred):
 
 
 def score(task, rows, dev):
-    model = train(rows)
-    return metric(TASKS[task][4], [y for _, y in dev], [predict(model, t) for t, _ in dev])
+    model, vocab = train(rows)
+    return metric(GLUE[task][2], [y for _, y in dev], [predict(model, vocab, t) for t, _ in dev])
 
 
 def main():
@@ -88,18 +95,19 @@ def main():
     args = p.parse_args()
     tasks = args.tasks.split(",")
     for t in tasks:
-        if t not in TASKS:
-            sys.exit(f"words.py: --tasks: unknown task '{t}' (known: {', '.join(TASKS)})")
-    print("| bag of words (naive Bayes, unigrams + bigrams) | training examples | " + " | ".join(TASKS[t][5] for t in tasks) + " |")
-    print("|---|---:|" + "---:|" * len(tasks))
+        if t not in LAYOUT:
+            fail(f"--tasks: unknown task '{t}' (known: {', '.join(LAYOUT)})")
+    if args.samples < 1:
+        fail(f"--samples: {args.samples}: at least 1")
     data = {t: (read(t, "train"), read(t, "dev")) for t in tasks}
-    scarce = []
-    for t in tasks:
-        tr, dev = data[t]
-        vs = [100 * score(t, random.Random(s).sample(tr, 1000), dev) for s in range(args.samples)]
-        scarce.append(f"{statistics.mean(vs):.1f} ± {statistics.stdev(vs):.1f}" if len(vs) > 1 else f"{vs[0]:.1f}")
+    for t, (tr, _) in data.items():
+        if len(tr) < 1000:
+            fail(f"{os.path.join(DATA, GLUE[t][0])}: {len(tr)} training examples, fewer than the 1,000 to sample")
+    print("| bag of words (naive Bayes, unigrams + bigrams) | training examples | " + " | ".join(GLUE[t][3] for t in tasks) + " |")
+    print("|---|---:|" + "---:|" * len(tasks))
+    scarce = [fmt([score(t, random.Random(s).sample(data[t][0], 1000), data[t][1]) for s in range(args.samples)]) for t in tasks]
     print(f"| {args.samples} samples of 1,000 | 1,000 | " + " | ".join(scarce) + " |")
-    print("| the full training set | all | " + " | ".join(f"{100 * score(t, *data[t]):.1f}" for t in tasks) + " |")
+    print("| the full training set | all | " + " | ".join(fmt([score(t, *data[t])]) for t in tasks) + " |")
 
 
 if __name__ == "__main__":
