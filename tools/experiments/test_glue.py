@@ -3,6 +3,7 @@
 per-table sections of the report, pre-ledger tables kept; and of words.py, the bag-of-words baseline. Run: python3 tools/experiments/test_glue.py
 (tests/Engine.Tests runs it too). Standard library only."""
 import json
+import math
 import os
 import random
 import subprocess
@@ -232,13 +233,13 @@ class Words(unittest.TestCase):
         return subprocess.run([sys.executable, WORDS, *args], env=dict(os.environ, ENGINE_DATA=self.tmp.name), capture_output=True, text=True)
 
     def test_a_word_that_gives_the_label_away_is_learned_on_both_tasks(self):
-        p = self.words("--samples", "2")
+        p = self.words("--tasks", "sst2,cola", "--samples", "2")
         self.assertEqual(p.returncode, 0, p.stderr)
         rows = {l.split("|")[1].strip(): [c.strip() for c in l.split("|")[3:5]] for l in p.stdout.splitlines()[2:]}
         self.assertEqual(rows["the full training set"], ["100.0", "100.0"])  # accuracy and MCC
         self.assertEqual(rows["2 samples of 1,000"], ["100.0 ± 0.0", "100.0 ± 0.0"])
 
-    def test_mcc_is_matthews_correlation(self):
+    def test_mcc_is_matthews_correlation_and_f1_the_harmonic_mean(self):
         sys.path.insert(0, HERE)
         import words
         gold, pred = [1, 1, 1, 0, 0, 0, 0], [1, 1, 0, 1, 0, 0, 0]
@@ -248,13 +249,78 @@ class Words(unittest.TestCase):
         self.assertAlmostEqual(words.metric("mcc", gold, pred), pearson, places=12)
         self.assertEqual(words.metric("mcc", gold, [1] * 7), 0.0)  # a constant answer
         self.assertAlmostEqual(words.metric("accuracy", gold, pred), 5 / 7)
+        precision, recall = 2 / 3, 2 / 3  # of the three predicted 1s two are right; of the three true 1s two are found
+        self.assertAlmostEqual(words.metric("f1", gold, [1, 1, 0, 1, 0, 0, 0]), 2 * precision * recall / (precision + recall))
+        self.assertAlmostEqual(words.metric("f1", gold, [1, 0, 0, 0, 0, 0, 0]), 2 * 1 * (1 / 3) / (1 + 1 / 3))
 
     def test_a_bad_line_is_one_message_naming_the_file_and_line(self):
         with open(os.path.join(self.tmp.name, "glue", "CoLA", "train.tsv"), "a") as f:
             f.write("src\tmaybe\t\tA sentence.\n")
-        p = self.words()
+        p = self.words("--tasks", "sst2,cola")
         self.assertNotEqual(p.returncode, 0)
         self.assertRegex(p.stderr.strip(), r"^words.py: .*CoLA/train.tsv line 1201: ")
+        self.assertNotIn("Traceback", p.stderr)
+
+
+class WordOverlap(unittest.TestCase):
+    """words.py's word-overlap baseline, on made-up MRPC, RTE and STS-B files whose label is how many
+    words the two sentences share."""
+    def setUp(self):
+        self.tmp = tempfile.TemporaryDirectory()
+        rng = random.Random(7)
+        vocab = [f"w{i}" for i in range(200)]
+        def pair(shared):  # six words each, `shared` of them in both
+            a = rng.sample(vocab, 12)
+            first, second = a[:6], a[:shared] + a[6:12 - shared]
+            rng.shuffle(second)
+            return " ".join(first) + ".", " ".join(second).capitalize() + "."
+        layouts = {  # folder: (header, line from (first, second, label), label from the number shared)
+            "MRPC": ("\ufeffQuality\t#1 ID\t#2 ID\t#1 String\t#2 String\n", lambda a, b, y: f"{y}\t1\t2\t{a}\t{b}\n", lambda k: int(k >= 4)),
+            "RTE": ("index\tsentence1\tsentence2\tlabel\n", lambda a, b, y: f"0\t{a}\t{b}\t{y}\n", lambda k: "entailment" if k >= 3 else "not_entailment"),
+            "STS-B": ("index\tgenre\tfilename\tyear\told_index\tsource1\tsource2\tsentence1\tsentence2\tscore\n",
+                      lambda a, b, y: f"0\tg\tf\t2012\t1\tnone\tnone\t{a}\t{b}\t{y}\n", lambda k: f"{5 * k / 6:.3f}"),
+        }
+        for folder, (header, line, label) in layouts.items():
+            os.makedirs(os.path.join(self.tmp.name, "glue", folder))
+            for split, n in (("train", 1100), ("dev", 150)):
+                rows = []
+                for i in range(n):
+                    k = i % 7
+                    rows.append(line(*pair(k), label(k)))
+                write(os.path.join(self.tmp.name, "glue", folder, f"{split}.tsv"), header + "".join(rows))
+
+    def tearDown(self):
+        self.tmp.cleanup()
+
+    def words(self, *args):
+        return subprocess.run([sys.executable, WORDS, *args], env=dict(os.environ, ENGINE_DATA=self.tmp.name), capture_output=True, text=True)
+
+    def test_overlap_that_gives_the_label_away_is_learned_on_each_pair_task(self):
+        p = self.words("--tasks", "mrpc,rte,stsb", "--samples", "2")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        lines = p.stdout.splitlines()
+        self.assertIn("MRPC F1 | RTE acc | STS-B Pearson", lines[0])
+        rows = {l.split("|")[1].strip(): [c.strip() for c in l.split("|")[3:6]] for l in lines[2:]}
+        self.assertEqual(rows["the full training set"], ["100.0", "100.0", "100.0"])
+        self.assertEqual(rows["2 samples of 1,000"], ["100.0 ± 0.0", "100.0 ± 0.0", "100.0 ± 0.0"])
+
+    def test_the_threshold_is_the_most_accurate_one_on_the_training_rows(self):
+        sys.path.insert(0, HERE)
+        import words
+        # One feature's fit cannot separate these; the threshold must still be the best cut of the fitted values.
+        rows = [(("a b c", "a b c"), 1), (("a b c", "a b d"), 1), (("a b c", "a e f"), 0), (("a b c", "d e f"), 0), (("a b c", "a b d"), 0)]
+        w, threshold = words.fit(rows)
+        fitted = [sum(a * b for a, b in zip(w, words.overlap(p))) for p, _ in rows]
+        accuracy = lambda t: sum((v >= t) == bool(y) for v, (_, y) in zip(fitted, rows))
+        self.assertEqual(accuracy(threshold), max(accuracy(t) for t in fitted + [math.inf]))
+        self.assertIsNone(words.fit([(("a b", "a c"), 0.5), (("a b", "a b"), 3.0), (("a b", "c d"), 0.0)])[1])
+
+    def test_a_bad_label_is_one_message_naming_the_file_and_line(self):
+        with open(os.path.join(self.tmp.name, "glue", "RTE", "dev.tsv"), "a") as f:
+            f.write("9\tA premise.\tA hypothesis.\tmaybe\n")
+        p = self.words("--tasks", "rte")
+        self.assertEqual(p.returncode, 2)
+        self.assertRegex(p.stderr.strip(), r"^words.py: .*RTE/dev.tsv line 152: expected .*label in column 4$")
         self.assertNotIn("Traceback", p.stderr)
 
 
