@@ -209,10 +209,32 @@ class GlueScript(unittest.TestCase):
         self.assertEqual(len([c for c in self.ledger() if c.get("kind") == "nu"]), 1)
 
 
-class Words(unittest.TestCase):
-    """words.py, the bag-of-words baseline, on made-up SST-2 and CoLA files."""
+class WordsFolder(unittest.TestCase):
+    """Runs words.py on made-up data files in a temporary folder that setUp fills."""
     def setUp(self):
         self.tmp = tempfile.TemporaryDirectory()
+
+    def tearDown(self):
+        self.tmp.cleanup()
+
+    def words(self, *args):
+        return subprocess.run([sys.executable, WORDS, *args], env=dict(os.environ, ENGINE_DATA=self.tmp.name), capture_output=True, text=True)
+
+    def assert_bad_line(self, file, line, tasks, message):
+        """Appending `line` to glue/`file` makes words.py --tasks `tasks` fail with exit code 2 and one
+        line matching `message` after the script's name, no traceback."""
+        with open(os.path.join(self.tmp.name, "glue", file), "a") as f:
+            f.write(line)
+        p = self.words("--tasks", tasks)
+        self.assertEqual(p.returncode, 2)
+        self.assertRegex(p.stderr.strip(), r"^words.py: [^\n]*" + message)
+        self.assertNotIn("Traceback", p.stderr)
+
+
+class Words(WordsFolder):
+    """words.py, the bag-of-words baseline, on made-up SST-2 and CoLA files."""
+    def setUp(self):
+        super().setUp()
         rng = random.Random(5)
         filler = [f"w{i}" for i in range(40)]
         def line(y):  # one word tells the label; the rest is noise shared by both classes
@@ -225,12 +247,6 @@ class Words(unittest.TestCase):
                 rows = [line(i % 2) for i in range(n)]
                 write(os.path.join(self.tmp.name, "glue", folder, f"{split}.tsv"),
                       ("sentence\tlabel\n" if header else "") + "".join(fmt.format(t, y) for t, y in rows))
-
-    def tearDown(self):
-        self.tmp.cleanup()
-
-    def words(self, *args):
-        return subprocess.run([sys.executable, WORDS, *args], env=dict(os.environ, ENGINE_DATA=self.tmp.name), capture_output=True, text=True)
 
     def test_a_word_that_gives_the_label_away_is_learned_on_both_tasks(self):
         p = self.words("--tasks", "sst2,cola", "--samples", "2")
@@ -254,19 +270,14 @@ class Words(unittest.TestCase):
         self.assertAlmostEqual(words.metric("f1", gold, [1, 0, 0, 0, 0, 0, 0]), 2 * 1 * (1 / 3) / (1 + 1 / 3))
 
     def test_a_bad_line_is_one_message_naming_the_file_and_line(self):
-        with open(os.path.join(self.tmp.name, "glue", "CoLA", "train.tsv"), "a") as f:
-            f.write("src\tmaybe\t\tA sentence.\n")
-        p = self.words("--tasks", "sst2,cola")
-        self.assertNotEqual(p.returncode, 0)
-        self.assertRegex(p.stderr.strip(), r"^words.py: .*CoLA/train.tsv line 1201: ")
-        self.assertNotIn("Traceback", p.stderr)
+        self.assert_bad_line("CoLA/train.tsv", "src\tmaybe\t\tA sentence.\n", "sst2,cola", r"CoLA/train.tsv line 1201: expected .*label in column 2$")
 
 
-class WordOverlap(unittest.TestCase):
+class WordOverlap(WordsFolder):
     """words.py's word-overlap baseline, on made-up MRPC, RTE and STS-B files whose label is how many
     words the two sentences share."""
     def setUp(self):
-        self.tmp = tempfile.TemporaryDirectory()
+        super().setUp()
         rng = random.Random(7)
         vocab = [f"w{i}" for i in range(200)]
         def pair(shared):  # six words each, `shared` of them in both
@@ -289,12 +300,6 @@ class WordOverlap(unittest.TestCase):
                     rows.append(line(*pair(k), label(k)))
                 write(os.path.join(self.tmp.name, "glue", folder, f"{split}.tsv"), header + "".join(rows))
 
-    def tearDown(self):
-        self.tmp.cleanup()
-
-    def words(self, *args):
-        return subprocess.run([sys.executable, WORDS, *args], env=dict(os.environ, ENGINE_DATA=self.tmp.name), capture_output=True, text=True)
-
     def test_overlap_that_gives_the_label_away_is_learned_on_each_pair_task(self):
         p = self.words("--tasks", "mrpc,rte,stsb", "--samples", "2")
         self.assertEqual(p.returncode, 0, p.stderr)
@@ -316,12 +321,7 @@ class WordOverlap(unittest.TestCase):
         self.assertIsNone(words.fit([(("a b", "a c"), 0.5), (("a b", "a b"), 3.0), (("a b", "c d"), 0.0)])[1])
 
     def test_a_bad_label_is_one_message_naming_the_file_and_line(self):
-        with open(os.path.join(self.tmp.name, "glue", "RTE", "dev.tsv"), "a") as f:
-            f.write("9\tA premise.\tA hypothesis.\tmaybe\n")
-        p = self.words("--tasks", "rte")
-        self.assertEqual(p.returncode, 2)
-        self.assertRegex(p.stderr.strip(), r"^words.py: .*RTE/dev.tsv line 152: expected .*label in column 4$")
-        self.assertNotIn("Traceback", p.stderr)
+        self.assert_bad_line("RTE/dev.tsv", "9\tA premise.\tA hypothesis.\tmaybe\n", "rte", r"RTE/dev.tsv line 152: expected .*label in column 4$")
 
 
 if __name__ == "__main__":
