@@ -20,6 +20,7 @@ import math
 import os
 import random
 import re
+import statistics
 import sys
 from collections import Counter
 
@@ -106,24 +107,21 @@ def overlap(pair):
     A, B = set(a), set(b)
     A2, B2 = set(zip(a, a[1:])), set(zip(b, b[1:]))
     share = lambda x, y: len(x & y) / len(x) if x else 0.0
-    return [1.0, share(A | B, A & B) if A | B else 0.0, share(A2 | B2, A2 & B2) if A2 | B2 else 0.0,
-            share(A, B), share(B, A), min(len(a), len(b)) / max(len(a), len(b), 1)]
+    return [1.0, share(A | B, A & B), share(A2 | B2, A2 & B2), share(A, B), share(B, A), min(len(a), len(b)) / max(len(a), len(b), 1)]
 
 
 def solve(m, v):
-    """m x = v by Gaussian elimination with partial pivoting; a column with no pivot gets 0."""
+    """m x = v for a positive definite m, by Gauss-Jordan elimination with partial pivoting."""
     n = len(v)
     m = [row[:] + [v[i]] for i, row in enumerate(m)]
     for c in range(n):
         p = max(range(c, n), key=lambda r: abs(m[r][c]))
         m[c], m[p] = m[p], m[c]
-        if abs(m[c][c]) < 1e-12:
-            continue
         for r in range(n):
             if r != c:
                 f = m[r][c] / m[c][c]
                 m[r] = [x - f * y for x, y in zip(m[r], m[c])]
-    return [m[i][n] / m[i][i] if abs(m[i][i]) >= 1e-12 else 0.0 for i in range(n)]
+    return [m[i][n] / m[i][i] for i in range(n)]
 
 
 def fit(rows):
@@ -148,13 +146,6 @@ def fit(rows):
     return w, threshold
 
 
-def pearson(x, y):
-    mx, my = sum(x) / len(x), sum(y) / len(y)
-    sxy = sum((a - mx) * (b - my) for a, b in zip(x, y))
-    sxx, syy = sum((a - mx) ** 2 for a in x), sum((b - my) ** 2 for b in y)
-    return sxy / math.sqrt(sxx * syy) if sxx and syy else 0.0
-
-
 def score(task, rows, dev):
     gold = [y for _, y in dev]
     if task in LAYOUT:
@@ -163,7 +154,7 @@ def score(task, rows, dev):
     w, threshold = fit(rows)
     fitted = [sum(a * b for a, b in zip(w, overlap(p))) for p, _ in dev]
     if threshold is None:
-        return pearson(fitted, gold)
+        return statistics.correlation(fitted, gold)  # Pearson's
     return metric(GLUE[task][2], gold, [int(v >= threshold) for v in fitted])
 
 
@@ -182,11 +173,10 @@ def main():
     for t, (tr, _) in data.items():
         if len(tr) < 1000:
             fail(f"{os.path.join(DATA, GLUE[t][0])}: {len(tr)} training examples, fewer than the 1,000 to sample")
-    for kind, these in (("bag of words (naive Bayes, unigrams + bigrams)", [t for t in tasks if t in LAYOUT]),
-                        ("word overlap (least squares on 5 overlap features)", [t for t in tasks if t in PAIRS])):
-        if not these:
-            continue
-        if kind.startswith("word") and any(t in LAYOUT for t in tasks):
+    kinds = [("bag of words (naive Bayes, unigrams + bigrams)", [t for t in tasks if t in LAYOUT]),
+             ("word overlap (least squares on 5 overlap features)", [t for t in tasks if t in PAIRS])]
+    for i, (kind, these) in enumerate((k, ts) for k, ts in kinds if ts):
+        if i:
             print()
         print(f"| {kind} | training examples | " + " | ".join(GLUE[t][3] for t in these) + " |")
         print("|---|---:|" + "---:|" * len(these))
