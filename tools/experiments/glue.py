@@ -147,6 +147,11 @@ TABLES = {
                    at_rate("head", "2e-2"), at_rate("head+depthwise", "2e-2")], None,
                   "Full fine-tuning (and from random initialisation), LoRA and the head, with and without depth-wise pooling, "
                   "at the rates the learning-rate table found best with 1,000 examples."),
+    "full-data-peft": ("The other baselines on the full training set",
+                       ["lora", at_rate("dora", "3e-3"), "ia3", at_rate("prefix", "1.5e-2"), "prompt"], None,
+                       "DoRA, (IA)3, prefix and prompt tuning with every training example, each at the best of the rates tried with "
+                       "1,000 examples, and LoRA at a third of its rate there (1e-3: full fine-tuning's best rate fell threefold from "
+                       "1,000 examples to the full sets). BitFit is not here: a Llama has no biases, so it trains the head alone."),
     "full-data-lr": ("Full fine-tuning's rate, pretrained against random initialisation",
                      ["full", at_rate("full", "3e-4"), at_rate("full", "1e-3"), at_rate("full-random", "3e-4"), at_rate("full-random", "1e-3")], None,
                      "Whether the rate found best with 1,000 examples (160 steps) wipes out what pretraining gave once the "
