@@ -153,15 +153,14 @@ TABLES = {
                        "1,000 examples, and LoRA at a third of its rate there (1e-3: full fine-tuning's best rate fell threefold from "
                        "1,000 examples to the full sets). BitFit is not here: a Llama has no biases, so it trains the head alone."),
     "full-data-seed": ("The seed methods on the full training set",
-                       [at_rate("ehft-bitfit", "3e-4"), at_rate("ehft-lora", "3e-4"), at_rate("lora-all", "1e-3"), at_rate("spafit", "1e-3"),
-                        at_rate("select-auto-1", "1e-3"), at_rate("select-top-1", "1e-3")], None,
+                       [at_rate("full", "3e-4"), at_rate("ehft-bitfit", "3e-4"), at_rate("ehft-lora", "3e-4"), "lora", at_rate("lora-all", "1e-3"),
+                        at_rate("spafit", "1e-3"), at_rate("select-auto-1", "1e-3"), at_rate("select-top-1", "1e-3")], None,
                        "EH-FT, SPAFIT and variability-guided selection (with their comparison rows) with every training example, "
                        "at a third of the rates found best with 1,000 examples, as the full-data tables found for full fine-tuning "
-                       "and LoRA: EH-FT's stage 2 (full fine-tuning) 3e-4, the LoRA family and block tuning 1e-3. Full fine-tuning "
-                       "at 3e-4 is in the full-data-lr table, LoRA at 1e-3 in full-data-peft."),
+                       "and LoRA: EH-FT's stage 2 (full fine-tuning) 3e-4, the LoRA family and block tuning 1e-3."),
     "full-data-ltuning": ("L-Tuning vs prefix/prompt on the full training set",
-                          [at_rate("lt-prefix", "1.5e-2"), "lt-prompt"], CLASSIFICATION,
-                          "L-Tuning at the rates of prefix and prompt in full-data-peft (the best of those tried with 1,000 examples)."),
+                          [at_rate("prefix", "1.5e-2"), at_rate("lt-prefix", "1.5e-2"), "prompt", "lt-prompt"], CLASSIFICATION,
+                          "L-Tuning at prefix's and prompt's rates (the best of those tried with 1,000 examples)."),
     "full-data-lr": ("Full fine-tuning's rate, pretrained against random initialisation",
                      ["full", at_rate("full", "3e-4"), at_rate("full", "1e-3"), at_rate("full-random", "3e-4"), at_rate("full-random", "1e-3")], None,
                      "Whether the rate found best with 1,000 examples (160 steps) wipes out what pretraining gave once the "
