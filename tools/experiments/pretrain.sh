@@ -18,7 +18,9 @@
 # TASK_TEXT=1 (a new run only) adds the benchmarks' training splits from DATA_DIR (default
 # ../shared/data), one document per example: GLUE's CoLA, SST-2, MRPC, STS-B, RTE and WNLI
 # train.tsv and SentEval's SST-5 sentiment-train. MR, CR, SUBJ and MPQA are left out: they have
-# no split, so any held-out part a fine-tuning run evaluates on would be in the corpus. The choice
+# no split, so any held-out part a fine-tuning run evaluates on would be in the corpus. GLUE's tasks share
+# sources, though: 48 of MRPC's dev pairs are STS-B training pairs and 110 of STS-B's are MRPC's
+# (docs/pretraining.md), so an MRPC or STS-B result on such a backbone must say so. The choice
 # is recorded in RUNS_DIR/PRESET/task-text when set; a run resumes with the corpus it started with
 # (TASK_TEXT is then ignored: the engine would refuse a different corpus).
 set -euo pipefail
