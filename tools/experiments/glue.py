@@ -34,6 +34,7 @@ GLUE's test labels are not public). Engine: ENGINE or the Debug build. Standard 
 """
 import argparse
 import json
+import math
 import os
 import re
 import shutil
@@ -440,6 +441,17 @@ def save(args, plt, fig, name):
     return link(args, name)
 
 
+def bar_heights(config, tasks, runs):
+    """The bars of one configuration: per task the mean over seeds ×100 and the sample std; a cell
+    not run is NaN, which draws no bar (a bar of 0 would read as a measured 0, a common MCC)."""
+    means, stds = [], []
+    for t in tasks:
+        vs = [100 * r["eval"][TASKS[t][2]] for r in runs if r["config"] == config and r["task"] == t]
+        means.append(statistics.mean(vs) if vs else math.nan)
+        stds.append(statistics.stdev(vs) if len(vs) > 1 else 0)
+    return means, stds
+
+
 def bars(args, name, title, configs, tasks, runs):
     """One group of bars per task, one bar per configuration: the mean over seeds, the sample std as error bar."""
     plt = pyplot(args)
@@ -448,11 +460,7 @@ def bars(args, name, title, configs, tasks, runs):
     fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(tasks) + 0.3 * len(configs)), 3.6))
     width = 0.8 / len(configs)
     for i, c in enumerate(configs):
-        means, stds = [], []
-        for t in tasks:
-            vs = [100 * r["eval"][TASKS[t][2]] for r in runs if r["config"] == c and r["task"] == t]
-            means.append(statistics.mean(vs) if vs else 0)
-            stds.append(statistics.stdev(vs) if len(vs) > 1 else 0)
+        means, stds = bar_heights(c, tasks, runs)
         ax.bar([j + (i - (len(configs) - 1) / 2) * width for j in range(len(tasks))], means, width, yerr=stds, capsize=2, label=c)
     ax.set_xticks(range(len(tasks)), [TASKS[t][3] for t in tasks])
     ax.set_ylabel("dev metric ×100")

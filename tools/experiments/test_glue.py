@@ -153,6 +153,15 @@ class GlueScript(unittest.TestCase):
         self.assertRegex(rows["full"], r"^\d+\.\d ± \d+\.\d$")  # two seeds: mean ± sample std
         self.assertRegex(rows["head"], r"^\d+\.\d \(n=1\)$")  # one: the mean alone, not "± 0.0"
 
+    def test_a_chart_draws_no_bar_for_a_cell_not_run_and_a_bar_for_a_measured_zero(self):
+        sys.path.insert(0, HERE)
+        import glue
+        runs = [{"config": "full", "task": "cola", "eval": {"mcc": m}} for m in (0.0, 0.0)]
+        means, stds = glue.bar_heights("full", ["cola", "sst2"], runs)
+        self.assertEqual(means[0], 0.0)  # measured: a bar at 0
+        self.assertEqual(stds[0], 0.0)
+        self.assertTrue(math.isnan(means[1]))  # not run: no bar
+
     def test_a_table_whose_tasks_ran_for_different_epochs_says_so_per_task(self):
         for task, epochs in (("sst2", "1"), ("cola", "3")):
             self.glue("run", "full-data", "--regime", "full", "--backbone", self.backbone, "--random-backbone", self.backbone,
